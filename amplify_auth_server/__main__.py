@@ -1,0 +1,116 @@
+"""``amplify-auth-server``: serve, migrate, or mint an admin token.
+
+    amplify-auth-server                      # serve (same as `serve`)
+    amplify-auth-server migrate              # apply database migrations
+    amplify-auth-server create-admin-token   # mint an admin token, print it once
+
+Configuration comes from the environment and `.env` (see
+:class:`~amplify_auth_server.config.Settings`); a bad setting stops the
+command with one line saying what to change, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from amplify_auth_server.config import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(p) for p in error["loc"]).upper() or "settings"
+            print(f"amplify-auth-server: {where}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from amplify_auth_server.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        server_header=False,
+    )
+
+
+async def _migrate(settings: Settings) -> None:
+    from amplify_auth_server.database import create_engine, migrate
+
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _create_admin_token(settings: Settings, name: str) -> None:
+    from amplify_auth_server.commands import CreateToken, Writer
+    from amplify_auth_server.database import create_engine, migrate
+    from amplify_auth_server.deps import ADMIN_SCOPE
+    from amplify_auth_server.store import SYSTEM, TokenStore
+
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        # A one-shot writer: a new token has nothing cached anywhere, and
+        # its insert cannot conflict with a running server's writer.
+        created = await CreateToken(actor=SYSTEM, name=name, scopes=(ADMIN_SCOPE,)).execute(
+            Writer(TokenStore(engine), cache=None)
+        )
+    finally:
+        await engine.dispose()
+    print(f"created admin token {created.record.id}; it is shown once:", file=sys.stderr)
+    print(created.token)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="amplify-auth-server",
+        description="The AMPLIfy Auth server. Configured by environment variables (see docs).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the HTTP API (the default)")
+    serve.add_argument("--host", help="interface to bind (default: HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default: PORT, else 8000)")
+    commands.add_parser("migrate", help="apply pending database migrations, then exit")
+    admin = commands.add_parser(
+        "create-admin-token", help="mint an admin token in the database and print it once"
+    )
+    admin.add_argument("--name", default="admin", help="the token's name (default: admin)")
+    args = parser.parse_args(argv)
+
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    if args.command in (None, "serve"):
+        _serve(settings, getattr(args, "host", None), getattr(args, "port", None))
+    elif args.command == "migrate":
+        asyncio.run(_migrate(settings))
+    else:
+        asyncio.run(_create_admin_token(settings, args.name))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The first admin token: from ``AUTH_ADMIN_TOKEN``, or minted into a 0600 file.
+
+Management needs an admin token, and the quick start must not need any
+secret handling. So:
+
+* ``AUTH_ADMIN_TOKEN`` set: its hash is registered at every start-up, once
+  (registering an already-known hash changes nothing; a revoked one stays
+  revoked).
+* Embedded default, no token set: the first start mints one and writes it
+  to a file beside the SQLite database, created with mode 0600 and never
+  overwritten; ``auth-cli`` reads it from there. Later starts register the
+  file's token again (idempotently).
+* Otherwise the server starts without one; ``amplify-auth-server
+  create-admin-token`` mints one in the database.
+
+The raw value is never logged: only the file's path is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from amplify_auth_client import generate_token, hash_token, token_is_well_formed
+from amplify_auth_server.commands import CommandQueue, RegisterToken
+from amplify_auth_server.config import Settings
+from amplify_auth_server.deps import ADMIN_SCOPE
+from amplify_auth_server.store import SYSTEM
+
+logger = logging.getLogger("amplify_auth_server.bootstrap")
+
+
+def _read_or_mint(path: Path) -> str:
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        token = path.read_text(encoding="ascii").strip()
+        if not token_is_well_formed(token):
+            raise RuntimeError(
+                f"{path} does not hold a valid admin token; delete it to have a new one minted"
+            ) from None
+        return token
+    token = generate_token()
+    with os.fdopen(descriptor, "w", encoding="ascii") as file:
+        file.write(token + "\n")
+    logger.info("minted an admin token into %s (mode 0600); auth-cli reads it from there", path)
+    return token
+
+
+async def register_admin_token(settings: Settings, queue: CommandQueue) -> None:
+    if settings.auth_admin_token is not None:
+        raw = settings.auth_admin_token.get_secret_value()
+        source = "AUTH_ADMIN_TOKEN"
+    else:
+        path = settings.resolved_admin_token_file
+        if path is None:
+            logger.info(
+                "no AUTH_ADMIN_TOKEN configured; mint an admin token with "
+                "`amplify-auth-server create-admin-token`"
+            )
+            return
+        raw = _read_or_mint(path)
+        source = str(path)
+    record = await queue.submit(
+        RegisterToken(
+            actor=SYSTEM,
+            token_hash=hash_token(raw),
+            name=f"admin ({'AUTH_ADMIN_TOKEN' if source == 'AUTH_ADMIN_TOKEN' else 'bootstrap'})",
+            scopes=(ADMIN_SCOPE,),
+        )
+    )
+    if record.revoked_at is not None:
+        logger.warning("the admin token from %s is revoked; management will refuse it", source)
+    else:
+        logger.info("admin token from %s is registered as %s", source, record.id)

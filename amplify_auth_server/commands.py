@@ -1,0 +1,343 @@
+"""The single writer: every change to tokens is a command run by one task.
+
+Handlers build a frozen command and ``await queue.submit(command)``; one
+writer task takes commands in order, runs each in its own transaction,
+writes the audit record in that same transaction, makes the new state
+visible in every cache tier, and only then answers the handler's future.
+Validation never comes here: it only reads.
+
+Within one process the queue is what orders writes. Across replicas the
+database is: each command reads the row under a lock (``FOR UPDATE`` on
+PostgreSQL) and writes only if the row's version is still the one it read,
+so a revoke and an extend racing on two replicas end in one of the two
+serial orders, never a mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Generic, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+
+from amplify_auth_client import generate_token, hash_token
+from amplify_auth_server.cache import TokenCache, TokenState
+from amplify_auth_server.errors import (
+    AuthServerError,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    ShuttingDown,
+)
+from amplify_auth_server.metrics import Metrics
+from amplify_auth_server.models import utcnow
+from amplify_auth_server.store import (
+    Actor,
+    ConcurrentUpdate,
+    TokenRecord,
+    TokenStatus,
+    TokenStore,
+    new_token_id,
+)
+
+logger = logging.getLogger("amplify_auth_server.commands")
+
+T = TypeVar("T")
+
+DEFAULT_QUEUE_SIZE: Final = 10_000
+_ATTEMPTS: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """What a command may touch."""
+
+    store: TokenStore
+    cache: TokenCache | None
+
+
+class Command(ABC, Generic[T]):
+    """A change, executed only by the writer (or by a one-shot CLI process)."""
+
+    actor: Actor
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    @abstractmethod
+    async def execute(self, writer: Writer) -> T: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedToken:
+    """The one object that ever holds a raw token, on its way to the response."""
+
+    record: TokenRecord
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateToken(Command[CreatedToken]):
+    actor: Actor
+    name: str
+    scopes: tuple[str, ...]
+    ttl_days: int | None = None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+
+    async def execute(self, writer: Writer) -> CreatedToken:
+        for attempt in range(_ATTEMPTS):
+            raw = generate_token()
+            now = utcnow()
+            record = TokenRecord(
+                id=new_token_id(),
+                token_hash=hash_token(raw),
+                name=self.name,
+                scopes=self.scopes,
+                description=self.description,
+                metadata=self.metadata,
+                created_at=now,
+                expires_at=None if self.ttl_days is None else now + timedelta(days=self.ttl_days),
+                revoked_at=None,
+                version=1,
+                created_by=self.actor.id,
+            )
+            try:
+                async with writer.store.transaction() as connection:
+                    await writer.store.insert(connection, record)
+                    await writer.store.record(
+                        connection,
+                        at=now,
+                        actor=self.actor,
+                        action="create",
+                        token_id=record.id,
+                        details=_describe(record),
+                    )
+            except IntegrityError:
+                # An id or hash collision: vanishingly rare, and a fresh draw fixes it.
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                continue
+            return CreatedToken(record=record, token=raw)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterToken(Command[TokenRecord]):
+    """Register a token minted elsewhere (``AUTH_ADMIN_TOKEN``), by hash, once."""
+
+    actor: Actor
+    token_hash: str = field(repr=False)
+    name: str
+    scopes: tuple[str, ...]
+
+    async def execute(self, writer: Writer) -> TokenRecord:
+        for _ in range(_ATTEMPTS):
+            async with writer.store.transaction() as connection:
+                existing = await writer.store.find_hash(connection, self.token_hash)
+                if existing is not None:
+                    return existing
+            now = utcnow()
+            record = TokenRecord(
+                id=new_token_id(),
+                token_hash=self.token_hash,
+                name=self.name,
+                scopes=self.scopes,
+                description="registered at start-up",
+                metadata=None,
+                created_at=now,
+                expires_at=None,
+                revoked_at=None,
+                version=1,
+                created_by=self.actor.id,
+            )
+            try:
+                async with writer.store.transaction() as connection:
+                    await writer.store.insert(connection, record)
+                    await writer.store.record(
+                        connection,
+                        at=now,
+                        actor=self.actor,
+                        action="register",
+                        token_id=record.id,
+                        details=_describe(record),
+                    )
+            except IntegrityError:
+                continue  # another replica registered it first: read theirs
+            return record
+        raise ServiceUnavailable("could not register the token; retry")
+
+
+class _Change(Command[TokenRecord]):
+    """A change to an existing row: read under lock, decide, write if unchanged."""
+
+    token_id: str
+
+    @abstractmethod
+    def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
+        """The column values to write, or None when there is nothing to do."""
+
+    async def execute(self, writer: Writer) -> TokenRecord:
+        for _ in range(_ATTEMPTS):
+            now = utcnow()
+            try:
+                async with writer.store.transaction() as connection:
+                    current = await writer.store.lock(connection, self.token_id)
+                    if current is None:
+                        raise NotFound(f"no token with id {self.token_id}")
+                    values = self.change(current, now)
+                    if values is None:
+                        updated = current
+                    else:
+                        updated = await writer.store.update(connection, current, **values)
+                        await writer.store.record(
+                            connection,
+                            at=now,
+                            actor=self.actor,
+                            action=self.action,
+                            token_id=current.id,
+                            details=_jsonable(values),
+                        )
+            except ConcurrentUpdate:
+                continue
+            if writer.cache is not None:
+                # Also when nothing changed: a previous attempt may have
+                # committed and then failed to reach a cache.
+                await writer.cache.apply(updated.token_hash, TokenState.from_record(updated))
+            return updated
+        raise ServiceUnavailable("the token kept changing concurrently; retry")
+
+    @property
+    @abstractmethod
+    def action(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeToken(_Change):
+    """Revoke now; revoking a revoked token changes nothing and succeeds."""
+
+    actor: Actor
+    token_id: str
+
+    @property
+    def action(self) -> str:
+        return "revoke"
+
+    def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
+        if current.revoked_at is not None:
+            return None
+        return {"revoked_at": now}
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendToken(_Change):
+    """Push the expiry ``days`` further: from the current expiry, or from now if past."""
+
+    actor: Actor
+    token_id: str
+    days: int
+
+    @property
+    def action(self) -> str:
+        return "extend"
+
+    def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
+        status = current.status(now)
+        if status is TokenStatus.REVOKED:
+            raise Conflict(f"token {current.id} is revoked; a revoked token cannot be extended")
+        if current.expires_at is None:
+            raise Conflict(f"token {current.id} never expires; there is nothing to extend")
+        return {"expires_at": max(current.expires_at, now) + timedelta(days=self.days)}
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+def _describe(record: TokenRecord) -> dict[str, Any]:
+    return _jsonable(
+        {"name": record.name, "scopes": list(record.scopes), "expires_at": record.expires_at}
+    )
+
+
+_STOP: Final = object()
+
+
+class CommandQueue:
+    """One queue, one writer task, one future per command."""
+
+    def __init__(
+        self, writer: Writer, metrics: Metrics, *, maxsize: int = DEFAULT_QUEUE_SIZE
+    ) -> None:
+        self._writer = writer
+        self._metrics = metrics
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any] | None]] = asyncio.Queue(
+            maxsize=maxsize
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        metrics.watch_queue(self._queue.qsize)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._closed
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="amplify-auth-writer")
+
+    async def submit(self, command: Command[T]) -> T:
+        """Queue ``command`` and wait for the writer's answer (or its error)."""
+        if self._closed or self._task is None:
+            raise ShuttingDown()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((command, future))
+        except asyncio.QueueFull:
+            raise ServiceUnavailable("too many pending changes; retry shortly") from None
+        # Shielded: a client that hangs up must not cancel a change that the
+        # writer may already have committed.
+        return await asyncio.shield(future)
+
+    async def stop(self) -> None:
+        """Refuse new commands, finish every queued one, then end the writer."""
+        if self._task is None:
+            return
+        self._closed = True
+        await self._queue.put((_STOP, None))
+        await self._task
+
+    async def _run(self) -> None:
+        while True:
+            command, future = await self._queue.get()
+            if command is _STOP:
+                return
+            assert future is not None
+            try:
+                result = await command.execute(self._writer)
+            except AuthServerError as exc:
+                self._metrics.commands.labels(command.kind, type(exc).__name__).inc()
+                _settle(future, exc=exc)
+            except Exception as exc:
+                # The writer must outlive any one command: log, answer, go on.
+                logger.exception("command %s failed", command.kind)
+                self._metrics.commands.labels(command.kind, "error").inc()
+                _settle(future, exc=exc)
+            else:
+                self._metrics.commands.labels(command.kind, "ok").inc()
+                _settle(future, result=result)
+
+
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, exc: BaseException | None = None
+) -> None:
+    if future.done():  # the submitter's loop is closing; nobody is waiting
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -1,0 +1,130 @@
+"""Server settings, read from the environment and `.env`.
+
+Every setting has a safe default so that ``amplify-auth-server`` with no
+configuration serves the embedded default: a SQLite file in the working
+directory and an in-process cache. Settings that would make the server
+unsafe are refused at start-up with a message that says what to change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from amplify_auth_client import hash_token, token_is_well_formed
+
+DEFAULT_SQLITE_FILE = "amplify_auth.db"
+ADMIN_TOKEN_FILE_SUFFIX = ".admin-token"
+
+# SHA-256 of the well-formed tokens printed in our own docs and examples. A
+# server configured with one of them would hand admin rights to anyone who
+# read the docs. Hashes, so that this file holds no token-shaped string.
+_DOCUMENTED_TOKEN_HASHES: frozenset[str] = frozenset()
+
+
+class Settings(BaseSettings):
+    """The server's configuration. Field names are the environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy or libpq-style URL; unset means a SQLite file in the working "
+        "directory. `postgresql://user:pass@host:5432/db` is accepted as written.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Shared cache and cross-replica invalidation; unset means in-process only.",
+    )
+    token_cache_ttl: int = Field(
+        default=1800, ge=1, description="Seconds a token's state may be served from the cache."
+    )
+    negative_cache_ttl: int = Field(
+        default=30, ge=0, description="Seconds an unknown token's answer is cached."
+    )
+    local_cache_ttl: int = Field(
+        default=5,
+        ge=0,
+        description="With Redis: seconds the in-process first-level cache holds an entry.",
+    )
+    local_cache_size: int = Field(default=100_000, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    auth_admin_token: SecretStr | None = Field(
+        default=None,
+        description="Registered (hash only) as an admin token at start-up.",
+    )
+    admin_token_file: Path | None = Field(
+        default=None,
+        description="Where the embedded default keeps the admin token it mints; defaults "
+        "to the SQLite file's name with `.admin-token`.",
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    access_log: bool = False
+    migrate_on_start: bool = True
+    redis_key_prefix: str = Field(default="amplify:auth", pattern=r"^[A-Za-z0-9:_.-]{1,64}$")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    invalidation_ack_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds a revoke or extend waits for every replica to confirm it evicted.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url", "redis_url", "auth_admin_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.auth_admin_token is not None:
+            raw = self.auth_admin_token.get_secret_value()
+            if not token_is_well_formed(raw):
+                raise ValueError(
+                    "AUTH_ADMIN_TOKEN is not a valid amp_live_ token (wrong shape or checksum). "
+                    "Mint one with `amplify-auth-server create-admin-token`, or unset it."
+                )
+            if hash_token(raw) in _DOCUMENTED_TOKEN_HASHES:
+                raise ValueError(
+                    "AUTH_ADMIN_TOKEN is the example token from the documentation; anyone who "
+                    "read it would be admin. Mint a fresh one with "
+                    "`amplify-auth-server create-admin-token`."
+                )
+        return self
+
+    @property
+    def is_embedded(self) -> bool:
+        """Whether the database is the SQLite default (or any SQLite file)."""
+        return self.database_url is None or self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.database_url is None:
+            return Path(DEFAULT_SQLITE_FILE)
+        for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
+            if self.database_url.startswith(prefix):
+                return Path(self.database_url.removeprefix(prefix).split("?", 1)[0])
+        return None
+
+    @property
+    def resolved_admin_token_file(self) -> Path | None:
+        """The admin token file of the embedded default, or None outside it."""
+        if self.admin_token_file is not None:
+            return self.admin_token_file
+        path = self.sqlite_path
+        if path is None or str(path) in ("", ":memory:"):
+            return None
+        return path.with_name(path.stem + ADMIN_TOKEN_FILE_SUFFIX)

@@ -1,0 +1,116 @@
+"""Engine creation for both backends, and the migrations that shape them.
+
+``DATABASE_URL`` is accepted in the forms people paste: ``postgresql://``
+and ``postgres://`` (libpq style, as in the seed's docker-compose) become
+the asyncpg driver; ``sqlite:///file`` becomes aiosqlite. Unset means the
+embedded default, a SQLite file in the working directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from amplify_auth_server.config import DEFAULT_SQLITE_FILE
+
+logger = logging.getLogger("amplify_auth_server.database")
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+# Any constant will do: it only has to be the same for every replica, so
+# that two servers starting at once do not both run the same migration.
+_MIGRATION_LOCK_KEY = 0x616D705F6D6967
+
+
+def async_url(database_url: str | None) -> URL:
+    """The SQLAlchemy async URL for a ``DATABASE_URL`` as users write it.
+
+    >>> async_url("postgresql://u:p@db:5432/auth").drivername
+    'postgresql+asyncpg'
+    """
+    if database_url is None:
+        return make_url(f"sqlite+aiosqlite:///{DEFAULT_SQLITE_FILE}")
+    url = make_url(database_url)
+    backend = url.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+asyncpg")
+        # libpq spells it sslmode; asyncpg calls the same thing ssl.
+        if "sslmode" in url.query:
+            query = dict(url.query)
+            query["ssl"] = query.pop("sslmode")
+            url = url.set(query=query)
+    elif backend == "sqlite":
+        url = url.set(drivername="sqlite+aiosqlite")
+    else:
+        raise ValueError(
+            f"DATABASE_URL uses {backend!r}; AMPLIfy Auth supports postgresql:// and sqlite:///"
+        )
+    return url
+
+
+def create_engine(database_url: str | None) -> AsyncEngine:
+    url = async_url(database_url)
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql":
+        # A dead database must turn into a fast 503, not a hung request.
+        kwargs["connect_args"] = {"timeout": 5, "command_timeout": 10}
+        kwargs["pool_size"] = 10
+        kwargs["max_overflow"] = 10
+        kwargs["pool_timeout"] = 5
+    engine = create_async_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets validation read while the writer commits; NORMAL sync is
+    # durable across application crashes, which is what WAL needs;
+    # busy_timeout covers a migration or CLI write racing the server.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    if connection.dialect.name != "postgresql":
+        # SQLite serialises writers itself (busy_timeout above).
+        yield
+        return
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    try:
+        yield
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+
+
+def _upgrade(connection: Connection) -> None:
+    with _migration_lock(connection):
+        command.upgrade(_alembic_config(connection), "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Apply every pending migration; safe to run from several replicas at once."""
+    async with engine.connect() as connection:
+        await connection.run_sync(_upgrade)
+        await connection.commit()
+    logger.info("database schema is up to date")

@@ -1,0 +1,100 @@
+"""The server's error tree, and how each error looks on the wire.
+
+Split by what the caller can do about it::
+
+    AuthServerError                  {"error": code, "detail": message}
+    ├── InvalidRequest       422     fix the request (never echoes the input)
+    ├── PayloadTooLarge      413     send less
+    ├── Unauthorized         401     send a valid admin token
+    ├── Forbidden            403     use a token with the admin scope
+    ├── NotFound             404     check the token id
+    ├── Conflict             409     the token's state forbids this change
+    └── ServiceUnavailable   503     retry later
+        ├── DatabaseUnavailable
+        └── ShuttingDown
+
+Messages never contain a raw token: none of these errors is built from one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AuthServerError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    default_detail: ClassVar[str] = "internal error"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+        self.detail = detail or self.default_detail
+        self.headers = headers or {}
+        super().__init__(self.detail)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail}
+
+
+class InvalidRequest(AuthServerError):
+    status_code = 422
+    code = "invalid_request"
+    default_detail = "the request body does not match the schema"
+
+    def __init__(self, detail: str | None = None, *, errors: list[dict[str, Any]] | None = None):
+        super().__init__(detail)
+        self.errors = errors or []
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "errors": self.errors}
+
+
+class PayloadTooLarge(AuthServerError):
+    status_code = 413
+    code = "payload_too_large"
+    default_detail = "request body too large"
+
+
+class Unauthorized(AuthServerError):
+    status_code = 401
+    code = "unauthorized"
+    default_detail = (
+        "management needs an admin token: send `Authorization: Bearer <token>` "
+        "with a token holding the admin scope"
+    )
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="amplify-auth"'})
+
+
+class Forbidden(AuthServerError):
+    status_code = 403
+    code = "forbidden"
+    default_detail = "this token lacks the admin scope that management requires"
+
+
+class NotFound(AuthServerError):
+    status_code = 404
+    code = "not_found"
+    default_detail = "no such token"
+
+
+class Conflict(AuthServerError):
+    status_code = 409
+    code = "conflict"
+
+
+class ServiceUnavailable(AuthServerError):
+    status_code = 503
+    code = "unavailable"
+    default_detail = "the auth service cannot answer right now; retry shortly"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    default_detail = "the token database is unreachable; retry shortly"
+
+
+class ShuttingDown(ServiceUnavailable):
+    default_detail = "the server is shutting down; retry on another replica"

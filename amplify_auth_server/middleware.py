@@ -1,0 +1,112 @@
+"""Pure ASGI middleware: a body size cap, and request latency metrics.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: these wrap every validation,
+and the base class costs an extra task and stream per request.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from amplify_auth_server.errors import PayloadTooLarge
+from amplify_auth_server.schemas import ErrorResponse
+
+
+class BodySizeLimit:
+    """Refuse bodies over ``max_bytes`` before reading them into memory.
+
+    A declared ``Content-Length`` over the cap is refused at once; a chunked
+    body is counted as it arrives and refused at the first byte too many.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = self.max_bytes + 1
+                if declared > self.max_bytes:
+                    await self._refuse(send)
+                    return
+                # Trust the declared length: the server enforces it.
+                await self.app(scope, receive, send)
+                return
+        await self.app(scope, self._counting(receive), send)
+
+    def _counting(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(self._detail)
+            return message
+
+        return counted
+
+    @property
+    def _detail(self) -> str:
+        return f"request body over {self.max_bytes} bytes"
+
+    async def _refuse(self, send: Send) -> None:
+        body = (
+            ErrorResponse(error=PayloadTooLarge.code, detail=self._detail)
+            .model_dump_json(exclude_none=True)
+            .encode()
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": PayloadTooLarge.status_code,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class RequestLatency:
+    """Observe each request's duration under its route template, not its path.
+
+    Route templates keep the label set small (``/auth/tokens/{token_id}``,
+    not one series per token id).
+    """
+
+    def __init__(self, app: ASGIApp, *, histogram: Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+        self._children: dict[tuple[str, str], Histogram] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            # Unmatched requests share one series whatever their method or
+            # path, so that a scanner cannot mint label values.
+            key = ("*", "unmatched") if route is None else (scope["method"], route.path)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self.histogram.labels(*key)
+            child.observe(time.perf_counter() - started)

@@ -1,0 +1,74 @@
+"""How errors reach the wire: one JSON shape, and never the caller's input.
+
+FastAPI's default 422 body echoes each invalid value back; for a token
+field that would put a secret in a response (and in any log that records
+responses), so only the location, message and type are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from amplify_auth_server.errors import AuthServerError, InvalidRequest
+
+logger = logging.getLogger("amplify_auth_server")
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) if not isinstance(p, int) else p for p in e["loc"]], "msg": e["msg"],
+         "type": e["type"]}
+        for e in errors
+    ]
+
+
+def _respond(exc: AuthServerError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _ours(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthServerError)
+    return _respond(exc)
+
+
+async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _respond(InvalidRequest(errors=field_errors(exc.errors())))
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": code, "detail": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+    return JSONResponse(
+        {"error": "internal_error", "detail": "internal error; the server log has the details"},
+        status_code=500,
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AuthServerError, _ours)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,135 @@
+"""The read path: from a raw token to an answer, touching as little as possible.
+
+1. Shape and checksum, locally: a malformed token costs no lookup at all.
+2. SHA-256, then the local cache, then Redis, then the database. Concurrent
+   misses for the same hash share one lookup, so a burst of requests with a
+   new token (or a flood of one garbage token) reaches the database once.
+3. The answer is computed from the cached state at the time of the request
+   (expiry included), so no cache tier can serve an expired token as valid.
+
+Nothing here writes to the database, and nothing here keeps the raw token:
+it is hashed and dropped in step 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import orjson
+
+from amplify_auth_client import hash_token, token_is_well_formed
+from amplify_auth_server.cache import UNKNOWN, TokenCache, TokenState
+from amplify_auth_server.metrics import Metrics
+from amplify_auth_server.store import TokenStore
+
+Reason = Literal["malformed", "unknown", "revoked", "expired", "insufficient_scope"]
+
+
+def _body(
+    *,
+    valid: bool,
+    reason: Reason | None,
+    state: TokenState | None = None,
+    scopes: Sequence[str] = (),
+    missing: Sequence[str] = (),
+) -> bytes:
+    return orjson.dumps(
+        {
+            "valid": valid,
+            "scopes": scopes,
+            "token_id": None if state is None else state.token_id,
+            "name": None if state is None else state.name,
+            "reason": reason,
+            "missing_scopes": missing,
+            "expires_at": None if state is None else state.expires_at,
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+MALFORMED_BODY: Final = _body(valid=False, reason="malformed")
+UNKNOWN_BODY: Final = _body(valid=False, reason="unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A validation's answer: the response body and the result for metrics."""
+
+    body: bytes
+    result: str
+    state: TokenState | None
+
+
+class Validator:
+    def __init__(self, store: TokenStore, cache: TokenCache, metrics: Metrics) -> None:
+        self._store = store
+        self._cache = cache
+        self._metrics = metrics
+        self._inflight: dict[str, asyncio.Task[TokenState]] = {}
+
+    async def validate(self, token: str, required_scopes: Sequence[str] = ()) -> Verdict:
+        state = await self.state_of(token)
+        verdict = self.judge(state, required_scopes)
+        self._metrics.validation_by_result[verdict.result].inc()
+        return verdict
+
+    async def state_of(self, token: str) -> TokenState | None:
+        """What the caches or the database know of ``token``; None if malformed."""
+        if not token_is_well_formed(token):
+            return None
+        key = hash_token(token)
+        state = self._cache.get_local(key)
+        if state is not None:
+            self._metrics.local_hit.inc()
+            return state
+        self._metrics.local_miss.inc()
+        lookup = self._inflight.get(key)
+        if lookup is None:
+            # A task of its own, so that a caller who hangs up cannot cancel
+            # the lookup that other callers are waiting for.
+            lookup = asyncio.create_task(self._load(key))
+            self._inflight[key] = lookup
+            lookup.add_done_callback(lambda _: self._inflight.pop(key, None))
+        else:
+            self._metrics.coalesced.inc()
+        return await asyncio.shield(lookup)
+
+    async def _load(self, key: str) -> TokenState:
+        state = await self._cache.get_shared(key)
+        if state is not None:
+            return state
+        self._metrics.database_lookups.inc()
+        record = await self._store.get_by_hash(key)
+        state = UNKNOWN if record is None else TokenState.from_record(record)
+        await self._cache.fill(key, state)
+        return state
+
+    @staticmethod
+    def judge(state: TokenState | None, required_scopes: Sequence[str]) -> Verdict:
+        if state is None:
+            return Verdict(MALFORMED_BODY, "malformed", None)
+        if not state.known:
+            return Verdict(UNKNOWN_BODY, "unknown", state)
+        if state.revoked:
+            return Verdict(_body(valid=False, reason="revoked", state=state), "revoked", state)
+        if state.deadline is not None and state.deadline <= time.time():
+            return Verdict(_body(valid=False, reason="expired", state=state), "expired", state)
+        if required_scopes:
+            held = state.scopes
+            missing = [s for s in dict.fromkeys(required_scopes) if s not in held]
+            if missing:
+                body = _body(
+                    valid=False,
+                    reason="insufficient_scope",
+                    state=state,
+                    scopes=held,
+                    missing=missing,
+                )
+                return Verdict(body, "insufficient_scope", state)
+        if state.rendered is None:
+            state.rendered = _body(valid=True, reason=None, state=state, scopes=state.scopes)
+        return Verdict(state.rendered, "valid", state)

@@ -1,0 +1,1 @@
+"""Declare service endpoints as actions; authentication and scopes come for free."""

@@ -223,7 +223,9 @@ class RedisCache:
 
     def _failed(self, exc: BaseException) -> None:
         if time.monotonic() >= self._down_until:
-            logger.warning("redis unreachable (%s); validating from the database", type(exc).__name__)
+            logger.warning(
+                "redis unreachable (%s); validating from the database", type(exc).__name__
+            )
         self._down_until = time.monotonic() + REDIS_RETRY_INTERVAL
 
     async def get(self, key: str) -> TokenState | None:
@@ -240,6 +242,8 @@ class RedisCache:
             self._metrics.redis_miss.inc()
             return None
         self._metrics.redis_hit.inc()
+        # The client is built without decode_responses: values are bytes.
+        assert isinstance(raw, bytes)
         _, _, payload = raw.partition(b"|")
         return TokenState.loads(payload)
 

@@ -189,7 +189,7 @@ class _Change(Command[TokenRecord]):
                 async with writer.store.transaction() as connection:
                     current = await writer.store.lock(connection, self.token_id)
                     if current is None:
-                        raise NotFound(f"no token with id {self.token_id}")
+                        raise NotFound.token(self.token_id)
                     values = self.change(current, now)
                     if values is None:
                         updated = current

@@ -77,6 +77,10 @@ class NotFound(AuthServerError):
     code = "not_found"
     default_detail = "no such token"
 
+    @classmethod
+    def token(cls, token_id: str) -> NotFound:
+        return cls(f"no token with id {token_id!r}")
+
 
 class Conflict(AuthServerError):
     status_code = 409

@@ -23,6 +23,7 @@ deaf can no longer be served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from typing import Any, Final
@@ -79,9 +80,10 @@ class InvalidationBus:
     def live(self) -> bool:
         return self._live.is_set()
 
-    async def wait_live(self, timeout: float) -> bool:
+    async def wait_live(self, seconds: float) -> bool:
         try:
-            await asyncio.wait_for(self._live.wait(), timeout)
+            async with asyncio.timeout(seconds):
+                await self._live.wait()
         except TimeoutError:
             return False
         return True
@@ -92,10 +94,8 @@ class InvalidationBus:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         self._live.clear()
 
@@ -164,7 +164,7 @@ class InvalidationBus:
                 if message is not None:
                     await self._handle(message)
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
     async def _handle(self, message: dict[str, Any]) -> None:
         channel = message["channel"].decode()

@@ -55,9 +55,9 @@ class ValidateRequest(BaseModel):
     token: Annotated[str, StringConstraints(max_length=1024)] = Field(
         description="The raw token, as the caller presented it."
     )
-    required_scopes: Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(
-        max_length=MAX_SCOPES
-    )] = Field(default_factory=list, description="Every one of these must be held.")
+    required_scopes: Annotated[
+        list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=MAX_SCOPES)
+    ] = Field(default_factory=list, description="Every one of these must be held.")
 
 
 class ValidateResponse(BaseModel):

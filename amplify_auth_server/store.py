@@ -121,6 +121,7 @@ class Actor:
 
 SYSTEM = Actor(SYSTEM_ACTOR, "amplify-auth-server")
 
+
 def _select_by_hash(token_hash: str) -> Select[Any]:
     return select(tokens).where(tokens.c.token_hash == token_hash)
 
@@ -165,11 +166,7 @@ class TokenStore:
                 # A connection the database closed (restart, failover) is
                 # invalidated by SQLAlchemy; a second try gets a fresh one.
                 cause = exc.__cause__
-                if (
-                    attempt == 1
-                    and isinstance(cause, DBAPIError)
-                    and cause.connection_invalidated
-                ):
+                if attempt == 1 and isinstance(cause, DBAPIError) and cause.connection_invalidated:
                     continue
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -179,7 +176,7 @@ class TokenStore:
             row = (await connection.execute(select(tokens).where(tokens.c.id == token_id))).first()
         return None if row is None else TokenRecord.from_row(row)
 
-    async def list(self, *, include_inactive: bool, now: datetime) -> list[TokenRecord]:
+    async def list_records(self, *, include_inactive: bool, now: datetime) -> list[TokenRecord]:
         query = select(tokens).order_by(tokens.c.created_at, tokens.c.id)
         if not include_inactive:
             query = query.where(

@@ -29,8 +29,11 @@ _HTTP_CODES = {
 
 def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return [
-        {"loc": [str(p) if not isinstance(p, int) else p for p in e["loc"]], "msg": e["msg"],
-         "type": e["type"]}
+        {
+            "loc": [str(p) if not isinstance(p, int) else p for p in e["loc"]],
+            "msg": e["msg"],
+            "type": e["type"],
+        }
         for e in errors
     ]
 

@@ -6,7 +6,7 @@ Writes go through the single writer; reads go straight to the database.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
@@ -27,7 +27,7 @@ from amplify_auth_server.store import is_token_id
 router = APIRouter(
     prefix="/auth",
     tags=["management"],
-    responses={
+    responses={  # shared by every management route
         401: {"model": ErrorResponse, "description": "No valid admin token"},
         403: {"model": ErrorResponse, "description": "Token lacks the admin scope"},
         422: {"model": ErrorResponse},
@@ -36,13 +36,13 @@ router = APIRouter(
 )
 
 TokenId = Annotated[str, Path(description="The token's id, `tok_…`.", max_length=64)]
-_NOT_FOUND = {404: {"model": ErrorResponse}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 
 def _known(token_id: str) -> str:
     # Anything that cannot be an id is a 404 without a query.
     if not is_token_id(token_id):
-        raise NotFound(f"no token with id {token_id!r}")
+        raise NotFound.token(token_id)
     return token_id
 
 
@@ -83,10 +83,12 @@ async def create_token(
 async def list_tokens(
     admin: Admin,
     parts: ServicesDep,
-    all: Annotated[bool, Query(description="Include revoked and expired tokens.")] = False,  # noqa: A002
+    include_all: Annotated[
+        bool, Query(alias="all", description="Include revoked and expired tokens.")
+    ] = False,
 ) -> list[TokenRecordResponse]:
     now = utcnow()
-    records = await parts.store.list(include_inactive=all, now=now)
+    records = await parts.store.list_records(include_inactive=include_all, now=now)
     return [TokenRecordResponse.of(record, now) for record in records]
 
 
@@ -94,7 +96,7 @@ async def list_tokens(
 async def get_token(token_id: TokenId, admin: Admin, parts: ServicesDep) -> TokenRecordResponse:
     record = await parts.store.get(_known(token_id))
     if record is None:
-        raise NotFound(f"no token with id {token_id!r}")
+        raise NotFound.token(token_id)
     return TokenRecordResponse.of(record, utcnow())
 
 
@@ -134,7 +136,7 @@ async def token_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditRecordResponse]:
     if await parts.store.get(_known(token_id)) is None:
-        raise NotFound(f"no token with id {token_id!r}")
+        raise NotFound.token(token_id)
     records = await parts.store.audit(token_id=token_id, limit=limit)
     return [AuditRecordResponse.of(record) for record in records]
 

@@ -60,6 +60,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: Metrics = app.state.metrics
     engine = create_engine(settings.database_url)
     client: redis.Redis | None = None
+    shared: RedisCache | None = None
     bus: InvalidationBus | None = None
     try:
         if settings.migrate_on_start:
@@ -117,6 +118,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if bus is not None:
             await bus.stop()
+        if shared is not None:
+            await shared.close()
         if client is not None:
             await client.aclose()
         await engine.dispose()

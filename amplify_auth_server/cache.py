@@ -19,6 +19,8 @@ timestamps. Nothing here ever sees a raw token.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from datetime import datetime
@@ -211,15 +213,21 @@ class RedisCache:
         self._down_until = 0.0
         self._repairs: dict[str, TokenState] = {}
         self._repairs_overflowed = False
+        self._repair_lock = asyncio.Lock()
+        self._repair_task: asyncio.Task[None] | None = None
         self._metrics = metrics
 
-    @property
-    def available(self) -> bool:
-        return time.monotonic() >= self._down_until and not self._repairs_pending
-
-    @property
-    def _repairs_pending(self) -> bool:
-        return bool(self._repairs) or self._repairs_overflowed
+    async def _usable(self) -> bool:
+        """Whether to read from Redis now: not while it is failing, nor while
+        it may still hold a state that a missed write should have replaced."""
+        if time.monotonic() < self._down_until:
+            return False
+        if self._repairs or self._repairs_overflowed:
+            try:
+                await self.repair()
+            except RedisUnavailable:
+                return False
+        return True
 
     def _failed(self, exc: BaseException) -> None:
         if time.monotonic() >= self._down_until:
@@ -230,7 +238,7 @@ class RedisCache:
 
     async def get(self, key: str) -> TokenState | None:
         """The shared state of ``key``, or None on a miss or while Redis is down."""
-        if not self.available:
+        if not await self._usable():
             return None
         try:
             raw = await self.client.get(self.prefix + key)
@@ -269,16 +277,39 @@ class RedisCache:
         if len(self._repairs) >= MAX_PENDING_REPAIRS:
             self._repairs_overflowed = True
             self._repairs.clear()
-            return
-        current = self._repairs.get(key)
-        if current is None or current.version <= state.version:
-            self._repairs[key] = state
+        else:
+            current = self._repairs.get(key)
+            if current is None or current.version <= state.version:
+                self._repairs[key] = state
+        if self._repair_task is None or self._repair_task.done():
+            self._repair_task = asyncio.create_task(
+                self._repair_soon(), name="amplify-auth-redis-repair"
+            )
+
+    async def _repair_soon(self) -> None:
+        # Other replicas may read Redis while this one cannot write to it:
+        # replay the missed writes as soon as Redis answers, not when this
+        # replica next happens to read.
+        while self._repairs or self._repairs_overflowed:
+            await asyncio.sleep(REDIS_RETRY_INTERVAL)
+            with contextlib.suppress(RedisUnavailable):
+                await self.repair()
+
+    async def close(self) -> None:
+        if self._repair_task is not None:
+            self._repair_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._repair_task
 
     async def repair(self) -> None:
         """Replay the writes Redis missed, before anyone reads from it again.
 
         Raises :class:`RedisUnavailable` if Redis still does not answer.
         """
+        async with self._repair_lock:
+            await self._repair()
+
+    async def _repair(self) -> None:
         try:
             if self._repairs_overflowed:
                 # Too much was missed to replay: drop every entry instead, so

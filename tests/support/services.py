@@ -207,7 +207,7 @@ class PrivateRedis:
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
+             "--appendonly", "no", "--dir", str(self.directory), "--enable-debug-command", "yes"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -1,0 +1,179 @@
+"""When Redis or PostgreSQL goes away: answers stay correct, failure is closed.
+
+These tests stop servers, so they start private instances on free ports; the
+machine's shared PostgreSQL and Redis are never touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from amplify_auth_client import generate_token
+from tests.server.conftest import create, validate
+from tests.support.server import Backend, ServerProcess, running_server
+from tests.support.services import (
+    PrivatePostgres,
+    PrivateRedis,
+    fresh_database,
+    private_postgres,
+    private_redis,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+def wait_for(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll a condition that the server reaches on its own schedule (a reconnect)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[PrivateRedis]:
+    with private_redis() as instance:
+        yield instance
+
+
+@pytest.fixture
+def redis_backed(tmp_path: Path, own_redis: PrivateRedis) -> Iterator[ServerProcess]:
+    with fresh_database() as url:
+        backend = Backend("postgres", tmp_path, url)
+        with running_server(backend, env={"REDIS_URL": own_redis.url}) as server:
+            yield server
+
+
+def health(server: ServerProcess) -> tuple[int, dict[str, object]]:
+    response = httpx.get(server.base_url + "/health", timeout=10)
+    return response.status_code, response.json()
+
+
+def test_with_redis_down_validation_answers_from_the_database(
+    redis_backed: ServerProcess, own_redis: PrivateRedis
+) -> None:
+    with redis_backed.client() as admin:
+        alive = create(admin)
+        doomed = create(admin)
+        assert validate(admin, alive["token"])["valid"] is True
+        assert validate(admin, doomed["token"])["valid"] is True
+
+        own_redis.stop()
+        assert validate(admin, alive["token"])["valid"] is True
+        assert validate(admin, generate_token())["reason"] == "unknown"
+        admin.post(f"/auth/tokens/{doomed['token_id']}/revoke").raise_for_status()
+        assert validate(admin, doomed["token"])["reason"] == "revoked"
+        fresh = create(admin)
+        assert validate(admin, fresh["token"])["valid"] is True
+        status, body = health(redis_backed)
+        assert status == 200
+        assert body["status"] == "degraded"
+        assert body["components"] == {
+            "database": "healthy", "redis": "unhealthy", "command_processor": "running"
+        }
+
+        own_redis.start()
+        wait_for(lambda: health(redis_backed)[1]["status"] == "healthy")
+        assert validate(admin, doomed["token"])["reason"] == "revoked"
+        assert validate(admin, alive["token"])["valid"] is True
+
+
+def test_a_revoke_that_redis_missed_is_written_back_once_redis_answers(
+    redis_backed: ServerProcess, own_redis: PrivateRedis
+) -> None:
+    """Redis refuses writes (but still serves reads, as a partitioned or paused
+    primary may) while a revoke commits: it must not keep the old "valid" entry
+    for other replicas to read once it takes writes again."""
+    probe = redis.Redis(port=own_redis.port)
+
+    def shared_entry() -> bytes:
+        key = next(probe.scan_iter("*:tok:*"))
+        value = probe.get(key)
+        assert value is not None
+        return value
+
+    with redis_backed.client() as admin:
+        created = create(admin)
+        assert validate(admin, created["token"])["valid"] is True
+        assert b'"r":false' in shared_entry()
+
+        probe.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+        try:
+            admin.post(f"/auth/tokens/{created['token_id']}/revoke").raise_for_status()
+            assert validate(admin, created["token"])["reason"] == "revoked"
+            assert b'"r":false' in shared_entry()  # what Redis missed
+        finally:
+            probe.execute_command("CLIENT", "UNPAUSE")
+        wait_for(lambda: b'"r":true' in shared_entry())
+        assert validate(admin, created["token"])["reason"] == "revoked"
+    probe.close()
+
+
+def test_redis_down_at_start_up_does_not_stop_the_server(tmp_path: Path) -> None:
+    with fresh_database() as url, private_redis() as own:
+        own.stop()
+        backend = Backend("postgres", tmp_path, url)
+        with running_server(backend, env={"REDIS_URL": own.url}) as server:
+            with server.client() as admin:
+                created = create(admin)
+                assert validate(admin, created["token"])["valid"] is True
+            assert health(server)[1]["status"] == "degraded"
+            own.start()
+            wait_for(lambda: health(server)[1]["status"] == "healthy")
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PrivatePostgres]:
+    with private_postgres() as instance:
+        yield instance
+
+
+@pytest.mark.parametrize("with_redis", [False, True], ids=["memory-cache", "redis-cache"])
+def test_with_the_database_down_cached_answers_serve_and_misses_are_503(
+    tmp_path: Path, own_postgres: PrivatePostgres, with_redis: bool
+) -> None:
+    env = {}
+    instance: PrivateRedis | None = None
+    with private_redis() as instance:
+        if with_redis:
+            env["REDIS_URL"] = instance.url
+        backend = Backend("postgres", tmp_path, own_postgres.url())
+        with running_server(backend, env=env) as server, server.client() as admin:
+            known = create(admin, scopes=["read"])
+            revoked = create(admin)
+            admin.post(f"/auth/tokens/{revoked['token_id']}/revoke").raise_for_status()
+            assert validate(admin, known["token"])["valid"] is True
+            assert validate(admin, revoked["token"])["reason"] == "revoked"
+
+            own_postgres.stop()
+            try:
+                # Cached answers still serve, positive and negative alike.
+                assert validate(admin, known["token"], "read")["valid"] is True
+                assert validate(admin, known["token"], "write")["reason"] == "insufficient_scope"
+                assert validate(admin, revoked["token"])["reason"] == "revoked"
+                # A miss cannot be answered: 503, never "valid", never a 500.
+                response = admin.post("/auth/validate", json={"token": generate_token()})
+                assert response.status_code == 503
+                assert response.json()["error"] == "unavailable"
+                assert response.headers["retry-after"] == "1"
+                # Writes fail clearly too, and nothing half-happens.
+                refused = admin.post("/auth/tokens", json={"name": "x", "scopes": ["read"]})
+                assert refused.status_code == 503
+                status, body = health(server)
+                assert status == 503
+                assert body["status"] == "unhealthy"
+                assert body["components"]["database"] == "unhealthy"
+            finally:
+                own_postgres.start()
+            # Back: the pool drops its dead connections and answers again.
+            assert validate(admin, generate_token())["reason"] == "unknown"
+            assert health(server)[0] == 200
+            assert create(admin)["token_id"]
+            assert "Traceback" not in server.log()

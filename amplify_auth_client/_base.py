@@ -1,0 +1,524 @@
+"""Everything the two clients share that does no I/O.
+
+:class:`BaseAuthClient` holds the configuration, the validation cache and the
+retry policy; it turns each method call into a :class:`Call` (what to send,
+whether it may be repeated, how to read the answer) and each HTTP answer into
+a model or an exception of our tree. :class:`~amplify_auth_client.AuthClient`
+and :class:`~amplify_auth_client.AsyncAuthClient` add only the sending, the
+waiting between retries, and the coalescing of concurrent misses, which need
+threads or tasks respectively.
+
+Where secrets go: the raw token to validate is sent in a POST body, never a
+URL (httpx logs URLs at INFO). The admin token goes only in the
+``Authorization`` header of management calls, never to ``/auth/validate``.
+Token ids are checked before they become part of a URL, so a raw token
+passed by mistake where an id belongs is refused locally. Anything shaped like
+a token is scrubbed from server messages before they reach an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Generic, TypeVar, cast
+
+import httpx
+
+from amplify_auth_client._cache import Answer, ValidationCache
+from amplify_auth_client._config import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_CACHE_TTL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_NEGATIVE_CACHE_TTL,
+    DEFAULT_RETRY_DEADLINE,
+    DEFAULT_TIMEOUT,
+    ClientConfig,
+)
+from amplify_auth_client._exceptions import (
+    AdminPermissionDenied,
+    AdminTokenInvalid,
+    AuthError,
+    AuthRequestError,
+    AuthServiceUnavailable,
+    InvalidRequest,
+    TokenConflict,
+    TokenNotFound,
+)
+from amplify_auth_client._models import (
+    AuditEntry,
+    CacheStats,
+    CreatedToken,
+    Reason,
+    TokenInfo,
+    TokenStatus,
+)
+from amplify_auth_client._retry import Attempts, RetryPolicy
+from amplify_auth_client._version import __version__
+
+logger = logging.getLogger("amplify_auth_client")
+
+T = TypeVar("T")
+
+_USER_AGENT: Final = f"amplify-auth-client/{__version__}"
+_TOKEN_SHAPE: Final = re.compile(r"amp_live_[A-Za-z0-9_-]{20,}")
+_TOKEN_ID: Final = re.compile(r"tok_[a-z0-9]{16}")
+# "malformed" from the server means it disagrees with our format check: never cached.
+_CACHEABLE: Final = frozenset({None, "unknown", "revoked", "expired", "insufficient_scope"})
+_ERRORS: Final[Mapping[int, type[AuthRequestError]]] = {
+    400: InvalidRequest,
+    401: AdminTokenInvalid,
+    403: AdminPermissionDenied,
+    404: TokenNotFound,
+    409: TokenConflict,
+    413: InvalidRequest,
+    422: InvalidRequest,
+}
+
+
+def _scrub(text: str, secret: str | None = None) -> str:
+    """``text`` without anything that looks like a token, nor ``secret``.
+
+    The server never echoes a token, so this is a second line of defence: a
+    proxy or a future server bug must not put one in our exception messages.
+    """
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return _TOKEN_SHAPE.sub("[redacted]", text)
+
+
+# -- reading JSON: strict, because a wrong type here must not become "valid" ---
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return tuple(_str(item) for item in value)
+
+
+def _bool(value: Any) -> bool:
+    # Never bool(value): the string "false" is truthy, and that would fail open.
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__}")
+    return value
+
+
+def _time(value: Any) -> datetime:
+    # Python 3.11 reads the server's "…Z" suffix; a naive time is taken as UTC.
+    parsed = datetime.fromisoformat(_str(value))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _opt_time(value: Any) -> datetime | None:
+    return None if value is None else _time(value)
+
+
+def _metadata(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return {_str(k): _str(v) for k, v in value.items()}
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _array(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected an array, got {type(value).__name__}")
+    return value
+
+
+def parse_answer(data: Any) -> Answer:
+    """A ``/auth/validate`` body as an :class:`Answer`."""
+    body = _object(data)
+    valid = _bool(body["valid"])
+    reason = _opt_str(body.get("reason"))
+    # insufficient_scope cannot come back (we ask with no scopes), but if it
+    # did, the token itself is usable and its scopes are its own.
+    positive = valid or reason == "insufficient_scope"
+    return Answer(
+        positive=positive,
+        scopes=_strs(body.get("scopes", [])),
+        token_id=_opt_str(body.get("token_id")),
+        name=_opt_str(body.get("name")),
+        # A reason this client does not know yet is passed on as is, but not
+        # cached: we cannot tell for how long it holds.
+        reason=cast(Reason | None, reason),
+        expires_at=_opt_time(body.get("expires_at")),
+        cacheable=reason in _CACHEABLE,
+    )
+
+
+def parse_token_info(data: Any) -> TokenInfo:
+    """A token record of the management API as a :class:`TokenInfo`."""
+    body = _object(data)
+    # A status this client does not know yet is passed on, not refused.
+    status = _str(body["status"])
+    return TokenInfo(
+        token_id=_str(body["token_id"]),
+        name=_str(body["name"]),
+        scopes=_strs(body["scopes"]),
+        status=cast(TokenStatus, status),
+        created_at=_time(body["created_at"]),
+        expires_at=_opt_time(body.get("expires_at")),
+        revoked_at=_opt_time(body.get("revoked_at")),
+        description=_opt_str(body.get("description")),
+        metadata=_metadata(body.get("metadata")),
+    )
+
+
+def parse_created(data: Any) -> CreatedToken:
+    """The answer to ``POST /auth/tokens`` as a :class:`CreatedToken`."""
+    body = _object(data)
+    return CreatedToken(
+        token=_str(body["token"]),
+        token_id=_str(body["token_id"]),
+        name=_str(body["name"]),
+        scopes=_strs(body["scopes"]),
+        created_at=_time(body["created_at"]),
+        expires_at=_opt_time(body.get("expires_at")),
+        description=_opt_str(body.get("description")),
+        metadata=_metadata(body.get("metadata")),
+    )
+
+
+def parse_audit_entry(data: Any) -> AuditEntry:
+    """One audit record as an :class:`AuditEntry`."""
+    body = _object(data)
+    entry_id = body["id"]
+    if isinstance(entry_id, bool) or not isinstance(entry_id, int):
+        raise TypeError("an audit id must be an integer")
+    return AuditEntry(
+        id=entry_id,
+        at=_time(body["at"]),
+        actor_id=_str(body["actor_id"]),
+        actor_name=_opt_str(body.get("actor_name")),
+        action=_str(body["action"]),
+        token_id=_opt_str(body.get("token_id")),
+        details=_object(body.get("details", {})),
+    )
+
+
+def _list_of(parse: Callable[[Any], T]) -> Callable[[Any], list[T]]:
+    def parse_all(data: Any) -> list[T]:
+        return [parse(item) for item in _array(data)]
+
+    return parse_all
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One API call, described without sending it.
+
+    ``idempotent`` decides which failures may be retried (see
+    :mod:`amplify_auth_client._retry`); ``admin`` adds the admin token;
+    ``secret`` is scrubbed from any message about this call.
+    """
+
+    name: str
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    json: dict[str, Any] | None = None
+    params: dict[str, str] | None = None
+    admin: bool = True
+    idempotent: bool = True
+    secret: str | None = field(default=None, repr=False)
+
+
+class BaseAuthClient:
+    """Configuration, cache, request building and response reading for both clients."""
+
+    #: Set by the shells; only what both kinds of httpx client share is used here.
+    _http: httpx.Client | httpx.AsyncClient
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        admin_token: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        negative_cache_ttl: float = DEFAULT_NEGATIVE_CACHE_TTL,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_deadline: float = DEFAULT_RETRY_DEADLINE,
+        stale_if_error: float | None = None,
+    ) -> None:
+        self._config = config = ClientConfig.resolve(
+            base_url,
+            admin_token=admin_token,
+            timeout=timeout,
+            cache_size=cache_size,
+            cache_ttl=cache_ttl,
+            negative_cache_ttl=negative_cache_ttl,
+            max_retries=max_retries,
+            retry_deadline=retry_deadline,
+            stale_if_error=stale_if_error,
+        )
+        self._cache = ValidationCache(
+            maxsize=config.cache_size,
+            ttl=config.cache_ttl,
+            negative_ttl=config.negative_cache_ttl,
+            stale_if_error=config.stale_if_error,
+        )
+        self._retry = RetryPolicy(max_retries=config.max_retries, deadline=config.retry_deadline)
+        # For messages and logs: the server's address without any userinfo.
+        url = httpx.URL(config.base_url)
+        self._where = str(url.copy_with(username=None, password=None, query=None, fragment=None))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._where!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The auth server this client talks to."""
+        return self._where
+
+    def _http_options(self) -> dict[str, Any]:
+        return {
+            "base_url": self._config.base_url,
+            "timeout": self._config.timeout,
+            "headers": {"User-Agent": _USER_AGENT, "Accept": "application/json"},
+            # The auth API never redirects; following one could carry the
+            # admin token to wherever a misconfigured proxy points.
+            "follow_redirects": False,
+        }
+
+    # -- validation ----------------------------------------------------------
+
+    @staticmethod
+    def _validate_call(token: str) -> Call[Answer]:
+        # Always without scopes: the scopes are checked locally, so one answer
+        # serves every combination, and concurrent misses can share it.
+        return Call(
+            "validate",
+            "POST",
+            "/auth/validate",
+            parse_answer,
+            json={"token": token, "required_scopes": []},
+            admin=False,
+            secret=token,
+        )
+
+    def cache_stats(self) -> CacheStats:
+        """Counters of the validation cache, for metrics and debugging."""
+        return self._cache.stats()
+
+    def clear_cache(self) -> None:
+        """Forget every cached answer, e.g. after revoking tokens from this process."""
+        self._cache.clear()
+
+    # -- management ----------------------------------------------------------
+
+    @staticmethod
+    def _create_token_call(
+        name: str,
+        scopes: Collection[str],
+        ttl_days: int | None,
+        description: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> Call[CreatedToken]:
+        if isinstance(scopes, str):
+            raise TypeError(f"scopes must be a collection of scope names, not a str: [{scopes!r}]")
+        body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+        if ttl_days is not None:
+            body["ttl_days"] = ttl_days
+        if description is not None:
+            body["description"] = description
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        # Not idempotent: a repeat after a read timeout could mint a second token.
+        return Call(
+            "create_token", "POST", "/auth/tokens", parse_created, json=body, idempotent=False
+        )
+
+    @staticmethod
+    def _list_tokens_call(include_revoked: bool) -> Call[list[TokenInfo]]:
+        params = {"all": "true"} if include_revoked else None
+        return Call("list_tokens", "GET", "/auth/tokens", _list_of(parse_token_info), params=params)
+
+    @staticmethod
+    def _get_token_call(token_id: str) -> Call[TokenInfo]:
+        path = f"/auth/tokens/{_checked_id(token_id)}"
+        return Call("get_token", "GET", path, parse_token_info)
+
+    @staticmethod
+    def _revoke_token_call(token_id: str) -> Call[TokenInfo]:
+        # Idempotent on the server: revoking twice changes nothing the second time.
+        path = f"/auth/tokens/{_checked_id(token_id)}/revoke"
+        return Call("revoke_token", "POST", path, parse_token_info)
+
+    @staticmethod
+    def _extend_token_call(token_id: str, days: int) -> Call[TokenInfo]:
+        path = f"/auth/tokens/{_checked_id(token_id)}/extend"
+        # Not idempotent: each success adds ``days`` again.
+        return Call(
+            "extend_token", "POST", path, parse_token_info, json={"days": days}, idempotent=False
+        )
+
+    @staticmethod
+    def _token_audit_call(token_id: str, limit: int) -> Call[list[AuditEntry]]:
+        path = f"/auth/tokens/{_checked_id(token_id)}/audit"
+        return Call(
+            "token_audit", "GET", path, _list_of(parse_audit_entry), params={"limit": str(limit)}
+        )
+
+    @staticmethod
+    def _audit_call(limit: int) -> Call[list[AuditEntry]]:
+        return Call(
+            "audit", "GET", "/auth/audit", _list_of(parse_audit_entry), params={"limit": str(limit)}
+        )
+
+    # -- between calls and HTTP ----------------------------------------------
+
+    def _headers(self, call: Call[Any]) -> dict[str, str] | None:
+        if not call.admin:
+            return None
+        admin_token = self._config.admin_token
+        if admin_token is None:
+            raise AdminTokenInvalid(
+                f"{call.name} needs an admin token and none is configured",
+                status_code=None,
+                code="unauthorized",
+            )
+        return {"Authorization": f"Bearer {admin_token}"}
+
+    def _build(self, call: Call[Any]) -> httpx.Request:
+        """The request for ``call``, built once and re-sent as is by each retry."""
+        if self._http.is_closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
+        headers = self._headers(call)
+        try:
+            return self._http.build_request(
+                call.method, call.path, json=call.json, params=call.params, headers=headers
+            )
+        except (TypeError, ValueError) as exc:
+            # E.g. a lone surrogate in a name, or a metadata value that is no string.
+            raise InvalidRequest(
+                f"the arguments of {call.name} cannot be sent as JSON ({type(exc).__name__})",
+                status_code=None,
+                code="invalid_request",
+            ) from exc
+
+    def _secret(self, call: Call[Any]) -> str | None:
+        return call.secret if call.secret is not None else self._config.admin_token
+
+    def _give_up(self, call: Call[Any], attempts: Attempts, exc: httpx.HTTPError) -> AuthError:
+        """The error for a call that got no response, after its last attempt."""
+        what = _scrub(f"{type(exc).__name__}: {exc}", self._secret(call))
+        logger.warning(
+            "auth service unreachable: %s to %s failed after %d attempt(s): %s",
+            call.name,
+            self._where,
+            attempts.attempt,
+            what,
+        )
+        return AuthServiceUnavailable(
+            f"could not reach the auth service at {self._where} for {call.name} after "
+            f"{attempts.attempt} attempt(s) ({what}); check that it runs and that base_url "
+            "is right, or retry later"
+        )
+
+    def _log_retry(self, call: Call[Any], attempts: Attempts, wait: float, why: str) -> None:
+        logger.debug(
+            "%s: attempt %d failed (%s); retrying in %.3fs",
+            call.name,
+            attempts.attempt - 1,
+            why,
+            wait,
+        )
+
+    def _read(self, call: Call[T], response: httpx.Response, attempts: Attempts) -> T:
+        """The parsed body of a 2xx answer; otherwise the error from our tree, raised."""
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return call.parse(response.json())
+            except (KeyError, TypeError, ValueError) as exc:
+                raise AuthServiceUnavailable(
+                    f"the server at {self._where} answered {call.name} with HTTP {status} but "
+                    "not with the auth API's JSON; check that base_url points at the auth service",
+                    status_code=status,
+                ) from exc
+        code, detail, errors = _error_body(response, self._secret(call))
+        if status >= 500:
+            logger.warning(
+                "auth service unavailable: %s to %s got HTTP %d after %d attempt(s)",
+                call.name,
+                self._where,
+                status,
+                attempts.attempt,
+            )
+            raise AuthServiceUnavailable(
+                f"the auth service at {self._where} answered {call.name} with HTTP {status} "
+                f"({code}: {detail}) after {attempts.attempt} attempt(s); retry later",
+                status_code=status,
+            )
+        if status not in _ERRORS:
+            detail = f"{detail}; check that base_url points at the auth service"
+        error_type = _ERRORS.get(status, AuthRequestError)
+        raise error_type(detail, status_code=status, code=code, errors=errors)
+
+
+def _error_body(
+    response: httpx.Response, secret: str | None
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """``(code, detail, errors)`` of an error answer, whatever shape it has."""
+    fallback = f"http_{response.status_code}"
+    try:
+        body = response.json()
+    except ValueError:
+        return fallback, f"unexpected answer (HTTP {response.status_code})", []
+    if not isinstance(body, dict):
+        return fallback, f"unexpected answer (HTTP {response.status_code})", []
+    code = body.get("error")
+    detail = body.get("detail")
+    errors: list[dict[str, Any]] = []
+    for item in body.get("errors") or ():
+        if isinstance(item, dict):
+            loc = item.get("loc")
+            errors.append(
+                {
+                    "loc": [str(part) for part in loc] if isinstance(loc, list) else [],
+                    "msg": _scrub(str(item.get("msg", "")), secret),
+                    "type": str(item.get("type", "")),
+                }
+            )
+    return (
+        code if isinstance(code, str) else fallback,
+        _scrub(detail if isinstance(detail, str) else "no detail given", secret),
+        errors,
+    )
+
+
+def _checked_id(token_id: str) -> str:
+    """``token_id`` if it has the ``tok_…`` shape; refused locally otherwise.
+
+    The id becomes part of a URL, and URLs end up in logs: a raw token passed
+    here by mistake must never be sent, nor echoed in the message.
+    """
+    if isinstance(token_id, str) and _TOKEN_ID.fullmatch(token_id):
+        return token_id
+    if isinstance(token_id, str) and token_id.startswith("amp_live_"):
+        detail = "this is a raw token, not a token id: never pass a token where an id belongs"
+    else:
+        detail = "token ids look like 'tok_' followed by 16 lowercase letters or digits"
+    raise InvalidRequest(detail, status_code=None, code="invalid_request")

@@ -1,0 +1,201 @@
+"""``AuthClient``: the synchronous shell. It sends, sleeps between retries, and
+coalesces concurrent misses across threads; everything else is in ``_base``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping
+from types import TracebackType
+from typing import TypeVar
+
+import httpx
+
+from amplify_auth_client._base import BaseAuthClient, Call
+from amplify_auth_client._config import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_CACHE_TTL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_NEGATIVE_CACHE_TTL,
+    DEFAULT_RETRY_DEADLINE,
+    DEFAULT_TIMEOUT,
+)
+from amplify_auth_client._exceptions import AuthServiceUnavailable
+from amplify_auth_client._models import (
+    AuditEntry,
+    CreatedToken,
+    TokenInfo,
+    ValidationResult,
+)
+
+T = TypeVar("T")
+
+
+class AuthClient(BaseAuthClient):
+    """Validate tokens against AMPLIfy Auth, with a local cache; manage tokens.
+
+    Thread-safe: share one client across a process's threads, so that they
+    share its cache and connection pool. Close it when done (or use it as a
+    context manager)::
+
+        with AuthClient("http://auth:8000") as auth:
+            result = auth.validate(token, required_scopes=["orders:write"])
+            if not result:
+                raise PermissionError(result.reason)
+
+    Every argument is documented in :mod:`amplify_auth_client._config`;
+    ``base_url`` defaults to env ``AUTH_SERVICE_URL`` and ``admin_token`` to
+    env ``AUTH_ADMIN_TOKEN``. ``transport`` replaces the network, e.g. with
+    :class:`amplify_auth_client.testing.FakeAuthServer`'s.
+    """
+
+    _http: httpx.Client
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        admin_token: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        negative_cache_ttl: float = DEFAULT_NEGATIVE_CACHE_TTL,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_deadline: float = DEFAULT_RETRY_DEADLINE,
+        stale_if_error: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            admin_token=admin_token,
+            timeout=timeout,
+            cache_size=cache_size,
+            cache_ttl=cache_ttl,
+            negative_cache_ttl=negative_cache_ttl,
+            max_retries=max_retries,
+            retry_deadline=retry_deadline,
+            stale_if_error=stale_if_error,
+        )
+        self._http = httpx.Client(transport=transport, **self._http_options())
+
+    def __enter__(self) -> AuthClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool. Cached answers stay usable; requests do not."""
+        self._http.close()
+
+    # -- validation ----------------------------------------------------------
+
+    def validate(self, token: str, required_scopes: Collection[str] = ()) -> ValidationResult:
+        """Whether ``token`` is valid and holds every one of ``required_scopes``.
+
+        Answers from the cache when it can (a few microseconds), otherwise asks
+        the server once for all the threads that want the same token now.
+        Raises :class:`AuthServiceUnavailable` when the server cannot answer
+        (unless ``stale_if_error`` allows a flagged stale answer): it never
+        guesses "valid".
+        """
+        found = self._cache.lookup(token, required_scopes)
+        if not isinstance(found, str):
+            return found
+        joined = self._cache.join(found, required_scopes)
+        if isinstance(joined, ValidationResult):
+            return joined
+        future, fetch = joined
+        if fetch:
+            try:
+                answer = self._send(self._validate_call(token))
+            except Exception as exc:
+                self._cache.settle(found, None).set_exception(exc)
+            except BaseException:
+                # KeyboardInterrupt and the like stop this thread, not the waiters.
+                self._cache.settle(found, None).set_exception(
+                    AuthServiceUnavailable("the validation request was interrupted; retry")
+                )
+                raise
+            else:
+                self._cache.settle(found, answer).set_result(answer)
+        try:
+            answer = future.result()
+        except AuthServiceUnavailable:
+            stale = self._cache.stale(found, required_scopes)
+            if stale is None:
+                raise
+            return stale
+        return answer.judge(required_scopes, answer.fresh)
+
+    # -- management ----------------------------------------------------------
+
+    def create_token(
+        self,
+        name: str,
+        scopes: Collection[str],
+        ttl_days: int | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> CreatedToken:
+        """Mint a token; ``.token`` on the result is the raw secret, shown only this once.
+
+        ``ttl_days=None`` makes a token that never expires.
+        """
+        return self._send(self._create_token_call(name, scopes, ttl_days, description, metadata))
+
+    def list_tokens(self, include_revoked: bool = False) -> list[TokenInfo]:
+        """Active tokens, oldest first; ``include_revoked=True`` adds revoked and expired ones."""
+        return self._send(self._list_tokens_call(include_revoked))
+
+    def get_token(self, token_id: str) -> TokenInfo:
+        """One token's details, by id (``tok_…``)."""
+        return self._send(self._get_token_call(token_id))
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        """Revoke a token now; revoking it again is harmless.
+
+        Other clients may keep accepting it from their caches for up to their
+        ``cache_ttl``; this client's own entry is not touched either (it is
+        keyed by the token, which this call does not know): call
+        :meth:`clear_cache` if this process must see the change at once.
+        """
+        return self._send(self._revoke_token_call(token_id))
+
+    def extend_token(self, token_id: str, days: int) -> TokenInfo:
+        """Push a token's expiry ``days`` further. :class:`TokenConflict` if revoked or endless."""
+        return self._send(self._extend_token_call(token_id, days))
+
+    def token_audit(self, token_id: str, limit: int = 100) -> list[AuditEntry]:
+        """A token's audit trail, newest first."""
+        return self._send(self._token_audit_call(token_id, limit))
+
+    def audit(self, limit: int = 100) -> list[AuditEntry]:
+        """The whole audit log, newest first."""
+        return self._send(self._audit_call(limit))
+
+    # -- sending -------------------------------------------------------------
+
+    def _send(self, call: Call[T]) -> T:
+        """Send ``call`` with bounded retries; return its parsed answer or raise ours."""
+        request = self._build(call)
+        attempts = self._retry.start(idempotent=call.idempotent)
+        while True:
+            try:
+                response = self._http.send(request)
+            except httpx.HTTPError as exc:
+                wait = attempts.retry_after_error(exc)
+                if wait is None:
+                    raise self._give_up(call, attempts, exc) from exc
+                self._log_retry(call, attempts, wait, type(exc).__name__)
+            else:
+                wait = attempts.retry_after_response(response)
+                if wait is None:
+                    return self._read(call, response, attempts)
+                self._log_retry(call, attempts, wait, f"HTTP {response.status_code}")
+            if wait > 0:
+                time.sleep(wait)

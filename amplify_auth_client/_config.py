@@ -1,0 +1,130 @@
+"""The clients' options: named defaults, and where ``base_url`` and ``admin_token`` come from.
+
+=====================  ==============================  ===========================================
+argument               default                         meaning
+=====================  ==============================  ===========================================
+``base_url``           env ``AUTH_SERVICE_URL``        the auth server, e.g. ``http://auth:8000``
+``admin_token``        env ``AUTH_ADMIN_TOKEN``        only management calls need it
+``timeout``            ``DEFAULT_TIMEOUT`` = 5 s       per HTTP attempt (connect, read, write, pool)
+``cache_size``         ``DEFAULT_CACHE_SIZE`` = 10000  least recently used out first; 0 = none
+``cache_ttl``          ``DEFAULT_CACHE_TTL`` = 30 s    how long a positive answer is reused
+``negative_cache_ttl`` ``DEFAULT_NEGATIVE_..`` = 5 s   same for unknown, revoked, expired tokens
+``max_retries``        ``DEFAULT_MAX_RETRIES`` = 3     retries after the first attempt (4 in all)
+``retry_deadline``     ``DEFAULT_RETRY_DEADLINE``=10s  no retry starts after this much time
+``stale_if_error``     None (off)                      seconds a positive answer may outlive
+                                                       ``cache_ttl`` while the server is down
+=====================  ==============================  ===========================================
+
+``cache_ttl`` is also the longest a revoked token can still be accepted by a
+client that cached it just before the revocation; ``stale_if_error`` adds to
+that, but only while the server cannot be reached. No entry is ever served
+past the token's own ``expires_at``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Final
+
+import httpx
+
+from amplify_auth_client._exceptions import AuthConfigError
+
+DEFAULT_TIMEOUT: Final = 5.0
+DEFAULT_CACHE_SIZE: Final = 10_000
+DEFAULT_CACHE_TTL: Final = 30.0
+DEFAULT_NEGATIVE_CACHE_TTL: Final = 5.0
+DEFAULT_MAX_RETRIES: Final = 3
+DEFAULT_RETRY_DEADLINE: Final = 10.0
+#: The first backoff cap; each retry doubles it, up to DEFAULT_RETRY_MAX_WAIT.
+DEFAULT_RETRY_INITIAL_WAIT: Final = 0.1
+DEFAULT_RETRY_MAX_WAIT: Final = 2.0
+
+ENV_BASE_URL: Final = "AUTH_SERVICE_URL"
+ENV_ADMIN_TOKEN: Final = "AUTH_ADMIN_TOKEN"
+
+
+def _from_env(name: str) -> str | None:
+    # An exported-but-empty variable means "not set", as shells usually intend.
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise AuthConfigError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise AuthConfigError(f"{name} must be {bound} seconds, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise AuthConfigError(f"{name} must be a whole number, zero or more, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Every option of a client, checked once when the client is built."""
+
+    base_url: str
+    admin_token: str | None = field(repr=False)
+    timeout: httpx.Timeout
+    cache_size: int
+    cache_ttl: float
+    negative_cache_ttl: float
+    max_retries: int
+    retry_deadline: float
+    stale_if_error: float | None
+
+    @classmethod
+    def resolve(
+        cls,
+        base_url: str | None,
+        *,
+        admin_token: str | None,
+        timeout: float | httpx.Timeout,
+        cache_size: int,
+        cache_ttl: float,
+        negative_cache_ttl: float,
+        max_retries: int,
+        retry_deadline: float,
+        stale_if_error: float | None,
+    ) -> ClientConfig:
+        """Fill ``base_url`` and ``admin_token`` from the environment, then check everything.
+
+        Raises :class:`AuthConfigError` with what to change.
+        """
+        url = base_url or _from_env(ENV_BASE_URL)
+        if url is None:
+            raise AuthConfigError(
+                "no auth service URL: pass base_url= (e.g. AuthClient('http://auth:8000')) "
+                f"or set the {ENV_BASE_URL} environment variable"
+            )
+        if not url.startswith(("http://", "https://")):
+            # Not echoed whole: a misplaced secret is a classic thing to find here.
+            raise AuthConfigError(
+                "base_url must start with http:// or https:// "
+                f"(got a value starting with {url[:8]!r}); e.g. 'http://auth:8000'"
+            )
+        if isinstance(timeout, httpx.Timeout):
+            resolved_timeout = timeout
+        else:
+            resolved_timeout = httpx.Timeout(_seconds("timeout", timeout, allow_zero=False))
+        return cls(
+            base_url=url,
+            admin_token=admin_token or _from_env(ENV_ADMIN_TOKEN),
+            timeout=resolved_timeout,
+            cache_size=_count("cache_size", cache_size),
+            cache_ttl=_seconds("cache_ttl", cache_ttl),
+            negative_cache_ttl=_seconds("negative_cache_ttl", negative_cache_ttl),
+            max_retries=_count("max_retries", max_retries),
+            retry_deadline=_seconds("retry_deadline", retry_deadline, allow_zero=False),
+            stale_if_error=(
+                None if stale_if_error is None else _seconds("stale_if_error", stale_if_error)
+            ),
+        )

@@ -1,0 +1,113 @@
+"""The SDK's one error tree, split by what the caller can do about it::
+
+    AuthError                          catch-all for this SDK
+    ├── AuthConfigError                fix the client's arguments or environment
+    ├── AuthServiceUnavailable         retry later (network, timeout, 5xx after retries)
+    └── AuthRequestError               the server refused the call (4xx): do not retry as is
+        ├── AdminTokenInvalid     401  fix the admin credentials
+        ├── AdminPermissionDenied 403  ask for a token with the admin scope
+        ├── TokenNotFound         404  check the token id
+        ├── TokenConflict         409  the token's state forbids the change
+        └── InvalidRequest        400/413/422  fix the arguments
+
+httpx errors never escape: the clients turn them into :class:`AuthServiceUnavailable`
+at the boundary with ``raise … from exc``, so the original stays on ``__cause__``.
+
+No message, repr or attribute here is ever built from a raw token: the server
+promises never to echo one, and the clients also scrub any secret they sent out
+of a server's ``detail`` before it reaches an exception (see ``_base._scrub``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+
+class AuthError(Exception):
+    """Base class of every error this SDK raises on purpose."""
+
+
+class AuthConfigError(AuthError, ValueError):
+    """The client cannot be built or used as configured (no base URL, bad option value).
+
+    Also a :class:`ValueError`, since that is what a bad argument raises elsewhere.
+    """
+
+
+class AuthServiceUnavailable(AuthError):
+    """No usable answer from the auth service, even after the bounded retries.
+
+    Raised for connection errors, timeouts, 5xx answers and bodies that are not
+    the auth API's JSON. ``status_code`` is the last HTTP status seen, or None
+    when no response came back at all. Validation fails closed on this error:
+    no token is ever reported valid without an answer from the server (apart
+    from the opt-in, flagged ``stale_if_error`` answers).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class AuthRequestError(AuthError):
+    """The auth service refused the call with a 4xx answer; retrying it as is will not help.
+
+    ``status_code`` is the HTTP status, or None when the client refused the call
+    itself before sending it (a missing admin token, an impossible token id).
+    ``code`` is the server's stable error code (``not_found``, ``conflict``, …)
+    and ``detail`` its explanation. For 422 answers, ``errors`` lists the
+    offending fields as ``{"loc", "msg", "type"}`` mappings.
+    """
+
+    #: What the caller can do about it; ends every message.
+    hint: ClassVar[str] = "check the request against the auth API's documentation"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status_code: int | None,
+        code: str,
+        errors: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        self.status_code = status_code
+        self.code = code
+        self.detail = detail
+        self.errors = tuple(errors)
+        where = "refused before sending" if status_code is None else f"HTTP {status_code}"
+        fields = "".join(
+            f"; {'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+            for error in self.errors
+        )
+        super().__init__(f"{detail}{fields} ({where}, {code}): {self.hint}")
+
+
+class AdminTokenInvalid(AuthRequestError):
+    """401: no admin token was sent, or the server does not accept it."""
+
+    hint = "pass admin_token= or set AUTH_ADMIN_TOKEN to an active token holding the admin scope"
+
+
+class AdminPermissionDenied(AuthRequestError):
+    """403: the admin token is valid but lacks the ``admin`` scope."""
+
+    hint = "use a token holding the admin scope, or ask an administrator for one"
+
+
+class TokenNotFound(AuthRequestError):
+    """404: no token has this id."""
+
+    hint = "check the id: list_tokens(include_revoked=True) shows every token"
+
+
+class TokenConflict(AuthRequestError):
+    """409: the token's state forbids this change (e.g. extending a revoked token)."""
+
+    hint = "get_token() shows the token's current state"
+
+
+class InvalidRequest(AuthRequestError):
+    """400, 413 or 422: the arguments do not fit the API's rules; ``errors`` says which."""
+
+    hint = "fix the arguments named above"

@@ -1,0 +1,133 @@
+"""What the clients return: frozen, slotted dataclasses, safe to share between threads.
+
+Frozen because the validation cache hands the *same* :class:`ValidationResult`
+object to every caller of a cache hit; nobody may change it under the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+#: Why a token is not valid; None when it is.
+Reason = Literal["malformed", "unknown", "revoked", "expired", "insufficient_scope"]
+#: A token's state as management reports it.
+TokenStatus = Literal["active", "expired", "revoked"]
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationResult:
+    """The answer to "may this token do that?".
+
+    Truthiness is validity, so ``if client.validate(token, ["write"]):`` reads as
+    it means. Without ``__bool__`` a dataclass instance is always true, and that
+    same line would let every caller in.
+
+    >>> result = ValidationResult(valid=False, reason="unknown")
+    >>> bool(result), result.reason
+    (False, 'unknown')
+
+    ``scopes`` are the token's own (empty for unknown, revoked and expired
+    tokens); ``missing_scopes`` are the required scopes it lacks, for
+    ``reason="insufficient_scope"``. ``cached`` says the answer came from the
+    local cache, and ``stale`` that it came from a cache entry past its
+    freshness, served only because the server was unreachable
+    (``stale_if_error``).
+    """
+
+    valid: bool
+    scopes: tuple[str, ...] = ()
+    token_id: str | None = None
+    name: str | None = None
+    reason: Reason | None = None
+    missing_scopes: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+    cached: bool = False
+    stale: bool = False
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token as management sees it: never the raw token, never its hash."""
+
+    token_id: str
+    name: str
+    scopes: tuple[str, ...]
+    status: TokenStatus
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    description: str | None
+    metadata: Mapping[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedToken:
+    """A freshly minted token. ``token`` is the raw secret: shown once, store it now.
+
+    It is left out of ``repr()`` so that logging or printing the object, or a
+    traceback showing it, does not leak the secret.
+    """
+
+    token: str = field(repr=False)
+    token_id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    description: str | None
+    metadata: Mapping[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the audit log: who (``actor_id``, an admin token's id) did what, when."""
+
+    id: int
+    at: datetime
+    actor_id: str
+    actor_name: str | None
+    action: str
+    token_id: str | None
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """Counters of one client's validation cache, since it was built.
+
+    - ``hits``: validations answered from a fresh cache entry.
+    - ``misses``: validations that needed the server; ``misses - coalesced``
+      is the number of requests sent.
+    - ``coalesced``: misses that joined a request already in flight for the
+      same token instead of sending their own.
+    - ``errors``: requests that ended without an answer (after retries).
+    - ``stale``: validations answered from a stale entry (``stale_if_error``).
+    - ``size`` / ``maxsize``: entries held now / at most.
+
+    Malformed tokens are answered locally and counted in none of these.
+    """
+
+    hits: int
+    misses: int
+    coalesced: int
+    errors: int
+    stale: int
+    size: int
+    maxsize: int
+
+    @property
+    def requests(self) -> int:
+        """How many validation requests reached (or tried to reach) the server."""
+        return self.misses - self.coalesced
+
+    @property
+    def hit_ratio(self) -> float:
+        """Share of validations answered from the cache; 0.0 before the first one."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0

@@ -1,0 +1,160 @@
+"""Bounded retries: which failures are retried, how long to wait, and when to give up.
+
+Retried: :class:`httpx.TransportError` (connection refused or reset,
+timeouts, protocol errors) and HTTP 502, 503 and 504, the answers of a
+server or proxy that is restarting or overloaded. A 4xx is never retried:
+the same request would get the same answer.
+
+A call that is not idempotent (create, extend) is repeated only when the
+server surely never acted on it: the connection was never made
+(:data:`NOT_SENT`) or the server said 503 (it refuses work it cannot do).
+After a read timeout or a 502/504 the change may have happened, and a
+second attempt could mint a second token or extend twice.
+
+Waits use exponential backoff with full jitter (a uniform draw between zero
+and ``initial * 2**retry``, capped), so that clients that failed together do
+not come back together. Two bounds apply: ``max_retries`` and a total
+``deadline``, past which no retry starts. A server's ``Retry-After`` (in
+seconds) lengthens a wait, up to the cap.
+
+:func:`set_testing` makes every wait zero, as stamina's switch does, so that
+tests of outages run instantly while still counting attempts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final
+
+import httpx
+
+from amplify_auth_client._config import DEFAULT_RETRY_INITIAL_WAIT, DEFAULT_RETRY_MAX_WAIT
+
+RETRIABLE_STATUS: Final = frozenset({502, 503, 504})
+#: Errors raised before any byte of the request left: always safe to repeat.
+NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class _Testing:
+    # A mutable holder rather than a bare global, so the hot path reads one attribute.
+    __slots__ = ("enabled",)
+
+    def __init__(self) -> None:
+        self.enabled = False
+
+
+_TESTING: Final = _Testing()
+
+
+class _TestingRestorer:
+    """What :func:`set_testing` returns: usable as a context manager that restores."""
+
+    def __init__(self, previous: bool) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _TESTING.enabled = self._previous
+
+
+def set_testing(enabled: bool = True) -> _TestingRestorer:
+    """Make retry waits instant (``True``) or real again (``False``), process-wide.
+
+    Attempts are still made and counted; only the sleeping between them is
+    skipped. Use it as a plain call in a fixture, or as a context manager that
+    restores the previous setting on exit::
+
+        with set_testing(True):
+            client.validate(token)  # an outage now fails after 4 instant attempts
+    """
+    previous = _TESTING.enabled
+    _TESTING.enabled = enabled
+    return _TestingRestorer(previous)
+
+
+def is_testing() -> bool:
+    """Whether :func:`set_testing` has made retry waits instant."""
+    return _TESTING.enabled
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    # Only the delta-seconds form: the HTTP-date form needs a trusted clock
+    # shared with the server, and the server here only ever sends seconds.
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """The limits every call of one client shares."""
+
+    max_retries: int
+    deadline: float
+    initial_wait: float = DEFAULT_RETRY_INITIAL_WAIT
+    max_wait: float = DEFAULT_RETRY_MAX_WAIT
+
+    def start(self, *, idempotent: bool) -> Attempts:
+        """The retry budget of one call, starting now."""
+        return Attempts(self, idempotent=idempotent)
+
+
+class Attempts:
+    """One call's retry state: each ``retry_after_*`` says how long to wait, or None to stop."""
+
+    __slots__ = ("_idempotent", "_policy", "_started", "attempt")
+
+    def __init__(self, policy: RetryPolicy, *, idempotent: bool) -> None:
+        self._policy = policy
+        self._idempotent = idempotent
+        self._started = time.monotonic()
+        #: The number of the attempt in progress, from 1.
+        self.attempt = 1
+
+    def retry_after_error(self, exc: httpx.HTTPError) -> float | None:
+        """After an httpx error: the wait before the next attempt, or None to give up."""
+        if not isinstance(exc, httpx.TransportError):
+            return None  # e.g. a decoding error: the server answered; again won't help
+        if not self._idempotent and not isinstance(exc, NOT_SENT):
+            return None
+        return self._next(None)
+
+    def retry_after_response(self, response: httpx.Response) -> float | None:
+        """After a response: the wait before the next attempt, or None to keep this answer."""
+        status = response.status_code
+        if status not in RETRIABLE_STATUS:
+            return None
+        if not self._idempotent and status != 503:
+            return None
+        return self._next(_retry_after(response))
+
+    def _next(self, server_hint: float | None) -> float | None:
+        policy = self._policy
+        if self.attempt > policy.max_retries:
+            return None
+        cap = min(policy.max_wait, policy.initial_wait * 2 ** (self.attempt - 1))
+        # Jitter, not a secret: the standard generator is the right tool.
+        wait = random.uniform(0.0, cap)  # noqa: S311
+        if server_hint is not None:
+            wait = max(wait, min(server_hint, policy.max_wait))
+        if _TESTING.enabled:
+            wait = 0.0
+        if time.monotonic() - self._started + wait >= policy.deadline:
+            return None
+        self.attempt += 1
+        return wait

@@ -1,0 +1,583 @@
+"""Test helpers for code that uses the SDK: an in-memory auth server, and instant retries.
+
+Test your service against :class:`FakeAuthServer` instead of patching the
+SDK: it speaks the real HTTP contract (same paths, status codes and JSON
+bodies as the AMPLIfy Auth server) through an :class:`httpx.MockTransport`,
+which both :class:`~amplify_auth_client.AuthClient` and
+:class:`~amplify_auth_client.AsyncAuthClient` accept as ``transport=``::
+
+    from amplify_auth_client.testing import FakeAuthServer
+
+    def test_orders_need_a_scope():
+        server = FakeAuthServer()
+        reader = server.add_token("reporting", ["orders:read"])
+        with server.client() as auth:
+            assert auth.validate(reader.token, ["orders:read"])
+            assert not auth.validate(reader.token, ["orders:write"])
+
+Set ``server.available = False`` to simulate an outage (every request gets
+503), and call :func:`set_testing` so that the client's retries do not wait.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import httpx
+
+from amplify_auth_client._async_client import AsyncAuthClient
+from amplify_auth_client._client import AuthClient
+from amplify_auth_client._models import CreatedToken
+from amplify_auth_client._retry import is_testing, set_testing
+from amplify_auth_client._tokens import generate_token, hash_token, token_is_well_formed
+
+__all__ = ["FakeAuthServer", "is_testing", "set_testing"]
+
+# The server's own limits (amplify_auth_server.schemas and config).
+_SCOPE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/*-]{0,63}")
+_TOKEN_ID_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
+_TOKEN_ID: Final = re.compile(r"tok_[a-z0-9]{16}")
+_MAX_SCOPES: Final = 50
+_MAX_TTL_DAYS: Final = 36_500
+_MAX_BODY_BYTES: Final = 64 * 1024
+_TRUE: Final = frozenset({"true", "1", "yes", "on", "t", "y"})
+_FALSE: Final = frozenset({"false", "0", "no", "off", "f", "n"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    id: str
+    token_hash: str
+    name: str
+    scopes: tuple[str, ...]
+    description: str | None
+    metadata: dict[str, str] | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def status(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+class _Refusal(Exception):
+    """An error answer, as the real server's error handlers write it."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.body: dict[str, Any] = {"error": code, "detail": detail}
+        if errors is not None:
+            self.body["errors"] = errors
+        self.headers = dict(headers or {})
+
+
+def _invalid(loc: list[str | int], msg: str, kind: str) -> _Refusal:
+    return _Refusal(
+        422,
+        "invalid_request",
+        "the request body does not match the schema",
+        errors=[{"loc": loc, "msg": msg, "type": kind}],
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def _new_id() -> str:
+    return "tok_" + "".join(secrets.choice(_TOKEN_ID_ALPHABET) for _ in range(16))
+
+
+class FakeAuthServer:
+    """An in-memory AMPLIfy Auth server behind an httpx transport.
+
+    ``admin_token`` (minted when not given) is registered with the ``admin``
+    scope, and :meth:`client` passes it on. ``now`` is the wall clock the
+    server judges expiry by: pass your own to test expiry without sleeping.
+    Every request the server received is in :attr:`requests`. Thread-safe, so
+    it serves a multi-threaded test as the real server would.
+    """
+
+    #: Where :meth:`client` points; no network is involved.
+    base_url: Final = "http://auth.test"
+
+    def __init__(
+        self,
+        *,
+        admin_token: str | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, _Record] = {}
+        self._by_hash: dict[str, str] = {}
+        self._audit: list[dict[str, Any]] = []
+        self._now = now or (lambda: datetime.now(UTC))
+        #: Every request received, in order.
+        self.requests: list[httpx.Request] = []
+        #: False: answer every request with 503, as a server without its database does.
+        self.available = True
+        self.admin_token = admin_token or generate_token()
+        admin = self._insert(
+            "admin (fake)", ("admin",), None, "registered at start-up", None, token=self.admin_token
+        )
+        #: The admin token's id, the ``actor_id`` of audit entries it causes.
+        self.admin_token_id = admin.id
+
+    def __repr__(self) -> str:
+        return f"FakeAuthServer(tokens={len(self._records)})"
+
+    # -- for tests: arrange the world directly --------------------------------
+
+    def add_token(
+        self,
+        name: str,
+        scopes: Collection[str],
+        *,
+        expires_at: datetime | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> CreatedToken:
+        """Mint a token without going through HTTP (``expires_at`` may be in the past)."""
+        with self._lock:
+            token = generate_token()
+            record = self._insert(
+                name,
+                tuple(dict.fromkeys(scopes)),
+                expires_at,
+                description,
+                dict(metadata) if metadata is not None else None,
+                token=token,
+            )
+        return _created(token, record)
+
+    def revoke(self, token_id: str) -> None:
+        """Revoke a token without going through HTTP."""
+        with self._lock:
+            record = self._records[token_id]
+            if record.revoked_at is None:
+                self._records[token_id] = replace(record, revoked_at=self._now())
+
+    def validation_requests(self) -> int:
+        """How many ``POST /auth/validate`` requests arrived: what a cache is meant to save."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.url.path == "/auth/validate")
+
+    # -- wiring --------------------------------------------------------------
+
+    def transport(self) -> httpx.MockTransport:
+        """A transport for both sync and async httpx clients (and so for both SDK clients)."""
+        return httpx.MockTransport(self.handle)
+
+    def client(self, **options: Any) -> AuthClient:
+        """An :class:`AuthClient` wired to this server, with its admin token, and ``options``."""
+        options.setdefault("admin_token", self.admin_token)
+        return AuthClient(self.base_url, transport=self.transport(), **options)
+
+    def async_client(self, **options: Any) -> AsyncAuthClient:
+        """An :class:`AsyncAuthClient` wired to this server, with its admin token."""
+        options.setdefault("admin_token", self.admin_token)
+        return AsyncAuthClient(self.base_url, transport=self.transport(), **options)
+
+    # -- the HTTP contract ------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request as the real server would."""
+        with self._lock:
+            self.requests.append(request)
+            try:
+                status, body, headers = self._dispatch(request)
+            except _Refusal as refusal:
+                status, body, headers = refusal.status, refusal.body, refusal.headers
+        return httpx.Response(status, json=body, headers=headers)
+
+    def _dispatch(self, request: httpx.Request) -> tuple[int, Any, dict[str, str]]:
+        if not self.available:
+            raise _Refusal(
+                503,
+                "unavailable",
+                "the token database is unreachable; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        if len(request.content) > _MAX_BODY_BYTES:
+            raise _Refusal(413, "payload_too_large", f"request body over {_MAX_BODY_BYTES} bytes")
+        method, path = request.method, request.url.path
+        if path == "/auth/validate":
+            self._allow(method, "POST")
+            return 200, self._validate(request), {}
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["auth", "tokens"] and len(parts) <= 4:
+            return self._tokens(request, method, parts[2:])
+        if path == "/auth/audit":
+            self._allow(method, "GET")
+            self._admin(request)
+            return 200, self._audit_page(request, None), {}
+        raise _Refusal(404, "not_found", "Not Found")
+
+    @staticmethod
+    def _allow(method: str, allowed: str) -> None:
+        if method != allowed:
+            raise _Refusal(405, "method_not_allowed", "Method Not Allowed")
+
+    def _tokens(
+        self, request: httpx.Request, method: str, rest: list[str]
+    ) -> tuple[int, Any, dict[str, str]]:
+        if not rest:
+            if method == "POST":
+                actor = self._admin(request)
+                return 201, self._create(request, actor), {"Cache-Control": "no-store"}
+            self._allow(method, "GET")
+            self._admin(request)
+            include = self._flag(request, "all")
+            now = self._now()
+            records = [
+                r
+                for r in sorted(self._records.values(), key=lambda r: (r.created_at, r.id))
+                if include or r.status(now) == "active"
+            ]
+            return 200, [self._record_body(r, now) for r in records], {}
+        token_id, action = rest[0], rest[1] if len(rest) > 1 else None
+        if action is None:
+            self._allow(method, "GET")
+        elif action in ("revoke", "extend"):
+            self._allow(method, "POST")
+        elif action == "audit":
+            self._allow(method, "GET")
+        else:
+            raise _Refusal(404, "not_found", "Not Found")
+        actor = self._admin(request)
+        days = self._extend_days(request) if action == "extend" else 0
+        record = self._known(token_id)
+        now = self._now()
+        if action == "revoke" and record.revoked_at is None:
+            record = self._change(record, actor, "revoke", revoked_at=now)
+        elif action == "extend":
+            if record.revoked_at is not None:
+                raise _Refusal(
+                    409,
+                    "conflict",
+                    f"token {record.id} is revoked; a revoked token cannot be extended",
+                )
+            if record.expires_at is None:
+                raise _Refusal(
+                    409, "conflict", f"token {record.id} never expires; there is nothing to extend"
+                )
+            new_expiry = max(record.expires_at, now) + timedelta(days=days)
+            record = self._change(record, actor, "extend", expires_at=new_expiry)
+        elif action == "audit":
+            return 200, self._audit_page(request, record.id), {}
+        return 200, self._record_body(record, now), {}
+
+    # -- validation ----------------------------------------------------------
+
+    def _validate(self, request: httpx.Request) -> dict[str, Any]:
+        body = self._json(request)
+        token = body.get("token")
+        if not isinstance(token, str):
+            raise _invalid(["body", "token"], "Field required", "missing")
+        if len(token) > 1024:
+            raise _invalid(
+                ["body", "token"], "String should have at most 1024 characters", "string_too_long"
+            )
+        required = body.get("required_scopes", [])
+        if not isinstance(required, list) or len(required) > _MAX_SCOPES:
+            raise _invalid(["body", "required_scopes"], "Input should be a valid list", "list_type")
+        if not all(isinstance(s, str) and len(s) <= 64 for s in required):
+            raise _invalid(
+                ["body", "required_scopes"], "Input should be a valid string", "string_type"
+            )
+        return self._judge(token, required)
+
+    def _judge(self, token: str, required: list[str]) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "valid": False,
+            "scopes": [],
+            "token_id": None,
+            "name": None,
+            "reason": None,
+            "missing_scopes": [],
+            "expires_at": None,
+        }
+        if not token_is_well_formed(token):
+            return {**answer, "reason": "malformed"}
+        token_id = self._by_hash.get(hash_token(token))
+        if token_id is None:
+            return {**answer, "reason": "unknown"}
+        record = self._records[token_id]
+        answer.update(token_id=record.id, name=record.name, expires_at=_iso(record.expires_at))
+        status = record.status(self._now())
+        if status != "active":
+            return {**answer, "reason": status}
+        missing = [s for s in dict.fromkeys(required) if s not in record.scopes]
+        if missing:
+            return {
+                **answer,
+                "reason": "insufficient_scope",
+                "scopes": list(record.scopes),
+                "missing_scopes": missing,
+            }
+        return {**answer, "valid": True, "scopes": list(record.scopes)}
+
+    # -- management ----------------------------------------------------------
+
+    def _admin(self, request: httpx.Request) -> _Record:
+        header = request.headers.get("authorization")
+        challenge = {"WWW-Authenticate": 'Bearer realm="amplify-auth"'}
+        if header is None:
+            raise _Refusal(
+                401,
+                "unauthorized",
+                "management needs an admin token: send `Authorization: Bearer <token>` "
+                "with a token holding the admin scope",
+                headers=challenge,
+            )
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise _Refusal(
+                401,
+                "unauthorized",
+                "the Authorization header must be `Bearer <admin token>`",
+                headers=challenge,
+            )
+        verdict = self._judge(credentials.strip(), [])
+        if not verdict["valid"]:
+            raise _Refusal(
+                401,
+                "unauthorized",
+                f"the admin token is not valid ({verdict['reason']})",
+                headers=challenge,
+            )
+        record = self._records[verdict["token_id"]]
+        if "admin" not in record.scopes:
+            raise _Refusal(
+                403, "forbidden", "this token lacks the admin scope that management requires"
+            )
+        return record
+
+    def _create(self, request: httpx.Request, actor: _Record) -> dict[str, Any]:
+        body = self._json(request)
+        extra = set(body) - {"name", "scopes", "ttl_days", "description", "metadata"}
+        if extra:
+            raise _invalid(
+                ["body", sorted(extra)[0]], "Extra inputs are not permitted", "extra_forbidden"
+            )
+        name = body.get("name")
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
+            raise _invalid(
+                ["body", "name"], "String should have 1 to 100 characters", "string_type"
+            )
+        scopes = body.get("scopes")
+        if not isinstance(scopes, list) or not 1 <= len(scopes) <= _MAX_SCOPES:
+            raise _invalid(["body", "scopes"], "List should have 1 to 50 items", "too_short")
+        for i, scope in enumerate(scopes):
+            if not isinstance(scope, str) or not _SCOPE.fullmatch(scope):
+                raise _invalid(
+                    ["body", "scopes", i], "String should match pattern", "string_pattern_mismatch"
+                )
+        ttl_days = body.get("ttl_days")
+        if ttl_days is not None and (
+            isinstance(ttl_days, bool)
+            or not isinstance(ttl_days, int)
+            or not 1 <= ttl_days <= _MAX_TTL_DAYS
+        ):
+            raise _invalid(["body", "ttl_days"], "Input should be between 1 and 36500", "range")
+        description = body.get("description")
+        if description is not None and (
+            not isinstance(description, str) or len(description) > 1000
+        ):
+            raise _invalid(
+                ["body", "description"],
+                "String should have at most 1000 characters",
+                "string_too_long",
+            )
+        metadata = body.get("metadata")
+        if metadata is not None and (
+            not isinstance(metadata, dict)
+            or len(metadata) > 20
+            or not all(
+                isinstance(k, str) and 1 <= len(k) <= 64 and isinstance(v, str) and len(v) <= 500
+                for k, v in metadata.items()
+            )
+        ):
+            raise _invalid(["body", "metadata"], "Input should be a valid dictionary", "dict_type")
+        now = self._now()
+        token = generate_token()
+        record = self._insert(
+            name.strip(),
+            tuple(dict.fromkeys(scopes)),
+            None if ttl_days is None else now + timedelta(days=ttl_days),
+            description,
+            metadata,
+            token=token,
+            actor=actor,
+        )
+        created = _created(token, record)
+        return {
+            "token": created.token,
+            "token_id": record.id,
+            "name": record.name,
+            "scopes": list(record.scopes),
+            "created_at": _iso(record.created_at),
+            "expires_at": _iso(record.expires_at),
+            "description": record.description,
+            "metadata": record.metadata,
+        }
+
+    def _extend_days(self, request: httpx.Request) -> int:
+        body = self._json(request)
+        extra = set(body) - {"days"}
+        if extra:
+            raise _invalid(
+                ["body", sorted(extra)[0]], "Extra inputs are not permitted", "extra_forbidden"
+            )
+        days = body.get("days")
+        if isinstance(days, bool) or not isinstance(days, int):
+            raise _invalid(["body", "days"], "Field required", "missing")
+        if not 1 <= days <= _MAX_TTL_DAYS:
+            raise _invalid(["body", "days"], "Input should be between 1 and 36500", "range")
+        return days
+
+    def _audit_page(self, request: httpx.Request, token_id: str | None) -> list[dict[str, Any]]:
+        raw = request.url.params.get("limit", "100")
+        try:
+            limit = int(raw)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            raise _invalid(["query", "limit"], "Input should be between 1 and 1000", "range")
+        entries = [
+            e for e in reversed(self._audit) if token_id is None or e["token_id"] == token_id
+        ]
+        return entries[:limit]
+
+    # -- the store -----------------------------------------------------------
+
+    def _insert(
+        self,
+        name: str,
+        scopes: tuple[str, ...],
+        expires_at: datetime | None,
+        description: str | None,
+        metadata: dict[str, str] | None,
+        *,
+        token: str,
+        actor: _Record | None = None,
+    ) -> _Record:
+        record = _Record(
+            id=_new_id(),
+            token_hash=hash_token(token),
+            name=name,
+            scopes=scopes,
+            description=description,
+            metadata=metadata,
+            created_at=self._now(),
+            expires_at=expires_at,
+            revoked_at=None,
+        )
+        self._records[record.id] = record
+        self._by_hash[record.token_hash] = record.id
+        self._log(
+            actor,
+            "create" if actor is not None else "register",
+            record.id,
+            {"name": name, "scopes": list(scopes), "expires_at": _pyiso(expires_at)},
+        )
+        return record
+
+    def _change(self, record: _Record, actor: _Record, action: str, **values: datetime) -> _Record:
+        updated = replace(record, **values)  # type: ignore[arg-type]
+        self._records[record.id] = updated
+        self._log(actor, action, record.id, {k: _pyiso(v) for k, v in values.items()})
+        return updated
+
+    def _log(
+        self, actor: _Record | None, action: str, token_id: str, details: dict[str, Any]
+    ) -> None:
+        self._audit.append(
+            {
+                "id": len(self._audit) + 1,
+                "at": _iso(self._now()),
+                "actor_id": "system" if actor is None else actor.id,
+                "actor_name": "amplify-auth-server" if actor is None else actor.name,
+                "action": action,
+                "token_id": token_id,
+                "details": details,
+            }
+        )
+
+    def _known(self, token_id: str) -> _Record:
+        record = self._records.get(token_id) if _TOKEN_ID.fullmatch(token_id) else None
+        if record is None:
+            raise _Refusal(404, "not_found", f"no token with id {token_id!r}")
+        return record
+
+    def _record_body(self, record: _Record, now: datetime) -> dict[str, Any]:
+        return {
+            "token_id": record.id,
+            "name": record.name,
+            "scopes": list(record.scopes),
+            "status": record.status(now),
+            "created_at": _iso(record.created_at),
+            "expires_at": _iso(record.expires_at),
+            "revoked_at": _iso(record.revoked_at),
+            "description": record.description,
+            "metadata": record.metadata,
+        }
+
+    @staticmethod
+    def _json(request: httpx.Request) -> dict[str, Any]:
+        try:
+            body = json.loads(request.content)
+        except ValueError:
+            raise _invalid(["body"], "Invalid JSON", "json_invalid") from None
+        if not isinstance(body, dict):
+            raise _invalid(["body"], "Input should be a valid dictionary", "model_type")
+        return body
+
+    @staticmethod
+    def _flag(request: httpx.Request, name: str) -> bool:
+        raw = request.url.params.get(name)
+        if raw is None:
+            return False
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise _invalid(["query", name], "Input should be a valid boolean", "bool_parsing")
+
+
+def _pyiso(value: datetime | None) -> str | None:
+    # Audit details carry Python's isoformat, as the server's _jsonable writes them.
+    return None if value is None else value.isoformat()
+
+
+def _created(token: str, record: _Record) -> CreatedToken:
+    return CreatedToken(
+        token=token,
+        token_id=record.id,
+        name=record.name,
+        scopes=record.scopes,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        description=record.description,
+        metadata=record.metadata,
+    )

@@ -36,7 +36,9 @@ BACKENDS = [
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
     """Each backend in turn: SQLite + in-process cache, then PostgreSQL + Redis."""
     directory = tmp_path_factory.mktemp(request.param)
     if request.param == "embedded":

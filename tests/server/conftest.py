@@ -35,9 +35,7 @@ def create(admin: httpx.Client, **body: Any) -> dict[str, Any]:
 
 
 def validate(client: httpx.Client, token: str, *scopes: str) -> dict[str, Any]:
-    response = client.post(
-        "/auth/validate", json={"token": token, "required_scopes": list(scopes)}
-    )
+    response = client.post("/auth/validate", json={"token": token, "required_scopes": list(scopes)})
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer

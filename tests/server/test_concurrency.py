@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,8 +35,13 @@ def test_500_concurrent_creates_and_revokes_lose_and_duplicate_nothing(
     # Half the tokens exist before the storm; the storm then creates the other
     # half while revoking the first half, each revoke sent twice.
     first = asyncio.run(
-        _gather(server, [("POST", "/auth/tokens", {"name": f"first-{i}", "scopes": ["read"]})
-                         for i in range(250)])
+        _gather(
+            server,
+            [
+                ("POST", "/auth/tokens", {"name": f"first-{i}", "scopes": ["read"]})
+                for i in range(250)
+            ],
+        )
     )
     assert [r.status_code for r in first] == [201] * 250
     first_ids = [r.json()["token_id"] for r in first]
@@ -73,18 +77,19 @@ def test_500_concurrent_creates_and_revokes_lose_and_duplicate_nothing(
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def replicas(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """Two server processes on one PostgreSQL database and one Redis."""
     directory = tmp_path_factory.mktemp("replicas")
     with fresh_database() as url, redis_namespace() as namespace:
         backend = Backend("postgres", directory, url, namespace)
         admin_token = generate_token()
-        with running_server(backend, admin_token=admin_token) as one, running_server(
-            backend, admin_token=admin_token
-        ) as two:
+        with (
+            running_server(backend, admin_token=admin_token) as one,
+            running_server(backend, admin_token=admin_token) as two,
+        ):
             yield one, two
-
-
 
 
 @pytest.mark.postgres
@@ -118,16 +123,20 @@ def test_racing_revoke_and_extend_on_two_replicas_end_in_one_consistent_state(
 
     async def race() -> list[tuple[httpx.Response, httpx.Response]]:
         headers = {"Authorization": f"Bearer {one.admin_token}"}
-        async with httpx.AsyncClient(base_url=one.base_url, headers=headers) as a, \
-                httpx.AsyncClient(base_url=two.base_url, headers=headers) as b:
+        async with (
+            httpx.AsyncClient(base_url=one.base_url, headers=headers) as a,
+            httpx.AsyncClient(base_url=two.base_url, headers=headers) as b,
+        ):
             pairs = []
             for item in tokens:
                 token_id = item["token_id"]
-                pairs.append(asyncio.gather(
-                    a.post(f"/auth/tokens/{token_id}/revoke"),
-                    b.post(f"/auth/tokens/{token_id}/extend", json={"days": 7}),
-                    b.post(f"/auth/tokens/{token_id}/extend", json={"days": 7}),
-                ))
+                pairs.append(
+                    asyncio.gather(
+                        a.post(f"/auth/tokens/{token_id}/revoke"),
+                        b.post(f"/auth/tokens/{token_id}/extend", json={"days": 7}),
+                        b.post(f"/auth/tokens/{token_id}/extend", json={"days": 7}),
+                    )
+                )
             results = await asyncio.gather(*pairs)
         return [(r[0], r[1]) for r in results] + [(r[0], r[2]) for r in results]
 

@@ -105,7 +105,8 @@ def test_no_tier_stores_a_raw_token(backend: Backend, admin: httpx.Client) -> No
 
     if backend.redis is not None:
         keys, values = backend.redis.keys(), backend.redis.values()
-        assert keys and values
+        assert keys
+        assert values
         everything = b"".join(keys + values)
         for item in created:
             assert item["token"].encode() not in everything

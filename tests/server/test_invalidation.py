@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from amplify_auth_client import hash_token
 from tests.server.conftest import create, validate
@@ -26,7 +25,9 @@ def namespace() -> Iterator[RedisNamespace]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, namespace: RedisNamespace) -> Iterator[ServerProcess]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, namespace: RedisNamespace
+) -> Iterator[ServerProcess]:
     directory: Path = tmp_path_factory.mktemp("invalidation")
     with fresh_database() as url:
         backend = Backend("postgres", directory, url, namespace)

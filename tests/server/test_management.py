@@ -14,8 +14,15 @@ from tests.server.conftest import create, validate
 from tests.support.server import Backend, ServerProcess
 
 RECORD_FIELDS = {
-    "token_id", "name", "scopes", "status", "created_at", "expires_at", "revoked_at",
-    "description", "metadata",
+    "token_id",
+    "name",
+    "scopes",
+    "status",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "description",
+    "metadata",
 }
 
 
@@ -26,14 +33,27 @@ def parse(value: str) -> datetime:
 def test_create_returns_the_raw_token_once_and_forbids_caching(admin: httpx.Client) -> None:
     response = admin.post(
         "/auth/tokens",
-        json={"name": "svc", "scopes": ["read", "write"], "ttl_days": 365,
-              "description": "for the billing service", "metadata": {"team": "billing"}},
+        json={
+            "name": "svc",
+            "scopes": ["read", "write"],
+            "ttl_days": 365,
+            "description": "for the billing service",
+            "metadata": {"team": "billing"},
+        },
     )
     assert response.status_code == 201
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
-    assert set(body) == {"token", "token_id", "name", "scopes", "created_at", "expires_at",
-                         "description", "metadata"}
+    assert set(body) == {
+        "token",
+        "token_id",
+        "name",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "description",
+        "metadata",
+    }
     assert token_is_well_formed(body["token"])
     assert body["token_id"].startswith("tok_")
     assert body["scopes"] == ["read", "write"]
@@ -80,8 +100,12 @@ def test_no_hash_appears_in_any_management_answer(admin: httpx.Client) -> None:
 
     created = create(admin)
     digest = hash_token(created["token"])
-    for path in ("/auth/tokens?all=true", f"/auth/tokens/{created['token_id']}",
-                 f"/auth/tokens/{created['token_id']}/audit", "/auth/audit"):
+    for path in (
+        "/auth/tokens?all=true",
+        f"/auth/tokens/{created['token_id']}",
+        f"/auth/tokens/{created['token_id']}/audit",
+        "/auth/audit",
+    ):
         assert digest not in admin.get(path).text
 
 
@@ -95,8 +119,11 @@ def test_revoke_is_immediate_and_idempotent(admin: httpx.Client) -> None:
     assert second.status_code == 200
     assert second.json()["revoked_at"] == first.json()["revoked_at"]
     assert validate(admin, created["token"])["reason"] == "revoked"
-    revokes = [e for e in admin.get(f"/auth/tokens/{created['token_id']}/audit").json()
-               if e["action"] == "revoke"]
+    revokes = [
+        e
+        for e in admin.get(f"/auth/tokens/{created['token_id']}/audit").json()
+        if e["action"] == "revoke"
+    ]
     assert len(revokes) == 1
 
 
@@ -133,8 +160,13 @@ def test_extend_refuses_revoked_and_never_expiring_tokens(admin: httpx.Client) -
 
 @pytest.mark.parametrize(
     "path",
-    ["/auth/tokens/tok_doesnotexist0000", "/auth/tokens/nope", "/auth/tokens/%F0%9F%94%91",
-     "/auth/tokens/tok_%00aaaaaaaaaaaaaaa", "/auth/tokens/" + "a" * 500],
+    [
+        "/auth/tokens/tok_doesnotexist0000",
+        "/auth/tokens/nope",
+        "/auth/tokens/%F0%9F%94%91",
+        "/auth/tokens/tok_%00aaaaaaaaaaaaaaa",
+        "/auth/tokens/" + "a" * 500,
+    ],
     ids=["well-formed", "short", "emoji", "nul", "long"],
 )
 def test_an_unknown_id_is_a_404_everywhere(admin: httpx.Client, path: str) -> None:
@@ -151,8 +183,10 @@ def test_an_unknown_id_is_a_404_everywhere(admin: httpx.Client, path: str) -> No
 def test_a_well_formed_unknown_id_is_exactly_404(admin: httpx.Client) -> None:
     response = admin.post("/auth/tokens/tok_doesnotexist0000/revoke")
     assert response.status_code == 404
-    assert response.json() == {"error": "not_found",
-                               "detail": "no token with id 'tok_doesnotexist0000'"}
+    assert response.json() == {
+        "error": "not_found",
+        "detail": "no token with id 'tok_doesnotexist0000'",
+    }
 
 
 def test_management_needs_a_bearer_admin_token(server: ServerProcess, admin: httpx.Client) -> None:
@@ -188,7 +222,9 @@ def test_management_needs_a_bearer_admin_token(server: ServerProcess, admin: htt
     assert admin.get(f"/auth/tokens/{reader['token_id']}").json()["status"] == "active"
 
 
-def test_a_token_with_the_admin_scope_can_manage(admin: httpx.Client, server: ServerProcess) -> None:
+def test_a_token_with_the_admin_scope_can_manage(
+    admin: httpx.Client, server: ServerProcess
+) -> None:
     second_admin = create(admin, name="second admin", scopes=["admin"])
     with server.client(token=second_admin["token"]) as client:
         created = create(client, name="made by the second admin")
@@ -211,7 +247,8 @@ def test_the_audit_trail_says_who_did_what_and_when(admin: httpx.Client) -> None
     assert {e["token_id"] for e in entries} == {token_id}
     assert all(parse(e["at"]) >= before - timedelta(seconds=1) for e in entries)
     actor = {e["actor_id"] for e in entries}
-    assert len(actor) == 1 and actor.pop().startswith("tok_")
+    assert len(actor) == 1
+    assert actor.pop().startswith("tok_")
     assert entries[2]["details"]["scopes"] == created["scopes"]
     assert "expires_at" in entries[1]["details"]
     assert created["token"] not in trail.text
@@ -279,8 +316,9 @@ def test_malformed_json_is_a_422(admin: httpx.Client) -> None:
 def test_an_oversized_body_is_refused_early(admin: httpx.Client, anonymous: httpx.Client) -> None:
     ten_megabytes = b'{"token": "' + b"a" * (10 * 1024 * 1024) + b'"}'
     for client, path in ((anonymous, "/auth/validate"), (admin, "/auth/tokens")):
-        response = client.post(path, content=ten_megabytes,
-                               headers={"content-type": "application/json"})
+        response = client.post(
+            path, content=ten_megabytes, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 413
         assert response.json()["error"] == "payload_too_large"
 
@@ -292,7 +330,8 @@ def test_an_oversized_chunked_body_is_refused(anonymous: httpx.Client) -> None:
             yield b"a" * 65536
         yield b'"}'
 
-    response = anonymous.post("/auth/validate", content=chunks(),
-                              headers={"content-type": "application/json"})
+    response = anonymous.post(
+        "/auth/validate", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"

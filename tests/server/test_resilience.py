@@ -6,6 +6,7 @@ machine's shared PostgreSQL and Redis are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,7 +77,9 @@ def test_with_redis_down_validation_answers_from_the_database(
         assert status == 200
         assert body["status"] == "degraded"
         assert body["components"] == {
-            "database": "healthy", "redis": "unhealthy", "command_processor": "running"
+            "database": "healthy",
+            "redis": "unhealthy",
+            "command_processor": "running",
         }
 
         own_redis.start()
@@ -139,11 +142,10 @@ def own_postgres() -> Iterator[PrivatePostgres]:
 def test_with_the_database_down_cached_answers_serve_and_misses_are_503(
     tmp_path: Path, own_postgres: PrivatePostgres, with_redis: bool
 ) -> None:
-    env = {}
-    instance: PrivateRedis | None = None
-    with private_redis() as instance:
+    with contextlib.ExitStack() as stack:
+        env = {}
         if with_redis:
-            env["REDIS_URL"] = instance.url
+            env["REDIS_URL"] = stack.enter_context(private_redis()).url
         backend = Backend("postgres", tmp_path, own_postgres.url())
         with running_server(backend, env=env) as server, server.client() as admin:
             known = create(admin, scopes=["read"])

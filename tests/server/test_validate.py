@@ -47,8 +47,10 @@ def test_every_required_scope_must_be_held(admin: httpx.Client) -> None:
 
 def test_each_request_is_judged_against_its_own_scopes(admin: httpx.Client) -> None:
     token = create(admin, scopes=["a", "b"])["token"]
-    results = [validate(admin, token, *scopes)["valid"] for scopes in ([], ["a"], ["b"],
-               ["a", "b"], ["c"], ["a", "c"], ["a"])]
+    results = [
+        validate(admin, token, *scopes)["valid"]
+        for scopes in ([], ["a"], ["b"], ["a", "b"], ["c"], ["a", "c"], ["a"])
+    ]
     assert results == [True, True, True, True, False, False, True]
 
 
@@ -74,8 +76,18 @@ def test_an_unknown_token_is_unknown(anonymous: httpx.Client) -> None:
         "amp_live_" + "🔑" * 43,
         "x" * 1024,
     ],
-    ids=["empty", "prefix", "words", "test-prefix", "short", "long", "accents", "nul",
-         "emoji", "max-length"],
+    ids=[
+        "empty",
+        "prefix",
+        "words",
+        "test-prefix",
+        "short",
+        "long",
+        "accents",
+        "nul",
+        "emoji",
+        "max-length",
+    ],
 )
 def test_malformed_tokens_are_answered_malformed(anonymous: httpx.Client, token: str) -> None:
     response = anonymous.post(

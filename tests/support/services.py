@@ -69,7 +69,9 @@ async def _pg_admin(sql: str, *, host: str, port: int, user: str) -> None:
 
 
 @contextmanager
-def fresh_database(*, host: str = PG_HOST, port: int = PG_PORT, user: str = PG_USER) -> Iterator[str]:
+def fresh_database(
+    *, host: str = PG_HOST, port: int = PG_PORT, user: str = PG_USER
+) -> Iterator[str]:
     """A new, empty database, dropped afterwards. Yields its URL."""
     name = f"amplify_test_{secrets.token_hex(6)}"
     try:
@@ -105,9 +107,14 @@ class PrivatePostgres:
 
     def start(self) -> None:
         subprocess.run(
-            [*self.ctl, "-l", str(self.directory / "log"), "-o",
-             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off",
-             "start"],
+            [
+                *self.ctl,
+                "-l",
+                str(self.directory / "log"),
+                "-o",
+                f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
             check=True,
             capture_output=True,
         )
@@ -132,8 +139,16 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     else:
         run_as = []
     subprocess.run(
-        [*run_as, str(PG_BIN / "initdb"), "-D", str(directory / "data"), "-U", "postgres",
-         "--auth=trust", "--no-sync"],
+        [
+            *run_as,
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(directory / "data"),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+        ],
         check=True,
         capture_output=True,
     )
@@ -206,8 +221,21 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory), "--enable-debug-command", "yes"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--enable-debug-command",
+                "yes",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 
 from pydantic import ValidationError
 
@@ -45,6 +45,11 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 
     from amplify_auth_server.app import create_app
 
+    if settings.migrate_on_start:
+        # Before uvicorn, so that an unreachable database is one clear line
+        # and exit code 1, not a start-up traceback.
+        _run(_migrate(settings), settings)
+        settings = settings.model_copy(update={"migrate_on_start": False})
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
@@ -107,9 +112,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command in (None, "serve"):
         _serve(settings, getattr(args, "host", None), getattr(args, "port", None))
     elif args.command == "migrate":
-        asyncio.run(_migrate(settings))
+        _run(_migrate(settings), settings)
     else:
-        asyncio.run(_create_admin_token(settings, args.name))
+        _run(_create_admin_token(settings, args.name), settings)
+
+
+def _run(work: Coroutine[None, None, None], settings: Settings) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from amplify_auth_server.database import async_url
+
+    try:
+        asyncio.run(work)
+    except (SQLAlchemyError, OSError) as exc:
+        where = async_url(settings.database_url).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(f"amplify-auth-server: cannot use the database {where}: {reason}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -88,6 +88,25 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is not None:
+            scheme = value.partition(":")[0].partition("+")[0]
+            if scheme not in ("postgresql", "postgres", "sqlite"):
+                raise ValueError(
+                    f"{scheme!r} is not supported; use postgresql://user:pass@host:5432/db "
+                    "or sqlite:///path/to/file.db"
+                )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use redis://host:6379/0 (or rediss:// for TLS)")
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if self.auth_admin_token is not None:

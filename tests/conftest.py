@@ -96,3 +96,8 @@ def insert_token(
 
     asyncio.run(insert())
     return raw, record.id
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,309 @@
+"""Running the server: health, metrics, docs, migrations, admin bootstrap, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection
+
+from amplify_auth_client import __version__, generate_token, token_is_well_formed
+from amplify_auth_server.database import create_engine
+from amplify_auth_server.models import metadata
+from tests.server.conftest import create, validate
+from tests.support.server import Backend, ServerProcess, clean_environment, running_server
+from tests.support.services import fresh_database
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "amplify_auth_server", *args],
+        cwd=cwd,
+        env=clean_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_health_has_the_seed_shape(backend: Backend, server: ServerProcess) -> None:
+    response = httpx.get(server.base_url + "/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "healthy",
+        "version": __version__,
+        "components": {
+            "database": "healthy",
+            "redis": "disabled" if backend.redis is None else "healthy",
+            "command_processor": "running",
+        },
+    }
+
+
+def test_metrics_count_validations_cache_queue_and_latency(
+    server: ServerProcess, admin: httpx.Client
+) -> None:
+    token = create(admin)["token"]
+    validate(admin, token)
+    validate(admin, token, "nope")
+    validate(admin, "garbage")
+    response = httpx.get(server.base_url + "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for result in ("valid", "insufficient_scope", "malformed"):
+        assert re.search(rf'^amplify_auth_validations_total{{result="{result}"}} [1-9]', text, re.M)
+    assert re.search(
+        r'^amplify_auth_cache_requests_total{outcome="hit",tier="local"} [1-9]', text, re.M
+    )
+    assert re.search(r"^amplify_auth_command_queue_depth 0\.0$", text, re.M)
+    assert re.search(
+        r'^amplify_auth_request_duration_seconds_count{method="POST",route="/auth/validate"} [1-9]',
+        text,
+        re.M,
+    )
+    assert token not in text
+
+
+def test_openapi_describes_every_route_with_models(server: ServerProcess) -> None:
+    assert httpx.get(server.base_url + "/docs").status_code == 200
+    spec = httpx.get(server.base_url + "/openapi.json").json()
+    paths = spec["paths"]
+    assert set(paths) >= {
+        "/auth/validate",
+        "/auth/tokens",
+        "/auth/tokens/{token_id}",
+        "/auth/tokens/{token_id}/revoke",
+        "/auth/tokens/{token_id}/extend",
+        "/auth/tokens/{token_id}/audit",
+        "/auth/audit",
+        "/health",
+        "/metrics",
+    }
+    validate_op = paths["/auth/validate"]["post"]
+    body = validate_op["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {"token", "required_scopes"}
+    assert validate_op["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ValidateResponse"
+    }
+    create_op = paths["/auth/tokens"]["post"]
+    assert "201" in create_op["responses"]
+    assert {"401", "403", "422"} <= set(create_op["responses"])
+
+
+def _schema_diff(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection)
+    return list(compare_metadata(context, metadata))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_migrate_builds_exactly_the_models_schema_and_is_idempotent(
+    tmp_path: Path, kind: str
+) -> None:
+    def check(url: str) -> None:
+        env = {"DATABASE_URL": url}
+        first = run_cli("migrate", cwd=tmp_path, env=env)
+        assert first.returncode == 0, first.stderr
+        assert "Running upgrade" in first.stderr
+        again = run_cli("migrate", cwd=tmp_path, env=env)
+        assert again.returncode == 0, again.stderr
+        assert "Running upgrade" not in again.stderr
+
+        async def diff() -> list[object]:
+            engine = create_engine(url)
+            try:
+                async with engine.connect() as connection:
+                    return await connection.run_sync(_schema_diff)
+            finally:
+                await engine.dispose()
+
+        assert asyncio.run(diff()) == []
+
+    if kind == "sqlite":
+        check(f"sqlite:///{tmp_path / 'migrated.db'}")
+    else:
+        with fresh_database() as url:
+            check(url)
+
+
+def test_the_seed_database_url_form_with_a_password_works(tmp_path: Path) -> None:
+    with fresh_database() as url:
+        seed_form = url.replace("postgresql://postgres@", "postgresql://postgres:auth_pass@")
+        assert re.fullmatch(r"postgresql://\w+:\w+@[\d.]+:5432/\w+", seed_form)
+        backend = Backend("postgres", tmp_path, seed_form)
+        with running_server(backend) as server, server.client() as admin:
+            assert validate(admin, create(admin)["token"])["valid"] is True
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_create_admin_token_prints_it_once_and_it_can_manage(tmp_path: Path, kind: str) -> None:
+    def check(url: str) -> None:
+        minted = run_cli(
+            "create-admin-token", "--name", "ops", cwd=tmp_path, env={"DATABASE_URL": url}
+        )
+        assert minted.returncode == 0, minted.stderr
+        lines = minted.stdout.splitlines()
+        assert len(lines) == 1
+        token = lines[0]
+        assert token_is_well_formed(token)
+        assert token not in minted.stderr
+        assert "shown once" in minted.stderr
+        backend = Backend(kind, tmp_path, url)
+        with running_server(backend) as server, server.client(token=token) as ops:
+            listed = ops.get("/auth/tokens")
+            assert listed.status_code == 200
+            assert "ops" in {r["name"] for r in listed.json()}
+            assert token not in server.log()
+
+    if kind == "sqlite":
+        check(f"sqlite:///{tmp_path / 'bootstrap.db'}")
+    else:
+        with fresh_database() as url:
+            check(url)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("amp_live_short", "not a valid amp_live_ token"),
+        (generate_token()[:-1] + "x", "not a valid amp_live_ token"),
+    ],
+)
+def test_a_bad_admin_token_setting_stops_start_up_with_one_clear_line(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    result = run_cli("serve", cwd=tmp_path, env={"AUTH_ADMIN_TOKEN": value})
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "AUTH_ADMIN_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert value not in result.stderr
+
+
+def test_other_bad_settings_are_refused_too(tmp_path: Path) -> None:
+    for env, name in (
+        ({"PORT": "99999"}, "PORT"),
+        ({"TOKEN_CACHE_TTL": "soon"}, "TOKEN_CACHE_TTL"),
+        ({"DATABASE_URL": "mysql://root@localhost/auth"}, "postgresql"),
+    ):
+        result = run_cli("migrate", cwd=tmp_path, env=env)
+        assert result.returncode != 0
+        assert name in result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_auth_admin_token_is_registered_once_across_restarts(tmp_path: Path) -> None:
+    backend = Backend("embedded", tmp_path)
+    token = generate_token()
+    for _ in range(3):
+        with running_server(backend, admin_token=token) as server, server.client() as admin:
+            admins = [r for r in admin.get("/auth/tokens").json() if "admin" in r["scopes"]]
+            assert len(admins) == 1
+            assert admins[0]["name"] == "admin (AUTH_ADMIN_TOKEN)"
+    assert token not in server.log()
+    # No file is minted when the token comes from the environment.
+    assert not (tmp_path / "amplify_auth.admin-token").exists()
+
+
+def test_the_embedded_default_mints_an_admin_token_file_once(tmp_path: Path) -> None:
+    server = ServerProcess(cwd=tmp_path, env=clean_environment(), admin_token=None)
+    server.start()
+    try:
+        token_file = tmp_path / "amplify_auth.admin-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = token_file.read_text().strip()
+        assert token_is_well_formed(token)
+        assert (tmp_path / "amplify_auth.db").exists()
+        with server.client(token=token) as admin:
+            assert admin.get("/auth/tokens").status_code == 200
+        server.stop()
+        server.start()
+        assert token_file.read_text().strip() == token
+        with server.client(token=token) as admin:
+            admins = [r for r in admin.get("/auth/tokens").json() if "admin" in r["scopes"]]
+            assert len(admins) == 1
+    finally:
+        server.stop()
+    log = server.log()
+    assert "amplify_auth.admin-token" in log
+    assert token not in log
+
+
+def test_no_secret_reaches_the_log_even_at_debug_with_access_logs(tmp_path: Path) -> None:
+    backend = Backend("embedded", tmp_path)
+    env = {"LOG_LEVEL": "debug", "ACCESS_LOG": "true"}
+    with running_server(backend, env=env) as server, server.client() as admin:
+        secrets = [server.admin_token]
+        created = create(admin, scopes=["read"])
+        secrets.append(created["token"])
+        validate(admin, created["token"], "read")
+        validate(admin, created["token"], "write")
+        admin.post(f"/auth/tokens/{created['token_id']}/revoke")
+        validate(admin, created["token"])
+        with server.client(token=created["token"]) as revoked:
+            assert revoked.get("/auth/tokens").status_code == 401
+        bad = generate_token()
+        secrets.append(bad)
+        with server.client(token=bad) as unknown:
+            assert unknown.get("/auth/tokens").status_code == 401
+        admin.post("/auth/validate", content=b'{"token": "' + bad.encode() + b'", "x": ')
+    log = server.log()
+    assert "POST /auth/validate" in log  # the access log is on
+    for secret in secrets:
+        assert secret is not None
+        assert secret not in log
+        assert secret[9:] not in log
+
+
+def test_sigterm_shuts_down_gracefully(tmp_path: Path) -> None:
+    backend = Backend("embedded", tmp_path)
+    with running_server(backend) as server:
+        with server.client() as admin:
+            create(admin)
+        code = server.stop()
+        # uvicorn finishes its shutdown, then re-raises the signal it got.
+        assert code in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in server.log()
+        assert "Traceback" not in server.log()
+        server.start()  # running_server stops it again on exit
+
+
+def test_python_dash_m_and_the_console_script_are_the_same_program(tmp_path: Path) -> None:
+    module = run_cli("--help", cwd=tmp_path)
+    script = subprocess.run(
+        [str(Path(sys.executable).with_name("amplify-auth-server")), "--help"],
+        capture_output=True,
+        text=True,
+        env=clean_environment(),
+        check=False,
+    )
+    assert module.returncode == script.returncode == 0
+    assert "create-admin-token" in module.stdout
+    assert module.stdout.replace("__main__.py", "amplify-auth-server") == script.stdout
+    assert os.access(Path(sys.executable).with_name("amplify-auth-server"), os.X_OK)
+
+
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    from tests.support.services import free_port
+
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/auth"
+    for command in ("serve", "migrate", "create-admin-token"):
+        result = run_cli(command, cwd=tmp_path, env={"DATABASE_URL": url})
+        assert result.returncode == 1, result.stderr
+        assert (
+            "cannot use the database postgresql+asyncpg://postgres:***@127.0.0.1" in result.stderr
+        )
+        assert "hunter2" not in result.stderr
+        assert "Traceback" not in result.stderr

@@ -79,3 +79,11 @@ __all__ = [
     "hash_token",
     "token_is_well_formed",
 ]
+
+# As httpx does: tracebacks and reprs name the public path
+# (amplify_auth_client.TokenNotFound), not the private module behind it.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = "amplify_auth_client"
+del _name, _value

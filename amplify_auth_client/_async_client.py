@@ -4,6 +4,7 @@ coalesces concurrent misses across tasks; everything else is in ``_base``."""
 from __future__ import annotations
 
 import asyncio
+from asyncio import sleep
 from collections.abc import Collection, Mapping
 from functools import partial
 from types import TracebackType
@@ -209,4 +210,4 @@ class AsyncAuthClient(BaseAuthClient):
                     return self._read(call, response, attempts)
                 self._log_retry(call, attempts, wait, f"HTTP {response.status_code}")
             if wait > 0:
-                await asyncio.sleep(wait)
+                await sleep(wait)

@@ -3,8 +3,8 @@ coalesces concurrent misses across threads; everything else is in ``_base``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Mapping
+from time import sleep
 from types import TracebackType
 from typing import TypeVar
 
@@ -198,4 +198,4 @@ class AuthClient(BaseAuthClient):
                     return self._read(call, response, attempts)
                 self._log_retry(call, attempts, wait, f"HTTP {response.status_code}")
             if wait > 0:
-                time.sleep(wait)
+                sleep(wait)

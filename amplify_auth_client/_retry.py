@@ -23,9 +23,9 @@ tests of outages run instantly while still counting attempts.
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
+from random import uniform
+from time import monotonic
 from types import TracebackType
 from typing import Final
 
@@ -122,7 +122,7 @@ class Attempts:
     def __init__(self, policy: RetryPolicy, *, idempotent: bool) -> None:
         self._policy = policy
         self._idempotent = idempotent
-        self._started = time.monotonic()
+        self._started = monotonic()
         #: The number of the attempt in progress, from 1.
         self.attempt = 1
 
@@ -149,12 +149,12 @@ class Attempts:
             return None
         cap = min(policy.max_wait, policy.initial_wait * 2 ** (self.attempt - 1))
         # Jitter, not a secret: the standard generator is the right tool.
-        wait = random.uniform(0.0, cap)  # noqa: S311
+        wait = uniform(0.0, cap)  # noqa: S311
         if server_hint is not None:
             wait = max(wait, min(server_hint, policy.max_wait))
         if _TESTING.enabled:
             wait = 0.0
-        if time.monotonic() - self._started + wait >= policy.deadline:
+        if monotonic() - self._started + wait >= policy.deadline:
             return None
         self.attempt += 1
         return wait

@@ -138,7 +138,13 @@ class FakeAuthServer:
         self.available = True
         self.admin_token = admin_token or generate_token()
         admin = self._insert(
-            "admin (fake)", ("admin",), None, "registered at start-up", None, token=self.admin_token
+            "admin (fake)",
+            ("admin",),
+            None,
+            "registered at start-up",
+            None,
+            token=self.admin_token,
+            action="register",
         )
         #: The admin token's id, the ``actor_id`` of audit entries it causes.
         self.admin_token_id = admin.id
@@ -481,6 +487,7 @@ class FakeAuthServer:
         *,
         token: str,
         actor: _Record | None = None,
+        action: str = "create",
     ) -> _Record:
         record = _Record(
             id=_new_id(),
@@ -497,7 +504,7 @@ class FakeAuthServer:
         self._by_hash[record.token_hash] = record.id
         self._log(
             actor,
-            "create" if actor is not None else "register",
+            action,
             record.id,
             {"name": name, "scopes": list(scopes), "expires_at": _pyiso(expires_at)},
         )

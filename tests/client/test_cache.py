@@ -1,0 +1,277 @@
+"""Validation answers are cached by token hash, reused for any scopes, and never past their time."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import respx
+
+from amplify_auth_client import AuthClient, AuthServiceUnavailable, generate_token, hash_token
+from tests.client.support import BASE_URL, TOKEN_ID, FakeClock, invalid, valid
+
+
+@pytest.fixture
+def client() -> AuthClient:
+    return AuthClient(BASE_URL, cache_ttl=30, negative_cache_ttl=5)
+
+
+def test_hundred_sequential_validations_make_one_request(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid())
+    results = [client.validate(token, ["read"]) for _ in range(100)]
+    assert route.call_count == 1
+    assert all(r.valid for r in results)
+    assert not results[0].cached
+    assert all(r.cached for r in results[1:])
+    # A hit hands out one shared, frozen result rather than building one.
+    assert results[1] is results[99]
+    stats = client.cache_stats()
+    assert (stats.hits, stats.misses, stats.requests, stats.size) == (99, 1, 1, 1)
+
+
+def test_the_server_is_asked_without_scopes_and_without_admin_token(
+    api: respx.MockRouter, token: str
+) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid())
+    AuthClient(BASE_URL, admin_token=generate_token()).validate(token, ["read", "write"])
+    request = route.calls.last.request
+    assert json.loads(request.content) == {"token": token, "required_scopes": []}
+    assert "authorization" not in request.headers
+
+
+def test_one_entry_answers_every_scope_combination(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid(["read", "write"]))
+    assert client.validate(token).valid
+    assert client.validate(token, ["read"]).valid
+    assert client.validate(token, ("write", "read")).valid
+    assert client.validate(token, frozenset({"write"})).valid
+    denied = client.validate(token, ["admin", "read", "export", "admin"])
+    assert not denied.valid
+    assert denied.reason == "insufficient_scope"
+    # In the order asked, without repeats, as the server reports them.
+    assert denied.missing_scopes == ("admin", "export")
+    assert denied.scopes == ("read", "write")
+    assert denied.token_id == TOKEN_ID
+    assert not denied  # truthiness is validity
+    assert route.call_count == 1
+
+
+def test_insufficient_scope_on_the_first_call_still_caches_the_token(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid(["read"]))
+    first = client.validate(token, ["write"])
+    assert (first.valid, first.reason, first.missing_scopes) == (
+        False,
+        "insufficient_scope",
+        ("write",),
+    )
+    assert client.validate(token, ["read"]).valid
+    assert route.call_count == 1
+
+
+def test_a_str_of_scopes_is_refused(client: AuthClient, token: str) -> None:
+    # Iterating "read" would check the scopes "r", "e", "a", "d".
+    with pytest.raises(TypeError, match=r"\['read'\]"):
+        client.validate(token, "read")
+
+
+def test_positive_answer_expires_after_cache_ttl(
+    api: respx.MockRouter, client: AuthClient, token: str, clock: FakeClock
+) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid())
+    client.validate(token)
+    clock.advance(29.9)
+    assert client.validate(token).cached
+    clock.advance(0.1)
+    assert not client.validate(token).cached
+    assert route.call_count == 2
+
+
+def test_never_served_past_the_tokens_own_expiry(
+    api: respx.MockRouter, client: AuthClient, token: str, clock: FakeClock
+) -> None:
+    route = api.post("/auth/validate")
+    route.side_effect = [
+        valid(expires_at=clock.in_(10)),
+        invalid("expired", token_id=TOKEN_ID, name="billing"),
+    ]
+    assert client.validate(token).valid
+    clock.advance(9.9)
+    assert client.validate(token).valid
+    clock.advance(0.1)  # the token's expires_at, well inside cache_ttl
+    result = client.validate(token)
+    assert (result.valid, result.reason, result.cached) == (False, "expired", False)
+    assert route.call_count == 2
+
+
+def test_expiry_follows_the_wall_clock(
+    api: respx.MockRouter, client: AuthClient, token: str, clock: FakeClock
+) -> None:
+    # The server judges expiry by the wall clock; if it jumps forward, so do we.
+    route = api.post("/auth/validate").mock(return_value=valid(expires_at=clock.in_(3600)))
+    client.validate(token)
+    clock.wall += 3600
+    client.validate(token)
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("reason", ["unknown", "revoked", "expired"])
+def test_negative_answers_are_cached_for_the_shorter_ttl(
+    api: respx.MockRouter, client: AuthClient, token: str, clock: FakeClock, reason: str
+) -> None:
+    route = api.post("/auth/validate").mock(return_value=invalid(reason))
+    assert client.validate(token).reason == reason
+    clock.advance(4.9)
+    cached = client.validate(token, ["read"])
+    assert (cached.valid, cached.reason, cached.cached) == (False, reason, True)
+    assert cached.missing_scopes == ()
+    clock.advance(0.1)  # negative_cache_ttl; a positive answer would live 25 s more
+    assert not client.validate(token).cached
+    assert route.call_count == 2
+
+
+def test_positive_and_negative_entries_live_side_by_side(
+    api: respx.MockRouter, client: AuthClient, clock: FakeClock
+) -> None:
+    good, bad = generate_token(), generate_token()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return valid() if json.loads(request.content)["token"] == good else invalid("unknown")
+
+    route = api.post("/auth/validate").mock(side_effect=answer)
+    client.validate(good)
+    client.validate(bad)
+    clock.advance(6)
+    assert client.validate(good).cached
+    assert not client.validate(bad).cached
+    assert route.call_count == 3
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "Bearer abc",
+        "amp_live_" + "A" * 43,  # right shape, wrong checksum
+        "amp_live_" + "A" * 500,
+        generate_token()[:-1] + "!",
+        generate_token().replace("amp_live_", "amp_test_"),
+    ],
+)
+def test_malformed_tokens_are_answered_locally(
+    api: respx.MockRouter, client: AuthClient, bad: str
+) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid())
+    for _ in range(3):
+        result = client.validate(bad, ["read"])
+        assert (result.valid, result.reason, result.cached) == (False, "malformed", False)
+    assert route.call_count == 0
+    stats = client.cache_stats()
+    assert (stats.size, stats.hits, stats.misses) == (0, 0, 0)
+
+
+def test_server_saying_malformed_is_not_cached(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    # Client and server disagreeing on the format: remember nothing.
+    route = api.post("/auth/validate").mock(return_value=invalid("malformed"))
+    assert client.validate(token).reason == "malformed"
+    assert client.validate(token).reason == "malformed"
+    assert route.call_count == 2
+
+
+def test_entries_are_keyed_by_hash_not_by_token(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    api.post("/auth/validate").mock(return_value=valid())
+    client.validate(token)
+    entries = client._cache._entries
+    assert entries is not None
+    assert list(entries.keys()) == [hash_token(token)]
+
+
+def test_cache_size_bounds_the_entries_least_recently_used_out(api: respx.MockRouter) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid())
+    client = AuthClient(BASE_URL, cache_size=2)
+    a, b, c = generate_token(), generate_token(), generate_token()
+    client.validate(a)
+    client.validate(b)
+    client.validate(a)  # a is now the most recently used
+    client.validate(c)  # evicts b
+    assert client.cache_stats().size == 2
+    assert client.validate(a).cached
+    assert not client.validate(b).cached
+    assert route.call_count == 4
+
+
+def test_cache_size_zero_turns_the_cache_off(api: respx.MockRouter, token: str) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid())
+    client = AuthClient(BASE_URL, cache_size=0)
+    for _ in range(3):
+        assert client.validate(token).valid
+    assert route.call_count == 3
+    assert client.cache_stats().size == 0
+
+
+def test_clear_cache_forgets_every_answer(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid())
+    client.validate(token)
+    client.clear_cache()
+    assert client.cache_stats().size == 0
+    assert not client.validate(token).cached
+    assert route.call_count == 2
+
+
+def test_results_carry_what_the_server_said(
+    api: respx.MockRouter, client: AuthClient, token: str, clock: FakeClock
+) -> None:
+    expires = clock.in_(86_400)
+    api.post("/auth/validate").mock(return_value=valid(["read"], name="ci", expires_at=expires))
+    result = client.validate(token)
+    assert (result.token_id, result.name, result.scopes, result.reason) == (
+        TOKEN_ID,
+        "ci",
+        ("read",),
+        None,
+    )
+    assert result.expires_at == expires
+    assert result.expires_at is not None
+    assert result.expires_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"valid": "true", "scopes": [], "token_id": None, "name": None, "reason": None},
+        {"valid": 1, "scopes": ["read"]},
+        {"scopes": ["read"]},
+        {"valid": True, "scopes": "read"},
+        {"valid": True, "scopes": [], "expires_at": "next tuesday"},
+        ["valid", True],
+    ],
+)
+def test_a_body_off_contract_is_never_taken_as_valid(
+    api: respx.MockRouter, client: AuthClient, token: str, body: object
+) -> None:
+    # "true" is truthy: reading it loosely would fail open.
+    api.post("/auth/validate").mock(return_value=httpx.Response(200, json=body))
+    with pytest.raises(AuthServiceUnavailable, match="base_url"):
+        client.validate(token)
+    assert client.cache_stats().size == 0
+
+
+def test_a_non_json_answer_is_unavailable(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    api.post("/auth/validate").mock(return_value=httpx.Response(200, text="<html>login</html>"))
+    with pytest.raises(AuthServiceUnavailable) as raised:
+        client.validate(token)
+    assert raised.value.status_code == 200

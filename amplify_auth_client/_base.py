@@ -497,7 +497,9 @@ def _error_body(
             loc = item.get("loc")
             errors.append(
                 {
-                    "loc": [str(part) for part in loc] if isinstance(loc, list) else [],
+                    "loc": [p if isinstance(p, str | int) else str(p) for p in loc]
+                    if isinstance(loc, list)
+                    else [],
                     "msg": _scrub(str(item.get("msg", "")), secret),
                     "type": str(item.get("type", "")),
                 }

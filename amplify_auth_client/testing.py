@@ -136,9 +136,11 @@ class FakeAuthServer:
         self.requests: list[httpx.Request] = []
         #: False: answer every request with 503, as a server without its database does.
         self.available = True
+        # Named as the real server names the admin token it registers at start-up.
+        origin = "bootstrap" if admin_token is None else "AUTH_ADMIN_TOKEN"
         self.admin_token = admin_token or generate_token()
         admin = self._insert(
-            "admin (fake)",
+            f"admin ({origin})",
             ("admin",),
             None,
             "registered at start-up",
@@ -296,21 +298,20 @@ class FakeAuthServer:
     # -- validation ----------------------------------------------------------
 
     def _validate(self, request: httpx.Request) -> dict[str, Any]:
-        body = self._json(request)
+        # The real handler validates the body itself, so its locations have no "body".
+        body = self._json(request, [])
         token = body.get("token")
         if not isinstance(token, str):
-            raise _invalid(["body", "token"], "Field required", "missing")
+            raise _invalid(["token"], "Field required", "missing")
         if len(token) > 1024:
             raise _invalid(
-                ["body", "token"], "String should have at most 1024 characters", "string_too_long"
+                ["token"], "String should have at most 1024 characters", "string_too_long"
             )
         required = body.get("required_scopes", [])
         if not isinstance(required, list) or len(required) > _MAX_SCOPES:
-            raise _invalid(["body", "required_scopes"], "Input should be a valid list", "list_type")
+            raise _invalid(["required_scopes"], "Input should be a valid list", "list_type")
         if not all(isinstance(s, str) and len(s) <= 64 for s in required):
-            raise _invalid(
-                ["body", "required_scopes"], "Input should be a valid string", "string_type"
-            )
+            raise _invalid(["required_scopes"], "Input should be a valid string", "string_type")
         return self._judge(token, required)
 
     def _judge(self, token: str, required: list[str]) -> dict[str, Any]:
@@ -551,13 +552,14 @@ class FakeAuthServer:
         }
 
     @staticmethod
-    def _json(request: httpx.Request) -> dict[str, Any]:
+    def _json(request: httpx.Request, loc: list[str | int] | None = None) -> dict[str, Any]:
+        loc = ["body"] if loc is None else loc
         try:
             body = json.loads(request.content)
         except ValueError:
-            raise _invalid(["body"], "Invalid JSON", "json_invalid") from None
+            raise _invalid(loc, "Invalid JSON", "json_invalid") from None
         if not isinstance(body, dict):
-            raise _invalid(["body"], "Input should be a valid dictionary", "model_type")
+            raise _invalid(loc, "Input should be a valid dictionary", "model_type")
         return body
 
     @staticmethod

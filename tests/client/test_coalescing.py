@@ -36,7 +36,7 @@ def count_joins(client: AuthClient, expected: int) -> threading.Event:
                 joined.set()
         return outcome
 
-    client._cache.join = join  # type: ignore[method-assign]
+    client._cache.join = join  # type: ignore[method-assign,assignment]
     return joined
 
 

@@ -44,7 +44,7 @@ def client() -> AuthClient:
     ids=lambda f: type(f).__name__ if isinstance(f, Exception) else f"HTTP {f.status_code}",
 )
 def test_retry_then_success(
-    api: respx.MockRouter, client: AuthClient, token: str, failure: object
+    api: respx.MockRouter, client: AuthClient, token: str, failure: httpx.Response | Exception
 ) -> None:
     route = api.post("/auth/validate").mock(side_effect=[failure, failure, valid()])
     assert client.validate(token).valid
@@ -139,7 +139,7 @@ CREATED = {
     ids=lambda f: type(f).__name__ if isinstance(f, Exception) else f"HTTP {f.status_code}",
 )
 def test_create_is_not_repeated_when_it_may_have_happened(
-    api: respx.MockRouter, client: AuthClient, failure: object
+    api: respx.MockRouter, client: AuthClient, failure: httpx.Response | Exception
 ) -> None:
     # A second attempt could mint a second token.
     route = api.post("/auth/tokens").mock(side_effect=[failure, httpx.Response(201, json=CREATED)])
@@ -159,7 +159,7 @@ def test_create_is_not_repeated_when_it_may_have_happened(
     ids=lambda f: type(f).__name__ if isinstance(f, Exception) else f"HTTP {f.status_code}",
 )
 def test_create_is_repeated_when_it_surely_did_not_happen(
-    api: respx.MockRouter, client: AuthClient, failure: object
+    api: respx.MockRouter, client: AuthClient, failure: httpx.Response | Exception
 ) -> None:
     route = api.post("/auth/tokens").mock(side_effect=[failure, httpx.Response(201, json=CREATED)])
     assert client.create_token("ci", ["read"]).token_id == TOKEN_ID

@@ -12,8 +12,8 @@ from tests.client.support import BASE_URL, TOKEN_ID, FakeClock, error, invalid, 
 DOWN = httpx.ConnectError("connection refused")
 
 
-def stale_client(**options: float) -> AuthClient:
-    return AuthClient(BASE_URL, cache_ttl=30, negative_cache_ttl=5, stale_if_error=60, **options)
+def stale_client() -> AuthClient:
+    return AuthClient(BASE_URL, cache_ttl=30, negative_cache_ttl=5, stale_if_error=60)
 
 
 def test_served_stale_and_flagged_while_the_server_is_down(

@@ -1,0 +1,83 @@
+"""The two clients have the same methods, close their pools, and return frozen results."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import FrozenInstanceError
+
+import pytest
+import respx
+
+from amplify_auth_client import (
+    AsyncAuthClient,
+    AuthClient,
+    CacheStats,
+    ValidationResult,
+    generate_token,
+)
+from tests.client.support import BASE_URL, TOKEN_ID, valid
+
+METHODS = [
+    "validate",
+    "create_token",
+    "list_tokens",
+    "get_token",
+    "revoke_token",
+    "extend_token",
+    "token_audit",
+    "audit",
+]
+
+
+def test_async_twins_have_the_sync_signatures() -> None:
+    for name in METHODS:
+        sync, asynchronous = getattr(AuthClient, name), getattr(AsyncAuthClient, name)
+        assert inspect.iscoroutinefunction(asynchronous), name
+        assert not inspect.iscoroutinefunction(sync), name
+        assert inspect.signature(sync) == inspect.signature(asynchronous), name
+    for name in ("cache_stats", "clear_cache"):
+        assert not inspect.iscoroutinefunction(getattr(AsyncAuthClient, name))
+
+
+def test_the_sync_context_manager_closes_the_pool(api: respx.MockRouter, token: str) -> None:
+    api.post("/auth/validate").mock(return_value=valid())
+    with AuthClient(BASE_URL) as client:
+        client.validate(token)
+    assert client._http.is_closed
+    # Cached answers still work; anything needing the network says why it can't.
+    assert client.validate(token).cached
+    with pytest.raises(RuntimeError, match="closed"):
+        client.get_token(TOKEN_ID)
+
+
+@pytest.mark.anyio
+async def test_the_async_context_manager_closes_the_pool(api: respx.MockRouter, token: str) -> None:
+    api.post("/auth/validate").mock(return_value=valid())
+    async with AsyncAuthClient(BASE_URL) as client:
+        await client.validate(token)
+    assert client._http.is_closed
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.validate(generate_token())  # a miss: it needs the network
+
+
+def test_close_is_explicit_too(api: respx.MockRouter) -> None:
+    client = AuthClient(BASE_URL)
+    client.close()
+    assert client._http.is_closed
+
+
+def test_a_result_is_frozen_and_its_truth_is_validity() -> None:
+    ok = ValidationResult(valid=True, scopes=("read",))
+    denied = ValidationResult(valid=False, reason="revoked")
+    assert ok
+    assert not denied
+    with pytest.raises(FrozenInstanceError):
+        ok.valid = False  # type: ignore[misc]
+    assert not hasattr(ok, "__dict__")  # slotted
+
+
+def test_cache_stats_derived_figures() -> None:
+    stats = CacheStats(hits=90, misses=10, coalesced=4, errors=1, stale=0, size=6, maxsize=100)
+    assert stats.requests == 6
+    assert stats.hit_ratio == 0.9
+    assert CacheStats(0, 0, 0, 0, 0, 0, 10).hit_ratio == 0.0

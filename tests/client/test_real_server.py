@@ -1,0 +1,240 @@
+"""Against a real server process the SDK works end to end, and FakeAuthServer answers alike."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from amplify_auth_client import (
+    AdminPermissionDenied,
+    AdminTokenInvalid,
+    AsyncAuthClient,
+    AuthClient,
+    TokenConflict,
+    TokenNotFound,
+    generate_token,
+)
+from amplify_auth_client.testing import FakeAuthServer
+from tests.client.support import FakeClock
+from tests.support.server import Backend, ServerProcess, running_server
+
+_TOKEN = re.compile(r"amp_live_[A-Za-z0-9_-]{43}")
+_ID = re.compile(r"tok_[a-z0-9]{16}")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    # The contract does not depend on the backend: the embedded one is enough.
+    return Backend("embedded", Path(tmp_path_factory.mktemp("contract")))
+
+
+@pytest.fixture(scope="module")
+def real(backend: Backend) -> Iterator[ServerProcess]:
+    with running_server(backend) as process:
+        yield process
+
+
+def normalise(value: Any) -> Any:
+    """Strip what legitimately differs between two servers: secrets, ids, times, prose."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key in ("detail", "msg", "type", "id", "actor_name"):
+                out[key] = "<text>" if item is not None else None
+            else:
+                out[key] = normalise(item)
+        return out
+    if isinstance(value, list):
+        return [normalise(item) for item in value]
+    if isinstance(value, str):
+        if _TOKEN.fullmatch(value):
+            return "<token>"
+        if _ID.fullmatch(value):
+            return "<id>"
+        if _TIME.fullmatch(value):
+            return "<time>"
+    return value
+
+
+Observe = Callable[..., dict[str, Any]]
+
+
+def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
+    """The same requests, in the same order, against one server; what came back."""
+    seen: list[tuple[str, Any]] = []
+    admin = {"Authorization": f"Bearer {admin_token}"}
+
+    def call(step: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = http.request(method, path, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        headers = {
+            name: response.headers.get(name) is not None
+            for name in ("www-authenticate", "retry-after")
+        }
+        headers["no-store"] = response.headers.get("cache-control") == "no-store"
+        seen.append((step, (response.status_code, normalise(body), headers)))
+        return response
+
+    def validate(step: str, token: str, *scopes: str) -> None:
+        call(step, "POST", "/auth/validate", json={"token": token, "required_scopes": scopes})
+
+    validate("malformed", "amp_live_nope")
+    validate("unknown", generate_token())
+    call("validate: not json", "POST", "/auth/validate", content=b"{nope")
+    call("validate: no token", "POST", "/auth/validate", json={"required_scopes": []})
+    call("validate: too big", "POST", "/auth/validate", content=b"x" * (64 * 1024 + 1))
+    call("create: anonymous", "POST", "/auth/tokens", json={"name": "a", "scopes": ["read"]})
+    call(
+        "create: basic auth",
+        "POST",
+        "/auth/tokens",
+        json={"name": "a", "scopes": ["read"]},
+        headers={"Authorization": "Basic abc"},
+    )
+    call(
+        "create: unknown admin",
+        "POST",
+        "/auth/tokens",
+        json={"name": "a", "scopes": ["read"]},
+        headers={"Authorization": f"Bearer {generate_token()}"},
+    )
+    created = call(
+        "create",
+        "POST",
+        "/auth/tokens",
+        json={
+            "name": "billing",
+            "scopes": ["read", "write", "read"],
+            "ttl_days": 1,
+            "description": "billing service",
+            "metadata": {"team": "payments"},
+        },
+        headers=admin,
+    ).json()
+    token, token_id = created["token"], created["token_id"]
+    call(
+        "create: not admin",
+        "POST",
+        "/auth/tokens",
+        json={"name": "a", "scopes": ["read"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    call("create: not json", "POST", "/auth/tokens", content=b"{nope", headers=admin)
+    for step, body in [
+        ("create: no scopes", {"name": "a", "scopes": []}),
+        ("create: bad scope", {"name": "a", "scopes": ["read", "no spaces"]}),
+        ("create: extra field", {"name": "a", "scopes": ["read"], "owner": "x"}),
+        ("create: ttl 0", {"name": "a", "scopes": ["read"], "ttl_days": 0}),
+        ("create: blank name", {"name": "   ", "scopes": ["read"]}),
+    ]:
+        call(step, "POST", "/auth/tokens", json=body, headers=admin)
+    validate("valid", token, "read")
+    validate("insufficient", token, "admin", "read", "admin")
+    call("list", "GET", "/auth/tokens", headers=admin)
+    call("get", "GET", f"/auth/tokens/{token_id}", headers=admin)
+    call("get: unknown id", "GET", "/auth/tokens/tok_zzzzzzzzzzzzzzzz", headers=admin)
+    call("get: not an id", "GET", "/auth/tokens/nonsense", headers=admin)
+    call("extend", "POST", f"/auth/tokens/{token_id}/extend", json={"days": 2}, headers=admin)
+    call("extend: 0", "POST", f"/auth/tokens/{token_id}/extend", json={"days": 0}, headers=admin)
+    call("revoke", "POST", f"/auth/tokens/{token_id}/revoke", headers=admin)
+    call("revoke again", "POST", f"/auth/tokens/{token_id}/revoke", headers=admin)
+    call(
+        "extend revoked", "POST", f"/auth/tokens/{token_id}/extend", json={"days": 1}, headers=admin
+    )
+    validate("revoked", token, "read")
+    call("list active", "GET", "/auth/tokens", headers=admin)
+    call("list all", "GET", "/auth/tokens", params={"all": "true"}, headers=admin)
+    call("audit", "GET", f"/auth/tokens/{token_id}/audit", headers=admin)
+    call("audit limit 0", "GET", "/auth/audit", params={"limit": 0}, headers=admin)
+    forever = call(
+        "create forever", "POST", "/auth/tokens", json={"name": "f", "scopes": ["a"]}, headers=admin
+    ).json()
+    call(
+        "extend forever",
+        "POST",
+        f"/auth/tokens/{forever['token_id']}/extend",
+        json={"days": 1},
+        headers=admin,
+    )
+    call("wrong method", "GET", "/auth/validate")
+    call("unknown path", "GET", "/auth/nothing", headers=admin)
+    call("unknown action", "POST", f"/auth/tokens/{token_id}/explode", headers=admin)
+    return seen
+
+
+@pytest.mark.timeout(60)
+def test_fake_and_real_server_answer_alike(real: ServerProcess) -> None:
+    assert real.admin_token is not None
+    with httpx.Client(base_url=real.base_url, timeout=30) as http:
+        expected = scenario(http, real.admin_token)
+    fake = FakeAuthServer(admin_token=real.admin_token)
+    with httpx.Client(base_url=fake.base_url, transport=fake.transport()) as http:
+        actual = scenario(http, fake.admin_token)
+    differences = [
+        f"{step}:\n  real {want}\n  fake {got}"
+        for (step, want), (_, got) in zip(expected, actual, strict=True)
+        if got != want
+    ]
+    assert not differences, "\n".join(differences)
+
+
+@pytest.mark.timeout(60)
+def test_the_sync_client_end_to_end(real: ServerProcess, clock: FakeClock) -> None:
+    with AuthClient(real.base_url, admin_token=real.admin_token, cache_ttl=30) as auth:
+        created = auth.create_token("e2e", ["orders:read", "orders:write"], ttl_days=1)
+        assert auth.validate(created.token, ["orders:read"]).valid
+        assert auth.validate(created.token, ["orders:admin"]).missing_scopes == ("orders:admin",)
+        assert auth.get_token(created.token_id).status == "active"
+        assert auth.revoke_token(created.token_id).status == "revoked"
+        # Within cache_ttl this client still holds the answer it had: the documented staleness.
+        assert auth.validate(created.token).cached
+        clock.advance(30)
+        revoked = auth.validate(created.token)
+        assert (revoked.valid, revoked.reason, revoked.token_id) == (
+            False,
+            "revoked",
+            created.token_id,
+        )
+        with pytest.raises(TokenConflict):
+            auth.extend_token(created.token_id, 1)
+        with pytest.raises(TokenNotFound):
+            auth.get_token("tok_zzzzzzzzzzzzzzzz")
+        assert created.token_id in {t.token_id for t in auth.list_tokens(include_revoked=True)}
+        assert [e.action for e in auth.token_audit(created.token_id)] == ["revoke", "create"]
+        assert auth.validate(generate_token()).reason == "unknown"
+        stats = auth.cache_stats()
+        assert (stats.hits, stats.requests) == (2, 3)
+        with (
+            AuthClient(real.base_url, admin_token=created.token) as revoked_admin,
+            pytest.raises(AdminTokenInvalid, match="revoked"),
+        ):
+            revoked_admin.list_tokens()
+        reader = auth.create_token("reader", ["read"])
+        with (
+            AuthClient(real.base_url, admin_token=reader.token) as not_admin,
+            pytest.raises(AdminPermissionDenied),
+        ):
+            not_admin.list_tokens()
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_the_async_client_end_to_end(real: ServerProcess) -> None:
+    async with AsyncAuthClient(real.base_url, admin_token=real.admin_token) as auth:
+        created = await auth.create_token("e2e-async", ["read"], ttl_days=1)
+        results = [await auth.validate(created.token, ["read"]) for _ in range(10)]
+        assert all(results)
+        extended = await auth.extend_token(created.token_id, 1)
+        assert extended.expires_at is not None
+        assert created.expires_at is not None
+        assert extended.expires_at > created.expires_at
+        assert auth.cache_stats().requests == 1

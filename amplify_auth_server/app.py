@@ -140,6 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(validate.router)
     app.include_router(tokens.router)
     app.include_router(health.router)
+    # Outermost last: latency sees everything, the size cap guards the fast path.
+    app.add_middleware(validate.ValidateFastPath)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLatency, histogram=metrics.request_latency)
     return app

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
+
 
 class AuthServerError(Exception):
     status_code: ClassVar[int] = 500
@@ -33,6 +35,9 @@ class AuthServerError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "detail": self.detail}
+
+    def json(self) -> bytes:
+        return orjson.dumps(self.body())
 
 
 class InvalidRequest(AuthServerError):

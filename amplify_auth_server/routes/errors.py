@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from amplify_auth_server.errors import AuthServerError, InvalidRequest
@@ -38,16 +38,18 @@ def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _respond(exc: AuthServerError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+def _respond(exc: AuthServerError) -> Response:
+    return Response(
+        exc.json(), status_code=exc.status_code, headers=exc.headers, media_type="application/json"
+    )
 
 
-async def _ours(_: Request, exc: Exception) -> JSONResponse:
+async def _ours(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthServerError)
     return _respond(exc)
 
 
-async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+async def _invalid(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return _respond(InvalidRequest(errors=field_errors(exc.errors())))
 

@@ -505,7 +505,7 @@ def _error_body(
                 }
             )
     return (
-        code if isinstance(code, str) else fallback,
+        _scrub(code, secret) if isinstance(code, str) else fallback,
         _scrub(detail if isinstance(detail, str) else "no detail given", secret),
         errors,
     )

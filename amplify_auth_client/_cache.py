@@ -235,6 +235,7 @@ class ValidationCache:
             self._coalesced += coalesced
 
     def count_error(self) -> None:
+        """For the async client: one of its fetches ended without an answer."""
         with self._lock:
             self._errors += 1
 
@@ -244,7 +245,12 @@ class ValidationCache:
             self._store(key, answer)
 
     def _store(self, key: str, answer: Answer) -> None:
-        if self._entries is None or not answer.cacheable:
+        if self._entries is None:
+            return
+        if not answer.cacheable:
+            # Not remembered, but it still supersedes what we had: an older
+            # positive entry must not come back as a stale answer.
+            self._entries.pop(key, None)
             return
         now = monotonic()
         if answer.positive:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import httpx
 import pytest
 import respx
 
-from amplify_auth_client import AuthClient, AuthServiceUnavailable, generate_token, hash_token
+from amplify_auth_client import (
+    AuthClient,
+    AuthServiceUnavailable,
+    Reason,
+    generate_token,
+    hash_token,
+)
 from tests.client.support import BASE_URL, TOKEN_ID, FakeClock, invalid, valid
 
 
@@ -275,3 +282,14 @@ def test_a_non_json_answer_is_unavailable(
     with pytest.raises(AuthServiceUnavailable) as raised:
         client.validate(token)
     assert raised.value.status_code == 200
+
+
+def test_a_reason_this_client_does_not_know_is_passed_on_uncached(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    # A newer server may say more; we cannot tell how long that holds.
+    route = api.post("/auth/validate").mock(return_value=invalid("suspended"))
+    first = client.validate(token)
+    assert (first.valid, first.reason) == (False, cast(Reason, "suspended"))
+    assert not client.validate(token).cached
+    assert route.call_count == 2

@@ -146,3 +146,13 @@ def test_a_token_given_as_base_url_is_not_echoed() -> None:
     with pytest.raises(AuthConfigError) as raised:
         AuthClient(SECRET)
     assert_clean(raised.value)
+
+
+def test_an_admin_secret_of_any_shape_is_scrubbed(api: respx.MockRouter) -> None:
+    # A password pasted where the admin token belongs is still a secret.
+    password = "correct-horse-battery-staple"
+    api.get("/auth/tokens").mock(return_value=error(401, "unauthorized", f"bad: {password}"))
+    with pytest.raises(AuthError) as raised:
+        AuthClient(BASE_URL, admin_token=password).list_tokens()
+    assert password not in str(raised.value)
+    assert password not in repr(raised.value.__dict__)

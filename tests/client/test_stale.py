@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import httpx
 import pytest
 import respx
 
-from amplify_auth_client import AsyncAuthClient, AuthClient, AuthServiceUnavailable, InvalidRequest
+from amplify_auth_client import (
+    AsyncAuthClient,
+    AuthClient,
+    AuthServiceUnavailable,
+    InvalidRequest,
+    Reason,
+)
 from tests.client.support import BASE_URL, TOKEN_ID, FakeClock, error, invalid, valid
 
 DOWN = httpx.ConnectError("connection refused")
@@ -145,3 +153,16 @@ async def test_async_client_serves_stale_too(
         clock.advance(60)
         with pytest.raises(AuthServiceUnavailable):
             await client.validate(token)
+
+
+def test_an_uncacheable_negative_answer_also_ends_the_stale_window(
+    api: respx.MockRouter, token: str, clock: FakeClock
+) -> None:
+    client = stale_client()
+    route = api.post("/auth/validate")
+    route.side_effect = [valid(), invalid("suspended"), DOWN, DOWN, DOWN, DOWN]
+    client.validate(token)
+    clock.advance(31)
+    assert client.validate(token).reason == cast(Reason, "suspended")
+    with pytest.raises(AuthServiceUnavailable):
+        client.validate(token)

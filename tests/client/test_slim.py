@@ -1,0 +1,24 @@
+"""Importing the SDK, its test double included, loads nothing of the server's stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+SERVER_SIDE = ("amplify_auth_server", "fastapi", "pydantic", "sqlalchemy", "redis", "starlette")
+
+
+def test_the_sdk_imports_only_its_base_dependencies() -> None:
+    # A fresh interpreter: this test process has the server loaded already.
+    code = (
+        "import json, sys\n"
+        "import amplify_auth_client, amplify_auth_client.testing\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = set(json.loads(result.stdout))
+    assert {"httpx", "cachetools"} <= loaded
+    assert not loaded & set(SERVER_SIDE)

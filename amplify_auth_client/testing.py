@@ -132,7 +132,8 @@ class FakeAuthServer:
         self._by_hash: dict[str, str] = {}
         self._audit: list[dict[str, Any]] = []
         self._now = now or (lambda: datetime.now(UTC))
-        #: Every request received, in order.
+        #: Every request received, in order (validation bodies hold raw tokens:
+        #: fine for a test double, which is all this is).
         self.requests: list[httpx.Request] = []
         #: False: answer every request with 503, as a server without its database does.
         self.available = True
@@ -183,7 +184,9 @@ class FakeAuthServer:
         with self._lock:
             record = self._records[token_id]
             if record.revoked_at is None:
-                self._records[token_id] = replace(record, revoked_at=self._now())
+                now = self._now()
+                self._records[token_id] = replace(record, revoked_at=now)
+                self._log(None, "revoke", token_id, {"revoked_at": _pyiso(now)})
 
     def validation_requests(self) -> int:
         """How many ``POST /auth/validate`` requests arrived: what a cache is meant to save."""

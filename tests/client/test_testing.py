@@ -207,3 +207,14 @@ def test_the_wire_format_of_management(raw: tuple[FakeAuthServer, httpx.Client])
     down = http.get("/auth/tokens", headers=admin)
     assert (down.status_code, down.headers["Retry-After"]) == (503, "1")
     assert down.json()["error"] == "unavailable"
+
+
+def test_arranging_a_revocation_directly() -> None:
+    server = FakeAuthServer()
+    token = server.add_token("ci", ["read"])
+    server.revoke(token.token_id)
+    server.revoke(token.token_id)  # idempotent, as the API's revoke is
+    with server.client(cache_size=0) as auth:
+        assert auth.validate(token.token).reason == "revoked"
+        trail = auth.token_audit(token.token_id)
+    assert [(e.action, e.actor_id) for e in trail] == [("revoke", "system"), ("create", "system")]

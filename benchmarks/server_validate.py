@@ -1,0 +1,223 @@
+"""Throughput and latency of POST /auth/validate, as ratios to a bare FastAPI endpoint.
+
+    .venv/bin/python benchmarks/server_validate.py [--duration 10] [--connections 64]
+
+Starts each server on loopback, drives it with wrk (two threads, keep-alive,
+``--latency``) and prints a Markdown table. Every scenario runs beside the
+bare endpoint in the same run, alternating, because absolute numbers drift
+from run to run on a shared machine; the ratio is the figure to read.
+
+Scenarios (the PostgreSQL + Redis ones need the machine's shared servers):
+
+* bare: FastAPI returning constant JSON (the ceiling).
+* cached: a valid token, warm local cache.
+* garbage: a malformed token (rejected before any lookup).
+* unknown: a well-formed unknown token (negative cache).
+* sqlite: every request goes to SQLite (local cache off), over 500 tokens.
+* redis: every request goes to Redis (local cache off), over 500 tokens.
+* postgres: every request goes to PostgreSQL (no Redis, local cache off),
+  over 500 tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from collections.abc import Iterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from amplify_auth_client import generate_token  # noqa: E402
+from tests.support.services import fresh_database, free_port, redis_namespace  # noqa: E402
+
+# Cycles through the bodies, so that a scenario can spread its requests over
+# many tokens (with one token, concurrent misses coalesce into one lookup).
+LUA = """
+local bodies = {%s}
+local headers = {["Content-Type"] = "application/json"}
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", nil, headers, bodies[i])
+end
+"""
+POOL = 500
+
+
+def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            httpx.get(url + "/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+@contextmanager
+def serve(command: list[str], env: dict[str, str], cwd: Path, port: int) -> Iterator[str]:
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def server_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "AUTH_ADMIN_TOKEN")}
+    env.update({"LOG_LEVEL": "warning"}, **extra)
+    return env
+
+
+def wrk(url: str, bodies: list[str], *, duration: int, connections: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(LUA % ", ".join(f"[[{body}]]" for body in bodies))
+    try:
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name, url],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def percentile(p: str) -> float:
+        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{errors.group(1)} error responses from {url}:\n{out}")
+    return {"rps": rps, "p50": percentile("50"), "p99": percentile("99")}
+
+
+def create_token(url: str, admin: str, scopes: list[str]) -> str:
+    response = httpx.post(url + "/auth/tokens", json={"name": "bench", "scopes": scopes},
+                          headers={"Authorization": f"Bearer {admin}"})
+    response.raise_for_status()
+    token: str = response.json()["token"]
+    return token
+
+
+async def create_tokens(url: str, admin: str, count: int) -> list[str]:
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+        responses = await asyncio.gather(
+            *(client.post("/auth/tokens", json={"name": f"b{i}", "scopes": ["read"]})
+              for i in range(count))
+        )
+    return [r.raise_for_status().json()["token"] for r in responses]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2, help="alternations per scenario")
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="amplify-bench-"))
+    admin = generate_token()
+    python = sys.executable
+    scenarios: list[tuple[str, dict[str, str], str]] = []  # name, env, body kind
+
+    with ExitStack() as stack:
+        bare_port = free_port()
+        bare = stack.enter_context(serve([python, str(ROOT / "benchmarks/bare_app.py"),
+                                          str(bare_port)], server_env({}), work, bare_port))
+        bare_url = bare + "/constant"
+
+        def ours(name: str, extra: dict[str, str]) -> str:
+            port = free_port()
+            env = server_env({"AUTH_ADMIN_TOKEN": admin, **extra})
+            directory = work / name
+            directory.mkdir()
+            return stack.enter_context(serve(
+                [python, "-m", "amplify_auth_server", "serve", "--port", str(port)],
+                env, directory, port))
+
+        embedded = ours("embedded", {})
+        sqlite_only = ours("sqlite", {"LOCAL_CACHE_SIZE": "0"})
+        targets = {
+            "cached": (embedded, "token"),
+            "garbage": (embedded, "garbage"),
+            "unknown": (embedded, "unknown"),
+            "sqlite": (sqlite_only, "pool"),
+        }
+        if not args.skip_postgres:
+            database = stack.enter_context(fresh_database())
+            namespace = stack.enter_context(redis_namespace())
+            redis_env = {"DATABASE_URL": database, "REDIS_URL": namespace.url,
+                         "REDIS_KEY_PREFIX": namespace.prefix}
+            pg_cached = ours("pg-cached", redis_env)
+            pg_redis = ours("pg-redis", {**redis_env, "LOCAL_CACHE_SIZE": "0"})
+            pg_only = ours("pg-only", {"DATABASE_URL": database, "LOCAL_CACHE_SIZE": "0"})
+            targets.update({
+                "cached (postgres+redis)": (pg_cached, "token"),
+                "redis": (pg_redis, "pool"),
+                "postgres": (pg_only, "pool"),
+            })
+
+        bodies: dict[str, list[str]] = {}
+        for name, (url, kind) in targets.items():
+            if kind == "token":
+                tokens = [create_token(url, admin, ["read", "write"])]
+            elif kind == "pool":
+                tokens = asyncio.run(create_tokens(url, admin, POOL))
+            elif kind == "unknown":
+                tokens = [generate_token()]
+            else:
+                tokens = ["amp_live_garbage"]
+            bodies[name] = [json.dumps({"token": t, "required_scopes": ["read"]}) for t in tokens]
+            httpx.post(url + "/auth/validate", content=bodies[name][0])  # warm
+
+        rows = []
+        for name, (url, _) in targets.items():
+            bare_runs, our_runs = [], []
+            for _ in range(args.rounds):
+                bare_runs.append(wrk(bare_url, bodies[name], duration=args.duration,
+                                     connections=args.connections))
+                our_runs.append(wrk(url + "/auth/validate", bodies[name],
+                                    duration=args.duration, connections=args.connections))
+            b = {k: statistics.median(r[k] for r in bare_runs) for k in ("rps", "p50", "p99")}
+            o = {k: statistics.median(r[k] for r in our_runs) for k in ("rps", "p50", "p99")}
+            rows.append((name, b, o))
+            print(f"{name}: {o['rps']:.0f} req/s vs bare {b['rps']:.0f}", file=sys.stderr)
+
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, median of {args.rounds} "
+          "alternating rounds, one uvicorn process each\n")
+    print("| scenario | req/s | bare req/s | ratio | p50 ms | p99 ms | bare p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, b, o in rows:
+        print(f"| {name} | {o['rps']:.0f} | {b['rps']:.0f} | {o['rps'] / b['rps']:.2f} "
+              f"| {o['p50']:.2f} | {o['p99']:.2f} | {b['p99']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -32,9 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from collections.abc import Iterator
 
 import httpx
 
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from amplify_auth_client import generate_token  # noqa: E402
-from tests.support.services import fresh_database, free_port, redis_namespace  # noqa: E402
+from tests.support.services import free_port, fresh_database, redis_namespace  # noqa: E402
 
 # Cycles through the bodies, so that a scenario can spread its requests over
 # many tokens (with one token, concurrent misses coalesce into one lookup).
@@ -73,8 +73,9 @@ def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def serve(command: list[str], env: dict[str, str], cwd: Path, port: int) -> Iterator[str]:
-    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url, process)
@@ -85,8 +86,11 @@ def serve(command: list[str], env: dict[str, str], cwd: Path, port: int) -> Iter
 
 
 def server_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "AUTH_ADMIN_TOKEN")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "AUTH_ADMIN_TOKEN")
+    }
     env.update({"LOG_LEVEL": "warning"}, **extra)
     return env
 
@@ -96,8 +100,19 @@ def wrk(url: str, bodies: list[str], *, duration: int, connections: int) -> dict
         script.write(LUA % ", ".join(f"[[{body}]]" for body in bodies))
     try:
         out = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name, url],
-            capture_output=True, text=True, check=True,
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     finally:
         os.unlink(script.name)
@@ -114,8 +129,11 @@ def wrk(url: str, bodies: list[str], *, duration: int, connections: int) -> dict
 
 
 def create_token(url: str, admin: str, scopes: list[str]) -> str:
-    response = httpx.post(url + "/auth/tokens", json={"name": "bench", "scopes": scopes},
-                          headers={"Authorization": f"Bearer {admin}"})
+    response = httpx.post(
+        url + "/auth/tokens",
+        json={"name": "bench", "scopes": scopes},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
     response.raise_for_status()
     token: str = response.json()["token"]
     return token
@@ -125,8 +143,10 @@ async def create_tokens(url: str, admin: str, count: int) -> list[str]:
     headers = {"Authorization": f"Bearer {admin}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
         responses = await asyncio.gather(
-            *(client.post("/auth/tokens", json={"name": f"b{i}", "scopes": ["read"]})
-              for i in range(count))
+            *(
+                client.post("/auth/tokens", json={"name": f"b{i}", "scopes": ["read"]})
+                for i in range(count)
+            )
         )
     return [r.raise_for_status().json()["token"] for r in responses]
 
@@ -144,12 +164,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="amplify-bench-"))
     admin = generate_token()
     python = sys.executable
-    scenarios: list[tuple[str, dict[str, str], str]] = []  # name, env, body kind
 
     with ExitStack() as stack:
         bare_port = free_port()
-        bare = stack.enter_context(serve([python, str(ROOT / "benchmarks/bare_app.py"),
-                                          str(bare_port)], server_env({}), work, bare_port))
+        bare = stack.enter_context(
+            serve(
+                [python, str(ROOT / "benchmarks/bare_app.py"), str(bare_port)],
+                server_env({}),
+                work,
+                bare_port,
+            )
+        )
         bare_url = bare + "/constant"
 
         def ours(name: str, extra: dict[str, str]) -> str:
@@ -157,9 +182,14 @@ def main() -> None:
             env = server_env({"AUTH_ADMIN_TOKEN": admin, **extra})
             directory = work / name
             directory.mkdir()
-            return stack.enter_context(serve(
-                [python, "-m", "amplify_auth_server", "serve", "--port", str(port)],
-                env, directory, port))
+            return stack.enter_context(
+                serve(
+                    [python, "-m", "amplify_auth_server", "serve", "--port", str(port)],
+                    env,
+                    directory,
+                    port,
+                )
+            )
 
         embedded = ours("embedded", {})
         sqlite_only = ours("sqlite", {"LOCAL_CACHE_SIZE": "0"})
@@ -172,16 +202,21 @@ def main() -> None:
         if not args.skip_postgres:
             database = stack.enter_context(fresh_database())
             namespace = stack.enter_context(redis_namespace())
-            redis_env = {"DATABASE_URL": database, "REDIS_URL": namespace.url,
-                         "REDIS_KEY_PREFIX": namespace.prefix}
+            redis_env = {
+                "DATABASE_URL": database,
+                "REDIS_URL": namespace.url,
+                "REDIS_KEY_PREFIX": namespace.prefix,
+            }
             pg_cached = ours("pg-cached", redis_env)
             pg_redis = ours("pg-redis", {**redis_env, "LOCAL_CACHE_SIZE": "0"})
             pg_only = ours("pg-only", {"DATABASE_URL": database, "LOCAL_CACHE_SIZE": "0"})
-            targets.update({
-                "cached (postgres+redis)": (pg_cached, "token"),
-                "redis": (pg_redis, "pool"),
-                "postgres": (pg_only, "pool"),
-            })
+            targets.update(
+                {
+                    "cached (postgres+redis)": (pg_cached, "token"),
+                    "redis": (pg_redis, "pool"),
+                    "postgres": (pg_only, "pool"),
+                }
+            )
 
         bodies: dict[str, list[str]] = {}
         for name, (url, kind) in targets.items():
@@ -200,23 +235,36 @@ def main() -> None:
         for name, (url, _) in targets.items():
             bare_runs, our_runs = [], []
             for _ in range(args.rounds):
-                bare_runs.append(wrk(bare_url, bodies[name], duration=args.duration,
-                                     connections=args.connections))
-                our_runs.append(wrk(url + "/auth/validate", bodies[name],
-                                    duration=args.duration, connections=args.connections))
+                bare_runs.append(
+                    wrk(
+                        bare_url, bodies[name], duration=args.duration, connections=args.connections
+                    )
+                )
+                our_runs.append(
+                    wrk(
+                        url + "/auth/validate",
+                        bodies[name],
+                        duration=args.duration,
+                        connections=args.connections,
+                    )
+                )
             b = {k: statistics.median(r[k] for r in bare_runs) for k in ("rps", "p50", "p99")}
             o = {k: statistics.median(r[k] for r in our_runs) for k in ("rps", "p50", "p99")}
             rows.append((name, b, o))
             print(f"{name}: {o['rps']:.0f} req/s vs bare {b['rps']:.0f}", file=sys.stderr)
 
     shutil.rmtree(work, ignore_errors=True)
-    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s, median of {args.rounds} "
-          "alternating rounds, one uvicorn process each\n")
+    print(
+        f"\nwrk -t2 -c{args.connections} -d{args.duration}s, median of {args.rounds} "
+        "alternating rounds, one uvicorn process each\n"
+    )
     print("| scenario | req/s | bare req/s | ratio | p50 ms | p99 ms | bare p99 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, b, o in rows:
-        print(f"| {name} | {o['rps']:.0f} | {b['rps']:.0f} | {o['rps'] / b['rps']:.2f} "
-              f"| {o['p50']:.2f} | {o['p99']:.2f} | {b['p99']:.2f} |")
+        print(
+            f"| {name} | {o['rps']:.0f} | {b['rps']:.0f} | {o['rps'] / b['rps']:.2f} "
+            f"| {o['p50']:.2f} | {o['p99']:.2f} | {b['p99']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""Against a real server process the SDK works end to end, and FakeAuthServer answers alike."""
+"""Against a real server process (each backend) the SDK works end to end, and
+FakeAuthServer answers alike."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,12 +26,6 @@ from tests.support.server import Backend, ServerProcess, running_server
 _TOKEN = re.compile(r"amp_live_[A-Za-z0-9_-]{43}")
 _ID = re.compile(r"tok_[a-z0-9]{16}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Backend:
-    # The contract does not depend on the backend: the embedded one is enough.
-    return Backend("embedded", Path(tmp_path_factory.mktemp("contract")))
 
 
 @pytest.fixture(scope="module")

@@ -173,14 +173,18 @@ class AsyncAuthClient(BaseAuthClient):
     async def revoke_token(self, token_id: str) -> TokenInfo:
         """Revoke a token now; revoking it again is harmless.
 
-        Caches (other clients', and this one's) may accept it for up to
-        ``cache_ttl`` more; see :meth:`AuthClient.revoke_token`.
+        This client forgets its cached answer at once; other processes' clients
+        may accept it for up to their ``cache_ttl``. See :meth:`AuthClient.revoke_token`.
         """
-        return await self._send(self._revoke_token_call(token_id))
+        info = await self._send(self._revoke_token_call(token_id))
+        self._cache.forget(info.token_id)
+        return info
 
     async def extend_token(self, token_id: str, days: int) -> TokenInfo:
         """Push a token's expiry ``days`` further. :class:`TokenConflict` if revoked or endless."""
-        return await self._send(self._extend_token_call(token_id, days))
+        info = await self._send(self._extend_token_call(token_id, days))
+        self._cache.forget(info.token_id)
+        return info
 
     async def token_audit(self, token_id: str, limit: int = 100) -> list[AuditEntry]:
         """A token's audit trail, newest first."""

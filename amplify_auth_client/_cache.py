@@ -298,6 +298,19 @@ class ValidationCache:
                 maxsize=self._maxsize,
             )
 
+    def forget(self, token_id: str) -> None:
+        """Drop the entries of the token with this id, after this client changed it.
+
+        Entries are keyed by hash, so this scans them: fine for a management
+        call, which is rare; never on the validation path.
+        """
+        with self._lock:
+            if self._entries is None:
+                return
+            stale = [k for k, e in self._entries.items() if e.answer.token_id == token_id]
+            for key in stale:
+                del self._entries[key]
+
     def clear(self) -> None:
         """Forget every entry (in-flight requests and counters are kept)."""
         with self._lock:

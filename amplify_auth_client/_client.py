@@ -159,16 +159,19 @@ class AuthClient(BaseAuthClient):
     def revoke_token(self, token_id: str) -> TokenInfo:
         """Revoke a token now; revoking it again is harmless.
 
-        Other clients may keep accepting it from their caches for up to their
-        ``cache_ttl``; this client's own entry is not touched either (it is
-        keyed by the token, which this call does not know): call
-        :meth:`clear_cache` if this process must see the change at once.
+        This client forgets its cached answer for the token at once; other
+        processes' clients may keep accepting it from their caches for up to
+        their ``cache_ttl``.
         """
-        return self._send(self._revoke_token_call(token_id))
+        info = self._send(self._revoke_token_call(token_id))
+        self._cache.forget(info.token_id)
+        return info
 
     def extend_token(self, token_id: str, days: int) -> TokenInfo:
         """Push a token's expiry ``days`` further. :class:`TokenConflict` if revoked or endless."""
-        return self._send(self._extend_token_call(token_id, days))
+        info = self._send(self._extend_token_call(token_id, days))
+        self._cache.forget(info.token_id)
+        return info
 
     def token_audit(self, token_id: str, limit: int = 100) -> list[AuditEntry]:
         """A token's audit trail, newest first."""

@@ -218,3 +218,29 @@ def test_arranging_a_revocation_directly() -> None:
         assert auth.validate(token.token).reason == "revoked"
         trail = auth.token_audit(token.token_id)
     assert [(e.action, e.actor_id) for e in trail] == [("revoke", "system"), ("create", "system")]
+
+
+def test_a_client_forgets_a_token_it_revoked_or_extended_and_only_that_one() -> None:
+    server = FakeAuthServer()
+    with server.client(cache_ttl=3600) as auth:
+        doomed = auth.create_token("doomed", ["read"])
+        kept = auth.create_token("kept", ["read"], ttl_days=1)
+        assert auth.validate(doomed.token).valid
+        assert auth.validate(kept.token).valid
+        auth.revoke_token(doomed.token_id)
+        assert auth.validate(doomed.token).reason == "revoked"  # asked again, not cached
+        assert auth.validate(kept.token).cached
+        auth.extend_token(kept.token_id, 5)
+        refreshed = auth.validate(kept.token)
+        assert not refreshed.cached
+        assert refreshed.expires_at == auth.get_token(kept.token_id).expires_at
+
+
+@pytest.mark.anyio
+async def test_the_async_client_forgets_a_token_it_revoked() -> None:
+    server = FakeAuthServer()
+    async with server.async_client(cache_ttl=3600) as auth:
+        created = await auth.create_token("doomed", ["read"])
+        assert (await auth.validate(created.token)).valid
+        await auth.revoke_token(created.token_id)
+        assert (await auth.validate(created.token)).reason == "revoked"

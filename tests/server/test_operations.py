@@ -307,3 +307,11 @@ def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
         )
         assert "hunter2" not in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_settings_are_read_from_a_dot_env_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"DATABASE_URL=sqlite:///{tmp_path / 'from-dotenv.db'}\n")
+    result = run_cli("create-admin-token", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "from-dotenv.db").exists()
+    assert not (tmp_path / "amplify_auth.db").exists()

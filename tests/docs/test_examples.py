@@ -1,0 +1,415 @@
+"""Every code block in docs/ runs, against a real server, and says what the code does.
+
+How each fenced block is treated, by its language:
+
+* ``python``: executed in this process, in page order, in one namespace per
+  page, so a page reads as one session (a later block may use a client or a
+  token an earlier block made). Functions named ``test_*`` that a block
+  defines are then called, as pytest would call them (the page's testing
+  examples).
+* ``bash``: run with ``bash`` under ``set -euo pipefail``, in page order, as
+  one shell session per page: the variables a block sets are there for the
+  next blocks of the same page.
+* ``console``: shown, not run. Each ``$`` command in it must be one that a
+  test below proves by other means (:data:`CONSOLE_PROOFS`): server start
+  commands are started and polled until ``/health`` answers; install
+  commands are not run (they would rewrite the environment under test), but
+  the extras, scripts and dependencies they name must exist.
+* ``json`` and ``text``: samples. JSON samples must parse.
+* Anything else, or no language, fails: no block goes untested by accident.
+
+Both kinds of runnable block see what a reader who followed the quick start
+has: the embedded server, started as the quick start starts it (no
+``AUTH_ADMIN_TOKEN``, so it mints ``amplify_auth.admin-token``), its working
+directory as theirs, ``AUTH_SERVICE_URL`` and ``AUTH_ADMIN_TOKEN`` exported,
+and the virtual environment's ``bin`` first on ``PATH``.
+
+Test ids are ``page.md:LINE-language``, LINE being the opening fence's line.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import os
+import re
+import shlex
+import signal
+import stat
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import amplify_auth_client
+from amplify_auth_client import AsyncAuthClient, AuthClient, token_is_well_formed
+from amplify_auth_client._config import ENV_ADMIN_TOKEN, ENV_BASE_URL
+from amplify_auth_server.config import Settings
+from tests.support.server import Backend, ServerProcess, clean_environment, running_server
+from tests.support.services import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+BIN = Path(sys.executable).parent
+
+RUNNABLE = frozenset({"python", "bash"})
+SAMPLES = frozenset({"console", "json", "text"})
+
+#: Every command a ``console`` block may show, and the test that proves it.
+CONSOLE_PROOFS = {
+    "python -m pip install '.[server]'": "test_install_commands_name_what_exists",
+    "python -m pip install .": "test_install_commands_name_what_exists",
+    "amplify-auth-server": "test_quick_start_session",
+    "export AUTH_SERVICE_URL=http://127.0.0.1:8000": "test_quick_start_session",
+    'export AUTH_ADMIN_TOKEN="$(cat amplify_auth.admin-token)"': "test_quick_start_session",
+    "python -m amplify_auth_server": "test_start_commands_serve",
+    "uvicorn amplify_auth_server.app:create_app --factory": "test_start_commands_serve",
+}
+
+_FENCE = re.compile(r"^```(\S*)\s*$")
+_TOKEN_SHAPED = re.compile(r"amp_live_[A-Za-z0-9_-]{43}")
+
+
+@dataclass(frozen=True)
+class Block:
+    page: str
+    line: int  # of the opening fence, 1-based
+    language: str
+    code: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.page}:{self.line}-{self.language or 'none'}"
+
+
+def read_blocks(path: Path) -> list[Block]:
+    blocks: list[Block] = []
+    opened: tuple[int, str] | None = None
+    lines: list[str] = []
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        match = _FENCE.match(text)
+        if opened is None:
+            if match:
+                opened, lines = (number, match.group(1)), []
+        elif text.rstrip() == "```":
+            blocks.append(Block(path.name, opened[0], opened[1], "\n".join(lines) + "\n"))
+            opened = None
+        else:
+            lines.append(text)
+    assert opened is None, f"{path.name}:{opened}: a code block is never closed"
+    return blocks
+
+
+PAGES = sorted(DOCS.glob("*.md"))
+BLOCKS = [block for page in PAGES for block in read_blocks(page)]
+
+
+def blocks_of(*languages: str) -> list[Any]:
+    return [pytest.param(b, id=b.id) for b in BLOCKS if b.language in languages]
+
+
+# -- the server the examples run against ---------------------------------------
+
+
+@dataclass(frozen=True)
+class DocsServer:
+    process: ServerProcess
+    directory: Path
+    admin_token: str
+
+    @property
+    def url(self) -> str:
+        return self.process.base_url
+
+    def environment(self) -> dict[str, str]:
+        """What the examples' process sees: the reader's shell after the quick start."""
+        env = clean_environment(
+            {ENV_BASE_URL: self.url, ENV_ADMIN_TOKEN: self.admin_token, "NO_COLOR": "1"}
+        )
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+
+@pytest.fixture(scope="module")
+def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsServer]:
+    directory = tmp_path_factory.mktemp("docs-server")
+    # An empty AUTH_ADMIN_TOKEN is unset: the server mints the token file, as
+    # in the quick start, and the examples read the token from there.
+    with running_server(Backend("embedded", directory), env={"AUTH_ADMIN_TOKEN": ""}) as process:
+        token = (directory / "amplify_auth.admin-token").read_text(encoding="ascii").strip()
+        yield DocsServer(process, directory, token)
+
+
+@pytest.fixture
+def reader_shell(docs_server: DocsServer, monkeypatch: pytest.MonkeyPatch) -> DocsServer:
+    """This process, set up as the reader's: their environment and directory."""
+    monkeypatch.setenv(ENV_BASE_URL, docs_server.url)
+    monkeypatch.setenv(ENV_ADMIN_TOKEN, docs_server.admin_token)
+    monkeypatch.chdir(docs_server.directory)
+    return docs_server
+
+
+# -- running the blocks ---------------------------------------------------------
+
+_namespaces: dict[str, dict[str, Any]] = {}
+_failed: set[tuple[str, str]] = set()
+
+# Saves the variables a block set (new or changed since the session's start)
+# for the next block of the page: declare -p prints them as re-runnable code.
+_BASH_PROLOGUE = """set -euo pipefail
+__docs_initial=$(compgen -v)
+source "$DOCS_SHELL_STATE"
+"""
+_BASH_EPILOGUE = """
+for __docs_name in $(compgen -v); do
+  case "$__docs_name" in __docs_*|BASH*|FUNCNAME|PIPESTATUS|_) continue ;; esac
+  if ! grep -qxF "$__docs_name" <<<"$__docs_initial"; then declare -p "$__docs_name"; fi
+done > "$DOCS_SHELL_STATE.next"
+mv "$DOCS_SHELL_STATE.next" "$DOCS_SHELL_STATE"
+"""
+
+
+@contextmanager
+def page_session(block: Block) -> Iterator[None]:
+    """Fail at once after an earlier failure in the same session, which this block may need."""
+    session = (block.page, block.language)
+    if session in _failed:
+        pytest.fail(f"an earlier {block.language} block of {block.page} failed")
+    try:
+        yield
+    except BaseException:
+        _failed.add(session)
+        raise
+
+
+@pytest.mark.parametrize("block", blocks_of("python"))
+def test_python_block(block: Block, reader_shell: DocsServer) -> None:
+    namespace = _namespaces.setdefault(block.page, {"__name__": f"docs.{block.page}"})
+    before = {name: value for name, value in namespace.items() if name.startswith("test_")}
+    # Padded so that tracebacks give the line numbers of the page itself.
+    code = compile("\n" * block.line + block.code, str(DOCS / block.page), "exec")
+    with page_session(block):
+        exec(code, namespace)  # noqa: S102 - running the documentation is the point
+        for name, value in list(namespace.items()):
+            if name.startswith("test_") and callable(value) and before.get(name) is not value:
+                value()
+
+
+@pytest.mark.parametrize("block", blocks_of("bash"))
+def test_bash_block(block: Block, docs_server: DocsServer) -> None:
+    state = docs_server.directory / f".shell-{block.page}"
+    state.touch()
+    env = {**docs_server.environment(), "DOCS_SHELL_STATE": str(state)}
+    with page_session(block):
+        result = subprocess.run(
+            ["bash", "-c", _BASH_PROLOGUE + block.code + _BASH_EPILOGUE],
+            cwd=docs_server.directory,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, (
+            f"{block.id} exited with {result.returncode}\n"
+            f"--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
+        )
+
+
+@pytest.mark.parametrize("block", blocks_of("json"))
+def test_json_sample_parses(block: Block) -> None:
+    json.loads(block.code)
+
+
+def test_every_block_has_a_known_language() -> None:
+    unknown = [b.id for b in BLOCKS if b.language not in RUNNABLE | SAMPLES]
+    assert unknown == [], "use python or bash (run), console (proven), json or text (samples)"
+
+
+def console_commands() -> list[tuple[str, str]]:
+    """``(block id, command)`` for every ``$`` line of every console block."""
+    found = []
+    for block in BLOCKS:
+        if block.language == "console":
+            commands = [line[2:] for line in block.code.splitlines() if line.startswith("$ ")]
+            assert commands, f"{block.id}: a console block without a $ command should be text"
+            found += [(block.id, command) for command in commands]
+    return found
+
+
+def test_console_commands_are_proven() -> None:
+    unproven = [(where, c) for where, c in console_commands() if c not in CONSOLE_PROOFS]
+    assert unproven == [], "add a proof to CONSOLE_PROOFS, or make the block runnable"
+    shown = {command for _, command in console_commands()}
+    assert set(CONSOLE_PROOFS) <= shown, "a proof for a command the docs no longer show"
+    assert set(CONSOLE_PROOFS.values()) <= set(globals())
+
+
+def test_docs_hold_no_usable_token() -> None:
+    # A well-formed token in the docs could end up as someone's AUTH_ADMIN_TOKEN;
+    # ours all fail the checksum, so no server can ever accept them.
+    shaped = [m.group() for page in PAGES for m in _TOKEN_SHAPED.finditer(page.read_text())]
+    assert shaped, "the docs show example tokens; this test must see them"
+    assert [t for t in shaped if token_is_well_formed(t)] == []
+
+
+# -- the tables that state defaults -------------------------------------------
+
+
+def table(page: str, header: str) -> dict[str, str]:
+    """The table of ``page`` whose header row starts with ``header``: first code -> second cell."""
+    lines = (DOCS / page).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        rows[first_code(cells[0])] = cells[1]
+    return rows
+
+
+def first_code(cell: str) -> str:
+    match = re.search(r"`([^`]*)`", cell)
+    assert match, cell
+    return match.group(1)
+
+
+def test_settings_table_matches_the_code() -> None:
+    rows = table("server.md", "| variable | default |")
+    assert list(rows) == [name.upper() for name in Settings.model_fields]
+    for name, field in Settings.model_fields.items():
+        cell, default = rows[name.upper()], field.default
+        if default is None:
+            assert cell.startswith("unset"), name
+        else:
+            shown = str(default).lower() if isinstance(default, bool) else str(default)
+            assert first_code(cell) == shown, name
+
+
+def test_client_options_table_matches_the_code() -> None:
+    rows = table("client.md", "| argument | default |")
+    for client in (AuthClient, AsyncAuthClient):
+        parameters = dict(inspect.signature(client.__init__).parameters)
+        del parameters["self"]
+        assert list(rows) == list(parameters), client.__name__
+        for name, parameter in parameters.items():
+            constant = re.fullmatch(r"`(DEFAULT_\w+)` = `([^`]+)`", rows[name])
+            if constant:
+                value = getattr(amplify_auth_client, constant.group(1))
+                assert value == ast.literal_eval(constant.group(2)), name
+                assert parameter.default == value, name
+            else:
+                assert parameter.default is None, name
+    assert ENV_BASE_URL in rows["base_url"]
+    assert ENV_ADMIN_TOKEN in rows["admin_token"]
+
+
+# -- the console commands, proven -----------------------------------------------
+
+
+def test_install_commands_name_what_exists() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for command in ("python -m pip install '.[server]'", "python -m pip install ."):
+        target = shlex.split(command)[-1]
+        extras = re.fullmatch(r"\.(?:\[(.*)\])?", target)
+        assert extras, command
+        for extra in filter(None, (extras.group(1) or "").split(",")):
+            assert extra in project["optional-dependencies"], command
+    assert "amplify-auth-server" in project["scripts"]
+    # client.md says what the base install brings.
+    base = {re.split(r"[<>=\[ ]", requirement)[0] for requirement in project["dependencies"]}
+    assert base == {"httpx", "cachetools", "sniffio"}
+
+
+@contextmanager
+def started(command: str, directory: Path, env: dict[str, str], port: int) -> Iterator[str]:
+    """``command`` run as a shell would run it, until it answers ``/health``."""
+    log = (directory / "server.log").open("ab")
+    process = subprocess.Popen(
+        ["bash", "-c", f"exec {command}"], cwd=directory, env=env, stdout=log, stderr=log
+    )
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (directory / "server.log").read_text()
+            assert time.monotonic() < deadline, (directory / "server.log").read_text()
+            try:
+                response = httpx.get(url + "/health", timeout=1.0)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)  # readiness polling: the process has no other signal
+        assert response.status_code == 200, response.text
+        yield url
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in (directory / "server.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_quick_start_session(tmp_path: Path) -> None:
+    """index.md's terminal session, replayed; the one liberty is the port (8000 may be taken)."""
+    port = free_port()
+    env = clean_environment({"PORT": str(port)})
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    for name in (ENV_BASE_URL, ENV_ADMIN_TOKEN, "AUTH_URL"):
+        env.pop(name, None)
+    with started("amplify-auth-server", tmp_path, env, port):
+        token_file = tmp_path / "amplify_auth.admin-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        exports = [c for c in CONSOLE_PROOFS if c.startswith("export ")]
+        session = "\n".join(exports).replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        check = (
+            "from amplify_auth_client import AuthClient\n"
+            "with AuthClient() as auth:\n"
+            "    assert [t.name for t in auth.list_tokens()] == ['admin (bootstrap)']\n"
+        )
+        result = subprocess.run(
+            ["bash", "-c", f"set -euo pipefail\n{session}\npython - <<'EOF'\n{check}EOF\n"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+    log = (tmp_path / "server.log").read_text()
+    assert "minted an admin token into amplify_auth.admin-token" in log
+    assert token_file.read_text().strip() not in log
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["python -m amplify_auth_server", "uvicorn amplify_auth_server.app:create_app --factory"],
+)
+def test_start_commands_serve(command: str, tmp_path: Path) -> None:
+    port = free_port()
+    # uvicorn reads UVICORN_PORT; our own commands read PORT.
+    env = clean_environment({"PORT": str(port), "UVICORN_PORT": str(port)})
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    with started(command, tmp_path, env, port) as url:
+        assert httpx.get(url + "/health").json()["components"]["database"] == "healthy"
+    assert (tmp_path / "amplify_auth.db").exists()
+
+
+# Last in this module: after every example has run against the docs server.
+def test_the_examples_left_no_secret_or_traceback_in_the_server_log(
+    docs_server: DocsServer,
+) -> None:
+    log = docs_server.process.log()
+    assert _TOKEN_SHAPED.search(log) is None
+    assert "Traceback" not in log

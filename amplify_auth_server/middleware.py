@@ -20,6 +20,10 @@ class BodySizeLimit:
 
     A declared ``Content-Length`` over the cap is refused at once; a chunked
     body is counted as it arrives and refused at the first byte too many.
+
+    Not FastAPI's ``max_body_size``: that one answers a declared-too-long
+    body with its own plain-text 413 in place of whatever the app sends,
+    and every error of this API is JSON in one shape.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:

@@ -173,8 +173,8 @@ class AsyncAuthClient(BaseAuthClient):
     async def revoke_token(self, token_id: str) -> TokenInfo:
         """Revoke a token now; revoking it again is harmless.
 
-        This client forgets its cached answer at once; other processes' clients
-        may accept it for up to their ``cache_ttl``. See :meth:`AuthClient.revoke_token`.
+        This client forgets its cached answer at once; every other client may
+        accept it for up to its ``cache_ttl``. See :meth:`AuthClient.revoke_token`.
         """
         info = await self._send(self._revoke_token_call(token_id))
         self._cache.forget(info.token_id)

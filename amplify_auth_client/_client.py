@@ -159,9 +159,9 @@ class AuthClient(BaseAuthClient):
     def revoke_token(self, token_id: str) -> TokenInfo:
         """Revoke a token now; revoking it again is harmless.
 
-        This client forgets its cached answer for the token at once; other
-        processes' clients may keep accepting it from their caches for up to
-        their ``cache_ttl``.
+        This client forgets its cached answer for the token at once; every
+        other client (in other processes, or other client objects in this
+        one) may keep accepting it from its cache for up to its ``cache_ttl``.
         """
         info = self._send(self._revoke_token_call(token_id))
         self._cache.forget(info.token_id)

@@ -44,7 +44,7 @@ def _read_or_mint(path: Path) -> str:
     token = generate_token()
     with os.fdopen(descriptor, "w", encoding="ascii") as file:
         file.write(token + "\n")
-    logger.info("minted an admin token into %s (mode 0600); auth-cli reads it from there", path)
+    logger.info("minted an admin token into %s (mode 0600); read it from there", path)
     return token
 
 

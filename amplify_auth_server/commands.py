@@ -137,6 +137,14 @@ class RegisterToken(Command[TokenRecord]):
     scopes: tuple[str, ...]
 
     async def execute(self, writer: Writer) -> TokenRecord:
+        record = await self._register(writer)
+        if writer.cache is not None:
+            # Someone may have tried this token before it was registered: its
+            # "unknown" answer must not outlive the registration.
+            await writer.cache.apply(record.token_hash, TokenState.from_record(record))
+        return record
+
+    async def _register(self, writer: Writer) -> TokenRecord:
         for _ in range(_ATTEMPTS):
             async with writer.store.transaction() as connection:
                 existing = await writer.store.find_hash(connection, self.token_hash)
@@ -256,7 +264,11 @@ class ExtendToken(_Change):
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+    # Times as the rest of the API writes them: UTC with a Z.
+    return {
+        k: v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
+        for k, v in values.items()
+    }
 
 
 def _describe(record: TokenRecord) -> dict[str, Any]:

@@ -49,9 +49,15 @@ async def _ours(_: Request, exc: Exception) -> Response:
     return _respond(exc)
 
 
-async def _invalid(_: Request, exc: Exception) -> Response:
+async def _invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return _respond(InvalidRequest(errors=field_errors(exc.errors())))
+    detail = None
+    content_type = request.headers.get("content-type", "")
+    if request.method in ("POST", "PUT", "PATCH") and "json" not in content_type:
+        # FastAPI reads a body as JSON only when it is labelled so; say that,
+        # rather than "Input should be a valid dictionary".
+        detail = "send the body as JSON, with Content-Type: application/json"
+    return _respond(InvalidRequest(detail, errors=field_errors(exc.errors())))
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:

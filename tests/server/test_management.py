@@ -250,7 +250,7 @@ def test_the_audit_trail_says_who_did_what_and_when(admin: httpx.Client) -> None
     assert len(actor) == 1
     assert actor.pop().startswith("tok_")
     assert entries[2]["details"]["scopes"] == created["scopes"]
-    assert "expires_at" in entries[1]["details"]
+    assert entries[1]["details"]["expires_at"].endswith("Z")  # as every API time
     assert created["token"] not in trail.text
     everything = admin.get("/auth/audit", params={"limit": 3}).json()
     assert [e["id"] for e in everything] == [e["id"] for e in entries]
@@ -335,3 +335,13 @@ def test_an_oversized_chunked_body_is_refused(anonymous: httpx.Client) -> None:
     )
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
+
+
+def test_a_body_without_a_json_content_type_is_told_so(admin: httpx.Client) -> None:
+    response = admin.post(
+        "/auth/tokens",
+        content=b'{"name": "x", "scopes": ["read"]}',
+        headers={"content-type": "text/plain"},
+    )
+    assert response.status_code == 422
+    assert "Content-Type: application/json" in response.json()["detail"]

@@ -315,3 +315,16 @@ def test_settings_are_read_from_a_dot_env_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "from-dotenv.db").exists()
     assert not (tmp_path / "amplify_auth.db").exists()
+
+
+def test_a_token_tried_before_its_registration_is_accepted_once_registered(
+    backend: Backend,
+) -> None:
+    """The "unknown" answer cached (in Redis, which outlives a restart) for a token
+    must not outlive that token's registration as AUTH_ADMIN_TOKEN."""
+    token = generate_token()
+    with running_server(backend) as before, before.client(token=None) as client:
+        assert validate(client, token)["reason"] == "unknown"
+    with running_server(backend, admin_token=token) as after, after.client(token=token) as admin:
+        assert validate(admin, token)["valid"] is True
+        assert admin.get("/auth/tokens").status_code == 200

@@ -169,6 +169,7 @@ def test_positive_and_negative_entries_live_side_by_side(
         "amp_live_" + "A" * 500,
         generate_token()[:-1] + "!",
         generate_token().replace("amp_live_", "amp_test_"),
+        "amp_live_\ud800" + "A" * 42,  # the right length, but no string a token can be
     ],
 )
 def test_malformed_tokens_are_answered_locally(

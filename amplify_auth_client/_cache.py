@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import math
 import threading
-from hashlib import sha256
 from collections.abc import Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from hashlib import sha256
 from time import monotonic
 from time import time as wall_time
 

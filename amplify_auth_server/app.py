@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import redis.asyncio as redis
 from fastapi import FastAPI
@@ -25,11 +25,12 @@ from amplify_auth_server.bootstrap import register_admin_token
 from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache
 from amplify_auth_server.commands import CommandQueue, Writer
 from amplify_auth_server.config import Settings
-from amplify_auth_server.database import create_engine, migrate
+from amplify_auth_server.database import WRITE_POOL_SIZE, create_engine, migrate
 from amplify_auth_server.deps import Services
 from amplify_auth_server.invalidation import InvalidationBus
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.middleware import BodySizeLimit, RequestLatency
+from amplify_auth_server.outbox import OutboxReplay
 from amplify_auth_server.routes import errors, health, tokens, validate
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.validation import Validator
@@ -41,65 +42,95 @@ logger = logging.getLogger("amplify_auth_server")
 _REDIS_STARTUP_WAIT = 2.0
 
 
-def _redis_client(url: str) -> redis.Redis:
-    # One quick retry covers a connection Redis closed (a restart); more,
-    # with backoff, would turn a Redis outage into slow validations instead
-    # of a fast fall back to the database.
+def _redis_client(url: str, *, retries: int) -> redis.Redis:
+    # Short timeouts and no backoff: a Redis outage must turn into a fast
+    # fall back to the database, not into slow validations.
     return redis.Redis.from_url(
         url,
         socket_connect_timeout=1.0,
         socket_timeout=1.0,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=15,
+        retry=Retry(NoBackoff(), retries),
     )
+
+
+async def _closing(stack: AsyncExitStack, client: redis.Redis) -> redis.Redis:
+    stack.push_async_callback(client.aclose)
+    return client
+
+
+async def _build_cache(
+    settings: Settings, store: TokenStore, metrics: Metrics, stack: AsyncExitStack
+) -> TokenCache:
+    if settings.redis_url is None:
+        if not settings.is_embedded:
+            logger.warning(
+                "PostgreSQL without REDIS_URL: each server process keeps its own cache, so a "
+                "revoke made through one process reaches another only after TOKEN_CACHE_TTL. "
+                "Run one process, or set REDIS_URL."
+            )
+        local = LocalCache(
+            maxsize=settings.local_cache_size,
+            ttl=settings.token_cache_ttl,
+            negative_ttl=settings.negative_cache_ttl,
+        )
+        return TokenCache(local)
+    local = LocalCache(
+        maxsize=settings.local_cache_size,
+        ttl=min(settings.local_cache_ttl, settings.token_cache_ttl),
+        negative_ttl=min(settings.local_cache_ttl, settings.negative_cache_ttl),
+    )
+    # Keys and channels carry the database's id: two deployments sharing a
+    # Redis and a prefix can never read each other's entries.
+    prefix = f"{settings.redis_key_prefix}:{await store.instance_id()}"
+    # One quick retry covers a connection Redis closed (a restart).
+    client = await _closing(stack, _redis_client(settings.redis_url, retries=1))
+    shared = RedisCache(
+        client,
+        prefix=prefix,
+        ttl=settings.token_cache_ttl,
+        negative_ttl=settings.negative_cache_ttl,
+        metrics=metrics,
+    )
+    cache = TokenCache(local, shared)
+    # The subscription's own connection never reconnects behind our back:
+    # a gap in hearing must surface as an error (see invalidation).
+    listener = await _closing(stack, _redis_client(settings.redis_url, retries=0))
+    bus = InvalidationBus(
+        client,
+        listener,
+        prefix=prefix,
+        cache=cache,
+        ack_timeout=settings.invalidation_ack_timeout,
+    )
+    cache.publisher = bus
+    bus.start()
+    stack.push_async_callback(bus.stop)
+    if not await bus.wait_live(_REDIS_STARTUP_WAIT):
+        logger.warning("redis is not answering; serving from the database until it does")
+    replay = OutboxReplay(store, cache, shared)
+    replay.start()
+    stack.push_async_callback(replay.stop)
+    metrics.watch_suspects(lambda: len(cache.suspects))
+    return cache
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
-    engine = create_engine(settings.database_url)
-    client: redis.Redis | None = None
-    shared: RedisCache | None = None
-    bus: InvalidationBus | None = None
-    try:
+    async with AsyncExitStack() as stack:
+        engine = create_engine(settings.database_url)
+        stack.push_async_callback(engine.dispose)
+        write_engine = create_engine(settings.database_url, pool_size=WRITE_POOL_SIZE)
+        stack.push_async_callback(write_engine.dispose)
         if settings.migrate_on_start:
-            await migrate(engine)
-        store = TokenStore(engine)
-        if settings.redis_url is None:
-            local = LocalCache(
-                maxsize=settings.local_cache_size,
-                ttl=settings.token_cache_ttl,
-                negative_ttl=settings.negative_cache_ttl,
-            )
-            cache = TokenCache(local)
-        else:
-            local = LocalCache(
-                maxsize=settings.local_cache_size,
-                ttl=min(settings.local_cache_ttl, settings.token_cache_ttl),
-                negative_ttl=min(settings.local_cache_ttl, settings.negative_cache_ttl),
-            )
-            client = _redis_client(settings.redis_url)
-            shared = RedisCache(
-                client,
-                prefix=settings.redis_key_prefix,
-                ttl=settings.token_cache_ttl,
-                negative_ttl=settings.negative_cache_ttl,
-                metrics=metrics,
-            )
-            bus = InvalidationBus(
-                client,
-                prefix=settings.redis_key_prefix,
-                local=local,
-                shared=shared,
-                ack_timeout=settings.invalidation_ack_timeout,
-            )
-            bus.start()
-            if not await bus.wait_live(_REDIS_STARTUP_WAIT):
-                logger.warning("redis is not answering; serving from the database until it does")
-            cache = TokenCache(local, shared, bus)
+            await migrate(write_engine)
+        store = TokenStore(engine, write_engine)
+        cache = await _build_cache(settings, store, metrics, stack)
         queue = CommandQueue(Writer(store, cache), metrics)
         queue.start()
+        # Unwound first: the writer drains while caches and database still work.
+        stack.push_async_callback(queue.stop)
         app.state.services = Services(
             settings=settings,
             metrics=metrics,
@@ -107,22 +138,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             cache=cache,
             validator=Validator(store, cache, metrics),
             queue=queue,
-            redis=client,
-            bus=bus,
         )
-        try:
-            await register_admin_token(settings, queue)
-            yield
-        finally:
-            await queue.stop()
-    finally:
-        if bus is not None:
-            await bus.stop()
-        if shared is not None:
-            await shared.close()
-        if client is not None:
-            await client.aclose()
-        await engine.dispose()
+        await register_admin_token(settings, queue)
+        yield
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -32,26 +32,47 @@ logger = logging.getLogger("amplify_auth_server.bootstrap")
 
 
 def _read_or_mint(path: Path) -> str:
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        token = path.read_text(encoding="ascii").strip()
-        if not token_is_well_formed(token):
-            raise RuntimeError(
-                f"{path} does not hold a valid admin token; delete it to have a new one minted"
-            ) from None
-        return token
     token = generate_token()
-    with os.fdopen(descriptor, "w", encoding="ascii") as file:
-        file.write(token + "\n")
+    # Written whole to a private temporary file, then linked into place: a
+    # second process starting at the same moment sees either no file or a
+    # complete one, never an empty one; and link, unlike rename, never
+    # replaces a file that is already there.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(token + "\n")
+        os.link(temporary, path)
+    except FileExistsError:
+        return _read(path)
+    finally:
+        temporary.unlink()
     logger.info("minted an admin token into %s (mode 0600); read it from there", path)
+    return token
+
+
+def _read(path: Path) -> str:
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        logger.warning(
+            "%s can be read by other accounts (mode %o): chmod 600 it, and consider the "
+            "token in it exposed",
+            path,
+            mode & 0o777,
+        )
+    token = path.read_text(encoding="ascii").strip()
+    if not token_is_well_formed(token):
+        raise RuntimeError(
+            f"{path} does not hold a valid admin token. Delete it to have a new one minted; "
+            "if it held a token once, revoke that token."
+        )
     return token
 
 
 async def register_admin_token(settings: Settings, queue: CommandQueue) -> None:
     if settings.auth_admin_token is not None:
         raw = settings.auth_admin_token.get_secret_value()
-        source = "AUTH_ADMIN_TOKEN"
+        source = name = "AUTH_ADMIN_TOKEN"
     else:
         path = settings.resolved_admin_token_file
         if path is None:
@@ -61,12 +82,12 @@ async def register_admin_token(settings: Settings, queue: CommandQueue) -> None:
             )
             return
         raw = _read_or_mint(path)
-        source = str(path)
+        source, name = str(path), "bootstrap"
     record = await queue.submit(
         RegisterToken(
             actor=SYSTEM,
             token_hash=hash_token(raw),
-            name=f"admin ({'AUTH_ADMIN_TOKEN' if source == 'AUTH_ADMIN_TOKEN' else 'bootstrap'})",
+            name=f"admin ({name})",
             scopes=(ADMIN_SCOPE,),
         )
     )

@@ -3,15 +3,23 @@
 * :class:`LocalCache`, in-process. Without Redis it is the only cache and
   holds entries for ``TOKEN_CACHE_TTL``. With Redis it is a short-lived
   first level (``LOCAL_CACHE_TTL``) that saves a Redis round trip per
-  validation, and it is used only while this replica hears the other
-  replicas' invalidations (see :mod:`amplify_auth_server.invalidation`).
+  validation, used only while this replica hears the other replicas'
+  changes (see :mod:`amplify_auth_server.invalidation`).
 * :class:`RedisCache`, shared by every replica.
 
-Every entry carries the token row's ``version``, and every tier accepts a
-write only if it is at least as new as what it holds. That one rule closes
-the classic race where a validation reads the database, a revocation
-commits and updates the cache, and the slow validation then writes the old
-"valid" state back over it.
+Three rules keep a slow reader from undoing a change:
+
+1. Every state carries the token row's ``version``; a tier never replaces a
+   state with an older one (the Redis write is a compare-and-set in Lua).
+   The local cache keeps an expired entry's version as a watermark, and a
+   state read from Redis that is older than it is not believed.
+2. Every change bumps the local cache's generation; a lookup stores what it
+   read only if no change happened since it began (it still answers its
+   own callers, who asked before the change).
+3. A change that Redis did not take makes its token *suspect* on this
+   replica at once, and on every replica within ``OUTBOX_POLL_INTERVAL``
+   (see :mod:`amplify_auth_server.outbox`): suspect tokens skip both caches
+   and are answered from the database until Redis holds their new state.
 
 Keys are SHA-256 hex digests; values hold ids, names, scopes and
 timestamps. Nothing here ever sees a raw token.
@@ -19,10 +27,9 @@ timestamps. Nothing here ever sees a raw token.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final, Protocol
 
@@ -36,12 +43,9 @@ from amplify_auth_server.store import TokenRecord
 
 logger = logging.getLogger("amplify_auth_server.cache")
 
-# After a Redis failure, validation skips Redis for this long instead of
+# After a Redis failure, the shared tier is skipped for this long instead of
 # paying a connection error (or a timeout) on every request.
 REDIS_RETRY_INTERVAL: Final = 1.0
-# Cache writes that failed while Redis was unreachable, replayed when it
-# answers again. Beyond this many, the whole namespace is dropped instead.
-MAX_PENDING_REPAIRS: Final = 10_000
 
 
 class TokenState:
@@ -133,49 +137,76 @@ UNKNOWN: Final = TokenState(version=0)
 
 
 class LocalCache:
-    """In-process LRU of token states with per-entry deadlines.
+    """In-process LRUs of token states with per-entry deadlines.
 
-    Not thread-safe, and it need not be: the server touches it only from the
-    event loop.
+    Unknown tokens live in an LRU of their own, so that a flood of garbage
+    cannot push the known tokens out. Not thread-safe, and it need not be:
+    the server touches it only from the event loop.
     """
 
     def __init__(self, *, maxsize: int, ttl: float, negative_ttl: float) -> None:
-        self._entries: LRUCache[str, tuple[TokenState, float]] = LRUCache(maxsize=max(maxsize, 1))
+        size = max(maxsize, 1)
+        self._known: LRUCache[str, tuple[TokenState, float]] = LRUCache(maxsize=size)
+        self._unknown: LRUCache[str, float] = LRUCache(maxsize=size)
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.enabled = maxsize > 0 and ttl > 0
+        #: Bumped by every change and every clear; see rule 2 of the module.
+        self.generation = 0
 
     def get(self, key: str) -> TokenState | None:
         if not self.enabled:
             return None
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        state, fresh_until = entry
-        if fresh_until <= time.monotonic():
-            return None
+        entry = self._known.get(key)
+        now = time.monotonic()
+        if entry is not None:
+            # An expired entry stays, as a version watermark (rule 1).
+            return entry[0] if entry[1] > now else None
+        fresh_until = self._unknown.get(key)
+        return UNKNOWN if fresh_until is not None and fresh_until > now else None
+
+    def put(self, key: str, state: TokenState, generation: int | None = None) -> TokenState:
+        """Remember ``state`` unless a newer one is held; return the newest known.
+
+        With ``generation`` (a lookup's), store only if nothing changed since
+        the lookup began.
+        """
+        if not self.enabled:
+            return state
+        held = self._known.get(key)
+        if held is not None and held[0].version > state.version:
+            return held[0]
+        if generation is not None and generation != self.generation:
+            return state
+        now = time.monotonic()
+        if state.known:
+            self._known[key] = (state, now + self.ttl)
+            self._unknown.pop(key, None)
+        elif self.negative_ttl > 0:
+            self._unknown[key] = now + self.negative_ttl
         return state
 
-    def put(self, key: str, state: TokenState) -> None:
-        """Remember ``state`` unless an entry at least as new is already held."""
-        if not self.enabled:
-            return
-        current = self._entries.get(key)
-        if current is not None and current[0].version > state.version:
-            return
-        ttl = self.ttl if state.known else self.negative_ttl
-        if ttl > 0:
-            self._entries[key] = (state, time.monotonic() + ttl)
+    def changed(self, key: str, state: TokenState) -> None:
+        """A committed change: it replaces what is held, and outdates running lookups."""
+        self.generation += 1
+        self.put(key, state)
+
+    def evict(self, key: str) -> None:
+        self.generation += 1
+        self._known.pop(key, None)
+        self._unknown.pop(key, None)
 
     def clear(self) -> None:
-        self._entries.clear()
+        self.generation += 1
+        self._known.clear()
+        self._unknown.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._known) + len(self._unknown)
 
 
 # KEYS[1] = entry key. ARGV = version, payload, ttl in ms. Writes only if no
-# newer version is held; see the module docstring for why.
+# newer version is held (rule 1).
 _PUT_IF_NEWER: Final = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -189,12 +220,13 @@ return 1
 """
 
 
-class RedisUnavailable(Exception):
-    """Redis did not answer; the caller falls back to the next tier."""
-
-
 class RedisCache:
-    """The shared tier: one key per token hash, ``version|json`` values."""
+    """The shared tier: one key per token hash, ``version|json`` values.
+
+    Every operation is best effort and says whether it worked; after a
+    failure Redis is left alone for ``REDIS_RETRY_INTERVAL`` so that a hung
+    Redis costs one timeout a second, not one per request.
+    """
 
     def __init__(
         self,
@@ -211,132 +243,67 @@ class RedisCache:
         self.negative_ttl_ms = int(negative_ttl * 1000)
         self._put_if_newer = client.register_script(_PUT_IF_NEWER)
         self._down_until = 0.0
-        self._repairs: dict[str, TokenState] = {}
-        self._repairs_overflowed = False
-        self._repair_lock = asyncio.Lock()
-        self._repair_task: asyncio.Task[None] | None = None
         self._metrics = metrics
 
-    async def _usable(self) -> bool:
-        """Whether to read from Redis now: not while it is failing, nor while
-        it may still hold a state that a missed write should have replaced."""
-        if time.monotonic() < self._down_until:
-            return False
-        if self._repairs or self._repairs_overflowed:
-            try:
-                await self.repair()
-            except RedisUnavailable:
-                return False
-        return True
+    @property
+    def down(self) -> bool:
+        return time.monotonic() < self._down_until
 
     def _failed(self, exc: BaseException) -> None:
-        if time.monotonic() >= self._down_until:
-            logger.warning(
-                "redis unreachable (%s); validating from the database", type(exc).__name__
-            )
+        if not self.down:
+            logger.warning("redis failed (%s); using the database until it answers", exc)
         self._down_until = time.monotonic() + REDIS_RETRY_INTERVAL
+        self._metrics.redis_error.inc()
 
     async def get(self, key: str) -> TokenState | None:
-        """The shared state of ``key``, or None on a miss or while Redis is down."""
-        if not await self._usable():
+        """The shared state of ``key``, or None on a miss or while Redis fails."""
+        if self.down:
+            self._metrics.redis_skipped.inc()
             return None
         try:
             raw = await self.client.get(self.prefix + key)
         except (RedisError, OSError) as exc:
             self._failed(exc)
-            self._metrics.redis_error.inc()
             return None
         if raw is None:
             self._metrics.redis_miss.inc()
             return None
-        self._metrics.redis_hit.inc()
         # The client is built without decode_responses: values are bytes.
         assert isinstance(raw, bytes)
-        _, _, payload = raw.partition(b"|")
-        return TokenState.loads(payload)
-
-    async def put(self, key: str, state: TokenState) -> None:
-        """Store ``state`` unless Redis holds a newer one; remember it if Redis is down."""
         try:
-            await self._put(key, state)
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
-            self._remember(key, state)
+            state = TokenState.loads(raw.partition(b"|")[2])
+        except (ValueError, KeyError, TypeError):
+            # Another version's format, mid-upgrade: a miss, not a 500.
+            self._metrics.redis_miss.inc()
+            return None
+        self._metrics.redis_hit.inc()
+        return state
 
-    async def _put(self, key: str, state: TokenState) -> None:
+    async def put(self, key: str, state: TokenState) -> bool:
+        """Store ``state`` unless Redis holds a newer one; whether Redis took it."""
         ttl_ms = self.ttl_ms if state.known else self.negative_ttl_ms
         if ttl_ms <= 0:
-            return
-        await self._put_if_newer(
-            keys=[self.prefix + key], args=[state.version, state.dumps(), ttl_ms]
-        )
-
-    def _remember(self, key: str, state: TokenState) -> None:
-        if not state.known:
-            return  # a missed negative entry costs nothing but a lookup
-        if len(self._repairs) >= MAX_PENDING_REPAIRS:
-            self._repairs_overflowed = True
-            self._repairs.clear()
-        else:
-            current = self._repairs.get(key)
-            if current is None or current.version <= state.version:
-                self._repairs[key] = state
-        if self._repair_task is None or self._repair_task.done():
-            self._repair_task = asyncio.create_task(
-                self._repair_soon(), name="amplify-auth-redis-repair"
-            )
-
-    async def _repair_soon(self) -> None:
-        # Other replicas may read Redis while this one cannot write to it:
-        # replay the missed writes as soon as Redis answers, not when this
-        # replica next happens to read.
-        while self._repairs or self._repairs_overflowed:
-            await asyncio.sleep(REDIS_RETRY_INTERVAL)
-            with contextlib.suppress(RedisUnavailable):
-                await self.repair()
-
-    async def close(self) -> None:
-        if self._repair_task is not None:
-            self._repair_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._repair_task
-
-    async def repair(self) -> None:
-        """Replay the writes Redis missed, before anyone reads from it again.
-
-        Raises :class:`RedisUnavailable` if Redis still does not answer.
-        """
-        async with self._repair_lock:
-            await self._repair()
-
-    async def _repair(self) -> None:
+            return True
+        if self.down:
+            self._metrics.redis_skipped.inc()
+            return False
         try:
-            if self._repairs_overflowed:
-                # Too much was missed to replay: drop every entry instead, so
-                # that nothing stale can be read back.
-                async for batch in self._scan_batches():
-                    await self.client.unlink(*batch)
-                self._repairs_overflowed = False
-                self._repairs.clear()
-            while self._repairs:
-                key, state = next(iter(self._repairs.items()))
-                await self._put(key, state)
-                if self._repairs.get(key) is state:
-                    del self._repairs[key]
+            await self._put_if_newer(
+                keys=[self.prefix + key], args=[state.version, state.dumps(), ttl_ms]
+            )
         except (RedisError, OSError) as exc:
             self._failed(exc)
-            raise RedisUnavailable() from exc
-        self._down_until = 0.0
+            return False
+        return True
 
-    async def _scan_batches(self) -> Any:
-        batch: list[bytes] = []
-        async for name in self.client.scan_iter(match=self.prefix + "*", count=1000):
-            batch.append(name)
-            if len(batch) >= 1000:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    async def unlink(self, key: str) -> bool:
+        """Drop ``key``: allowed even where a write is refused (a full Redis)."""
+        try:
+            await self.client.unlink(self.prefix + key)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return False
+        return True
 
     async def ping(self) -> bool:
         try:
@@ -352,7 +319,7 @@ class Publisher(Protocol):
     @property
     def live(self) -> bool: ...
 
-    async def publish(self, key: str, state: TokenState) -> None: ...
+    async def publish(self, key: str, state: TokenState) -> Awaitable[None]: ...
 
 
 class TokenCache:
@@ -367,32 +334,81 @@ class TokenCache:
         self.local = local
         self.shared = shared
         self.publisher = publisher
+        #: Hashes whose new state Redis may not hold: answered from the database.
+        self.suspects: set[str] = set()
+        self._listeners: list[Callable[[str | None], None]] = []
+
+    def on_change(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(key)`` on every change to ``key`` (None: to everything)."""
+        self._listeners.append(listener)
+
+    def _notify(self, key: str | None) -> None:
+        for listener in self._listeners:
+            listener(key)
+
+    @property
+    def generation(self) -> int:
+        return self.local.generation
 
     def get_local(self, key: str) -> TokenState | None:
         # With replicas, a local entry is only as good as our hearing of
         # their changes: while deaf, go to Redis every time.
         if self.publisher is not None and not self.publisher.live:
             return None
+        if self.suspects and key in self.suspects:
+            return None
         return self.local.get(key)
 
-    async def get_shared(self, key: str) -> TokenState | None:
-        if self.shared is None:
+    async def get_shared(self, key: str, generation: int) -> TokenState | None:
+        if self.shared is None or key in self.suspects:
             return None
         state = await self.shared.get(key)
-        if state is not None:
-            self.local.put(key, state)
-        return state
+        if state is None:
+            return None
+        return self.local.put(key, state, generation)
 
-    async def fill(self, key: str, state: TokenState) -> None:
-        """Cache what the database said about ``key`` (never over a newer state)."""
-        self.local.put(key, state)
-        if self.shared is not None:
+    async def fill(self, key: str, state: TokenState, generation: int) -> TokenState:
+        """Cache what the database said about ``key``; the newest state known."""
+        newest = self.local.put(key, state, generation)
+        if self.shared is not None and key not in self.suspects and newest is state:
             await self.shared.put(key, state)
+        return newest
 
-    async def apply(self, key: str, state: TokenState) -> None:
-        """Make a committed change visible in every tier and replica before returning."""
-        self.local.put(key, state)
+    def changed(self, key: str, state: TokenState) -> None:
+        """A committed change, made here or heard from another replica."""
+        self.local.changed(key, state)
+        self._notify(key)
+
+    def cleared(self) -> None:
+        """Everything may have changed (we were deaf to the other replicas)."""
+        self.local.clear()
+        self._notify(None)
+
+    async def apply(self, key: str, state: TokenState) -> tuple[bool, Awaitable[None] | None]:
+        """Make a committed change visible in every tier and replica.
+
+        Returns whether Redis took it, and the replicas' confirmation to
+        await (outside the writer: a slow replica must not slow every write).
+        """
+        self.changed(key, state)
+        stored = True
         if self.shared is not None:
-            await self.shared.put(key, state)
+            stored = await self.shared.put(key, state) or await self.shared.unlink(key)
+            if not stored:
+                self.suspects.add(key)
+                logger.warning(
+                    "redis did not take a change to token %s; it is answered from the "
+                    "database until the outbox replays it",
+                    state.token_id,
+                )
+        confirmation = None
         if self.publisher is not None:
-            await self.publisher.publish(key, state)
+            confirmation = await self.publisher.publish(key, state)
+        return stored, confirmation
+
+    async def forget(self, key: str) -> None:
+        """A change whose outcome is unknown (the commit failed midway): drop ``key``."""
+        self.local.evict(key)
+        self._notify(key)
+        if self.shared is not None and not await self.shared.unlink(key):
+            self.suspects.add(key)

@@ -16,8 +16,10 @@ serial orders, never a mix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Generic, TypeVar
@@ -29,6 +31,7 @@ from amplify_auth_server.cache import TokenCache, TokenState
 from amplify_auth_server.errors import (
     AuthServerError,
     Conflict,
+    DatabaseUnavailable,
     NotFound,
     ServiceUnavailable,
     ShuttingDown,
@@ -36,6 +39,7 @@ from amplify_auth_server.errors import (
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import utcnow
 from amplify_auth_server.store import (
+    MAX_TTL_DAYS,
     Actor,
     ConcurrentUpdate,
     TokenRecord,
@@ -52,12 +56,31 @@ DEFAULT_QUEUE_SIZE: Final = 10_000
 _ATTEMPTS: Final = 5
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Writer:
-    """What a command may touch."""
+    """What a command may touch, and what its caller must still wait for."""
 
     store: TokenStore
     cache: TokenCache | None
+    #: The other replicas' confirmations of the last command's cache changes;
+    #: awaited by the command's caller, not by the writer (see CommandQueue).
+    confirmations: list[Awaitable[None]] = field(default_factory=list)
+
+    async def apply(self, record: TokenRecord) -> bool:
+        """Show ``record``'s committed state to every cache; whether Redis took it."""
+        if self.cache is None:
+            return True
+        stored, confirmation = await self.cache.apply(
+            record.token_hash, TokenState.from_record(record)
+        )
+        if confirmation is not None:
+            self.confirmations.append(confirmation)
+        return stored
+
+    @property
+    def durable(self) -> bool:
+        """Whether changes go through the outbox (only with a shared tier)."""
+        return self.cache is not None and self.cache.shared is not None
 
 
 class Command(ABC, Generic[T]):
@@ -138,18 +161,13 @@ class RegisterToken(Command[TokenRecord]):
 
     async def execute(self, writer: Writer) -> TokenRecord:
         record = await self._register(writer)
-        if writer.cache is not None:
-            # Someone may have tried this token before it was registered: its
-            # "unknown" answer must not outlive the registration.
-            await writer.cache.apply(record.token_hash, TokenState.from_record(record))
+        # Someone may have tried this token before it was registered: its
+        # "unknown" answer must not outlive the registration.
+        await writer.apply(record)
         return record
 
     async def _register(self, writer: Writer) -> TokenRecord:
         for _ in range(_ATTEMPTS):
-            async with writer.store.transaction() as connection:
-                existing = await writer.store.find_hash(connection, self.token_hash)
-                if existing is not None:
-                    return existing
             now = utcnow()
             record = TokenRecord(
                 id=new_token_id(),
@@ -166,6 +184,9 @@ class RegisterToken(Command[TokenRecord]):
             )
             try:
                 async with writer.store.transaction() as connection:
+                    existing = await writer.store.find_hash(connection, self.token_hash)
+                    if existing is not None:
+                        return existing
                     await writer.store.insert(connection, record)
                     await writer.store.record(
                         connection,
@@ -193,6 +214,7 @@ class _Change(Command[TokenRecord]):
     async def execute(self, writer: Writer) -> TokenRecord:
         for _ in range(_ATTEMPTS):
             now = utcnow()
+            current: TokenRecord | None = None
             try:
                 async with writer.store.transaction() as connection:
                     current = await writer.store.lock(connection, self.token_id)
@@ -211,12 +233,24 @@ class _Change(Command[TokenRecord]):
                             token_id=current.id,
                             details=_jsonable(values),
                         )
+                        if writer.durable:
+                            await writer.store.outbox_add(
+                                connection, updated.token_hash, updated.version, now
+                            )
             except ConcurrentUpdate:
                 continue
-            if writer.cache is not None:
-                # Also when nothing changed: a previous attempt may have
-                # committed and then failed to reach a cache.
-                await writer.cache.apply(updated.token_hash, TokenState.from_record(updated))
+            except DatabaseUnavailable:
+                if current is not None and writer.cache is not None:
+                    # The commit may or may not have happened: whatever the
+                    # caches hold for this token may now be wrong.
+                    await writer.cache.forget(current.token_hash)
+                raise
+            # Also when nothing changed: a previous attempt may have
+            # committed and then failed to reach a cache.
+            if await writer.apply(updated) and writer.durable and values is not None:
+                with contextlib.suppress(DatabaseUnavailable):
+                    # Left behind, the row only costs a harmless replay.
+                    await writer.store.outbox_done(updated.token_hash, updated.version)
             return updated
         raise ServiceUnavailable("the token kept changing concurrently; retry")
 
@@ -260,7 +294,12 @@ class ExtendToken(_Change):
             raise Conflict(f"token {current.id} is revoked; a revoked token cannot be extended")
         if current.expires_at is None:
             raise Conflict(f"token {current.id} never expires; there is nothing to extend")
-        return {"expires_at": max(current.expires_at, now) + timedelta(days=self.days)}
+        expires_at = max(current.expires_at, now) + timedelta(days=self.days)
+        if expires_at > now + timedelta(days=MAX_TTL_DAYS):
+            raise Conflict(
+                f"token {current.id} would then expire more than {MAX_TTL_DAYS} days from now"
+            )
+        return {"expires_at": expires_at}
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -303,17 +342,25 @@ class CommandQueue:
         self._task = asyncio.create_task(self._run(), name="amplify-auth-writer")
 
     async def submit(self, command: Command[T]) -> T:
-        """Queue ``command`` and wait for the writer's answer (or its error)."""
+        """Queue ``command``, wait for the writer's answer (or its error), then
+        for the other replicas to confirm the change."""
         if self._closed or self._task is None:
             raise ShuttingDown()
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if self._task.done():
+            raise ServiceUnavailable("the writer has stopped; restart this server")
+        future: asyncio.Future[tuple[T, list[Awaitable[None]]]] = (
+            asyncio.get_running_loop().create_future()
+        )
         try:
             self._queue.put_nowait((command, future))
         except asyncio.QueueFull:
             raise ServiceUnavailable("too many pending changes; retry shortly") from None
         # Shielded: a client that hangs up must not cancel a change that the
         # writer may already have committed.
-        return await asyncio.shield(future)
+        result, confirmations = await asyncio.shield(future)
+        for confirmation in confirmations:
+            await confirmation
+        return result
 
     async def stop(self) -> None:
         """Refuse new commands, finish every queued one, then end the writer."""
@@ -341,13 +388,15 @@ class CommandQueue:
                 _settle(future, exc=exc)
             else:
                 self._metrics.commands.labels(command.kind, "ok").inc()
-                _settle(future, result=result)
+                _settle(future, result=(result, self._writer.confirmations))
+            finally:
+                self._writer.confirmations = []
 
 
 def _settle(
     future: asyncio.Future[Any], *, result: Any = None, exc: BaseException | None = None
 ) -> None:
-    if future.done():  # the submitter's loop is closing; nobody is waiting
+    if future.done():  # cancelled: the loop is shutting down
         return
     if exc is not None:
         future.set_exception(exc)

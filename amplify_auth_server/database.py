@@ -9,8 +9,6 @@ embedded default, a SQLite file in the working directory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,9 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 # that two servers starting at once do not both run the same migration.
 _MIGRATION_LOCK_KEY = 0x616D705F6D6967
 POOL_SIZE = 10
+# The writer's pool: one connection for the writer, one for health checks
+# and the outbox, whatever the validation misses are doing.
+WRITE_POOL_SIZE = 2
 
 
 def async_url(database_url: str | None) -> URL:
@@ -57,13 +58,13 @@ def async_url(database_url: str | None) -> URL:
     return url
 
 
-def create_engine(database_url: str | None) -> AsyncEngine:
+def create_engine(database_url: str | None, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
     url = async_url(database_url)
     # A fixed pool, no overflow: under a burst, requests queue for a
     # connection instead of opening (and then closing) one each, which costs
     # more than the queries. pool_timeout turns a dead database into a fast
     # 503 rather than a hung request.
-    kwargs: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": 5}
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": 5}
     if url.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"timeout": 5, "command_timeout": 10}
     engine = create_async_engine(url, **kwargs)
@@ -91,22 +92,12 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
-@contextmanager
-def _migration_lock(connection: Connection) -> Iterator[None]:
-    if connection.dialect.name != "postgresql":
-        # SQLite serialises writers itself (busy_timeout above).
-        yield
-        return
-    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-    try:
-        yield
-    finally:
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-
-
 def _upgrade(connection: Connection) -> None:
-    with _migration_lock(connection):
-        command.upgrade(_alembic_config(connection), "head")
+    if connection.dialect.name == "postgresql":
+        # Held until the transaction ends, whatever way it ends; SQLite
+        # serialises writers itself (busy_timeout above).
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    command.upgrade(_alembic_config(connection), "head")
 
 
 async def migrate(engine: AsyncEngine) -> None:

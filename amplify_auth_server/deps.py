@@ -9,14 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-import redis.asyncio as redis
 from fastapi import Depends, Request
 
 from amplify_auth_server.cache import TokenCache
 from amplify_auth_server.commands import CommandQueue
 from amplify_auth_server.config import Settings
 from amplify_auth_server.errors import Forbidden, Unauthorized
-from amplify_auth_server.invalidation import InvalidationBus
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.store import Actor, TokenStore
 from amplify_auth_server.validation import Validator
@@ -34,8 +32,6 @@ class Services:
     cache: TokenCache
     validator: Validator
     queue: CommandQueue
-    redis: redis.Redis | None = None
-    bus: InvalidationBus | None = None
 
 
 def services(request: Request) -> Services:

@@ -4,7 +4,8 @@ Split by what the caller can do about it::
 
     AuthServerError                  {"error": code, "detail": message}
     ├── InvalidRequest       422     fix the request (never echoes the input)
-    ├── PayloadTooLarge      413     send less
+    ├── (payload_too_large)  413     send less; raised as Starlette's HTTPException,
+    │                                the one error FastAPI lets out of body parsing
     ├── Unauthorized         401     send a valid admin token
     ├── Forbidden            403     use a token with the admin scope
     ├── NotFound             404     check the token id
@@ -51,12 +52,6 @@ class InvalidRequest(AuthServerError):
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "errors": self.errors}
-
-
-class PayloadTooLarge(AuthServerError):
-    status_code = 413
-    code = "payload_too_large"
-    default_detail = "request body too large"
 
 
 class Unauthorized(AuthServerError):

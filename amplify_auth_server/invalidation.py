@@ -3,21 +3,25 @@
 With several server processes sharing one Redis, each keeps a short-lived
 in-process cache in front of Redis (one Redis round trip per validation
 would halve throughput). A revoke or extend must reach those caches too,
-and must have reached them *before* it returns, so that a validation that
+and must have reached them before it returns, so that a validation that
 starts after the revoke returns is never answered "valid" by any replica:
 
 1. The writer publishes the token's new state on one channel.
 2. Every subscribed replica (the writer's own included) stores it in its
-   local cache, then acknowledges on the writer's own ack channel.
-3. The writer waits until as many acks arrived as ``PUBLISH`` reported
-   receivers, or ``INVALIDATION_ACK_TIMEOUT`` passed (then it logs which
-   guarantee weakened: a replica that did not confirm serves its local
-   entry for at most ``LOCAL_CACHE_TTL``).
+   local cache, then acknowledges with its replica id on the writer's ack
+   channel.
+3. The revoke's caller waits until as many distinct replicas acknowledged
+   as ``PUBLISH`` reported receivers, or ``INVALIDATION_ACK_TIMEOUT``
+   passed (then it logs that the guarantee weakened: a replica that did not
+   confirm serves its local entry for at most ``LOCAL_CACHE_TTL``).
 
-A replica uses its local cache only while its subscription is live. When
-it (re)subscribes it first replays the Redis writes it missed, then clears
-its local cache, and only then trusts it again: whatever it missed while
-deaf can no longer be served.
+A replica uses its local cache only while it is sure to hear: it holds a
+*lease* that every message renews, and it pings its own subscription when
+the channel is quiet. A subscription that breaks, or stays silent past the
+lease (a half-open connection), ends the lease at once; the replica
+resubscribes, clears its local cache, and only then trusts it again. The
+subscription has a connection of its own that never reconnects by itself,
+so that no gap in hearing can go unnoticed.
 """
 
 from __future__ import annotations
@@ -26,29 +30,40 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
+from collections.abc import Awaitable
 from typing import Any, Final
 
 import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from amplify_auth_server.cache import LocalCache, RedisCache, RedisUnavailable, TokenState
+from amplify_auth_server.cache import TokenCache, TokenState
 
 logger = logging.getLogger("amplify_auth_server.invalidation")
 
 RECONNECT_DELAYS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+#: Ping the subscription after this long without a message.
+HEARTBEAT_INTERVAL: Final = 1.0
+#: Hearing nothing for this long (pings included) ends the lease.
+LEASE: Final = 3.0
+_PING: Final = b"amplify-heartbeat"
+
+
+class Deaf(Exception):
+    """The subscription went quiet past its lease."""
 
 
 class _Acks:
     __slots__ = ("done", "expected", "received")
 
     def __init__(self) -> None:
-        self.received = 0
+        self.received: set[str] = set()
         self.expected: int | None = None
         self.done = asyncio.Event()
 
     def settle(self) -> None:
-        if self.expected is not None and self.received >= self.expected:
+        if self.expected is not None and len(self.received) >= self.expected:
             self.done.set()
 
 
@@ -58,35 +73,36 @@ class InvalidationBus:
     def __init__(
         self,
         client: redis.Redis,
+        listener: redis.Redis,
         *,
         prefix: str,
-        local: LocalCache,
-        shared: RedisCache,
+        cache: TokenCache,
         ack_timeout: float,
     ) -> None:
         self.client = client
-        self.local = local
-        self.shared = shared
+        self.listener = listener
+        self.cache = cache
         self.ack_timeout = ack_timeout
         self.replica_id = secrets.token_hex(8)
         self.channel = f"{prefix}:invalidate"
         self._ack_prefix = f"{prefix}:ack:"
         self.ack_channel = self._ack_prefix + self.replica_id
         self._pending: dict[str, _Acks] = {}
-        self._live = asyncio.Event()
+        self._lease_until = 0.0
+        self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def live(self) -> bool:
-        return self._live.is_set()
+        return time.monotonic() < self._lease_until
 
     async def wait_live(self, seconds: float) -> bool:
         try:
             async with asyncio.timeout(seconds):
-                await self._live.wait()
+                await self._subscribed.wait()
         except TimeoutError:
             return False
-        return True
+        return self.live
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="amplify-auth-invalidation")
@@ -97,10 +113,10 @@ class InvalidationBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._live.clear()
+        self._lease_until = 0.0
 
-    async def publish(self, key: str, state: TokenState) -> None:
-        """Hand ``state`` to every replica; return once they confirmed or time ran out."""
+    async def publish(self, key: str, state: TokenState) -> Awaitable[None]:
+        """Hand ``state`` to every replica; returns the wait for their confirmations."""
         nonce = secrets.token_hex(8)
         acks = self._pending[nonce] = _Acks()
         message = orjson.dumps(
@@ -108,24 +124,33 @@ class InvalidationBus:
         )
         try:
             acks.expected = int(await self.client.publish(self.channel, message))
-            acks.settle()
-            await asyncio.wait_for(acks.done.wait(), self.ack_timeout)
-        except TimeoutError:
-            logger.warning(
-                "%d of %d replicas did not confirm an invalidation within %.2fs; they may "
-                "serve their local entry until it expires (LOCAL_CACHE_TTL)",
-                (acks.expected or 0) - acks.received,
-                acks.expected or 0,
-                self.ack_timeout,
-            )
         except (RedisError, OSError) as exc:
+            del self._pending[nonce]
             logger.warning(
-                "could not publish an invalidation (%s); replicas that still hear Redis "
-                "may serve their local entry until it expires (LOCAL_CACHE_TTL)",
+                "could not publish a change to token %s (%s); other replicas may serve "
+                "their local entry until it expires (LOCAL_CACHE_TTL)",
+                state.token_id,
                 type(exc).__name__,
             )
+            return _nothing()
+        acks.settle()
+        return asyncio.ensure_future(self._confirmed(nonce, acks, state))
+
+    async def _confirmed(self, nonce: str, acks: _Acks, state: TokenState) -> None:
+        try:
+            async with asyncio.timeout(self.ack_timeout):
+                await acks.done.wait()
+        except TimeoutError:
+            logger.warning(
+                "%d of %d replicas did not confirm a change to token %s within %.2fs; they "
+                "may serve their local entry until it expires (LOCAL_CACHE_TTL)",
+                (acks.expected or 0) - len(acks.received),
+                acks.expected or 0,
+                state.token_id,
+                self.ack_timeout,
+            )
         finally:
-            del self._pending[nonce]
+            self._pending.pop(nonce, None)
 
     async def _run(self) -> None:
         attempt = 0
@@ -134,46 +159,67 @@ class InvalidationBus:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError, RedisUnavailable) as exc:
-                if self.live:
+            except (RedisError, OSError, Deaf) as exc:
+                if self._subscribed.is_set():
                     logger.warning(
                         "lost the invalidation channel (%s); local cache off until it is back",
                         type(exc).__name__,
                     )
+                    attempt = 0
             except Exception:
                 logger.exception("invalidation listener failed; restarting it")
-            if self.live:
-                attempt = 0
-            self._live.clear()
-            self.local.clear()
+            self._lease_until = 0.0
+            self._subscribed.clear()
             await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
             attempt += 1
 
     async def _listen(self) -> None:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.listener.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self.channel, self.ack_channel)
-            # Order matters: replay what Redis missed, forget what we may have
-            # missed, and only then serve from the local cache again.
-            await self.shared.repair()
-            self.local.clear()
-            self._live.set()
+            # Whatever changed while we were deaf is unknown: forget it all
+            # before serving from the local cache again.
+            self.cache.cleared()
+            self._renew()
+            self._subscribed.set()
             logger.info("invalidation channel live (replica %s)", self.replica_id)
+            pinged = False
             while True:
-                message = await pubsub.get_message(timeout=None)
-                if message is not None:
-                    await self._handle(message)
+                message = await pubsub.get_message(timeout=HEARTBEAT_INTERVAL)
+                if not self.live:
+                    raise Deaf()
+                if message is None:
+                    if not pinged:
+                        await pubsub.ping(_PING)
+                        pinged = True
+                    continue
+                self._renew()
+                pinged = False
+                await self._handle(message)
         finally:
+            self._lease_until = 0.0
             await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
+    def _renew(self) -> None:
+        self._lease_until = time.monotonic() + LEASE
+
     async def _handle(self, message: dict[str, Any]) -> None:
+        if message["type"] == "pong":
+            return
         channel = message["channel"].decode()
         if channel == self.ack_channel:
-            acks = self._pending.get(message["data"].decode())
+            nonce, _, replica = message["data"].decode().partition(":")
+            acks = self._pending.get(nonce)
             if acks is not None:
-                acks.received += 1
+                acks.received.add(replica)
                 acks.settle()
             return
         data = orjson.loads(message["data"])
-        self.local.put(data["key"], TokenState.loads(data["state"]))
-        await self.client.publish(self._ack_prefix + data["origin"], data["nonce"])
+        self.cache.changed(data["key"], TokenState.loads(data["state"]))
+        await self.client.publish(
+            self._ack_prefix + data["origin"], f"{data['nonce']}:{self.replica_id}"
+        )
+
+
+async def _nothing() -> None:
+    return None

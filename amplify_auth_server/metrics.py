@@ -10,17 +10,13 @@ it measures.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-VALIDATION_RESULTS = (
-    "valid",
-    "malformed",
-    "unknown",
-    "revoked",
-    "expired",
-    "insufficient_scope",
-)
+from amplify_auth_server.schemas import Reason
+
+VALIDATION_RESULTS = ("valid", *get_args(Reason))
 
 
 class Metrics:
@@ -44,6 +40,7 @@ class Metrics:
         self.redis_hit = cache.labels("redis", "hit")
         self.redis_miss = cache.labels("redis", "miss")
         self.redis_error = cache.labels("redis", "error")
+        self.redis_skipped = cache.labels("redis", "skipped")
         self.database_lookups = Counter(
             "amplify_auth_database_lookups",
             "Validation misses answered by the database.",
@@ -73,5 +70,14 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.suspects = Gauge(
+            "amplify_auth_cache_suspects",
+            "Tokens answered from the database because Redis may not hold their last change.",
+            registry=self.registry,
+        )
+
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))
+
+    def watch_suspects(self, count: Callable[[], int]) -> None:
+        self.suspects.set_function(lambda: float(count()))

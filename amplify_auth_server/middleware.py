@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Histogram
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from amplify_auth_server.errors import PayloadTooLarge
-from amplify_auth_server.schemas import ErrorResponse
+from amplify_auth_server.routes.errors import render
 
 
 class BodySizeLimit:
@@ -57,7 +57,9 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise PayloadTooLarge(self._detail)
+                    # An HTTPException, which FastAPI lets through its body
+                    # parsing (anything else becomes a 400 there).
+                    raise HTTPException(413, self._detail)
             return message
 
         return counted
@@ -67,15 +69,11 @@ class BodySizeLimit:
         return f"request body over {self.max_bytes} bytes"
 
     async def _refuse(self, send: Send) -> None:
-        body = (
-            ErrorResponse(error=PayloadTooLarge.code, detail=self._detail)
-            .model_dump_json(exclude_none=True)
-            .encode()
-        )
+        status, body, _ = render(HTTPException(413, self._detail))
         await send(
             {
                 "type": "http.response.start",
-                "status": PayloadTooLarge.status_code,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

@@ -9,7 +9,6 @@ tables; :data:`metadata` is their reference for autogenerate.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -97,8 +96,27 @@ audit_log = Table(
 )
 
 
+# Cache writes that must not be lost. A change writes its row here in the
+# same transaction as the change itself, and deletes it once Redis holds the
+# new state; any replica replays what is left (see amplify_auth_server.outbox).
+cache_outbox = Table(
+    "cache_outbox",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row naming this database. Redis keys carry it, so that two deployments
+# sharing a Redis (and its default key prefix) can never read each other's
+# entries, nor count each other's replicas.
+installation = Table(
+    "installation",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("instance_id", String(32), nullable=False),
+)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-Row = dict[str, Any]

@@ -11,11 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from amplify_auth_server.store import AuditRecord, TokenRecord, TokenStatus
+from amplify_auth_server.store import MAX_TTL_DAYS, AuditRecord, TokenRecord, TokenStatus
 
 SCOPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/*-]{0,63}$"
 MAX_SCOPES = 50
-MAX_TTL_DAYS = 36_500
 
 
 def _printable(value: str) -> str:

@@ -21,17 +21,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from amplify_auth_server.errors import DatabaseUnavailable
-from amplify_auth_server.models import audit_log, tokens
+from amplify_auth_server.models import audit_log, cache_outbox, installation, tokens
 
 TOKEN_ID_PREFIX: Final = "tok_"
 _TOKEN_ID_ALPHABET: Final = string.ascii_lowercase + string.digits
 _TOKEN_ID_LENGTH: Final = 16
 SYSTEM_ACTOR: Final = "system"
+#: No token expires further away than this (and ``datetime`` has a ceiling).
+MAX_TTL_DAYS: Final = 36_500
 
 
 def new_token_id() -> str:
@@ -127,11 +129,28 @@ _BY_HASH: Final = select(tokens).where(tokens.c.token_hash == bindparam("token_h
 _BY_ID: Final = select(tokens).where(tokens.c.id == bindparam("token_id"))
 
 
-class TokenStore:
-    """The only module that speaks SQL."""
+@asynccontextmanager
+async def _mapped_errors() -> AsyncIterator[None]:
+    """Driver errors become DatabaseUnavailable; integrity errors stay themselves."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        raise DatabaseUnavailable() from exc
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class TokenStore:
+    """The only module that speaks SQL.
+
+    Two pools: validation misses read from ``engine``; the writer, health
+    checks and the outbox use ``write_engine``, so that a flood of misses
+    (distinct garbage tokens, each a lookup) cannot starve a revocation.
+    """
+
+    def __init__(self, engine: AsyncEngine, write_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.write_engine = write_engine or engine
         # Reads need no transaction. On PostgreSQL, autocommit saves the
         # BEGIN and the ROLLBACK around each lookup: a third of a miss.
         self._reader = (
@@ -142,24 +161,14 @@ class TokenStore:
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._reader.connect() as connection:
-                yield connection
-        except IntegrityError:
-            raise
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            raise DatabaseUnavailable() from exc
+        async with _mapped_errors(), self._reader.connect() as connection:
+            yield connection
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction; committed when the block ends without error."""
-        try:
-            async with self.engine.begin() as connection:
-                yield connection
-        except IntegrityError:
-            raise
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            raise DatabaseUnavailable() from exc
+        async with _mapped_errors(), self.write_engine.begin() as connection:
+            yield connection
 
     # -- reads ---------------------------------------------------------------
 
@@ -216,8 +225,45 @@ class TokenStore:
         ]
 
     async def ping(self) -> None:
-        async with self._connect() as connection:
+        async with _mapped_errors(), self.write_engine.connect() as connection:
             await connection.exec_driver_sql("SELECT 1")
+
+    async def instance_id(self) -> str:
+        """This database's installation id (written by the migrations)."""
+        async with self._connect() as connection:
+            value = await connection.scalar(select(installation.c.instance_id))
+        if value is None:
+            raise DatabaseUnavailable("the database has no installation row; run the migrations")
+        return str(value)
+
+    # -- the cache outbox ------------------------------------------------------
+
+    @staticmethod
+    async def outbox_add(
+        connection: AsyncConnection, token_hash: str, version: int, now: datetime
+    ) -> None:
+        """Record, in the change's own transaction, that Redis must learn ``version``."""
+        await connection.execute(
+            delete(cache_outbox).where(cache_outbox.c.token_hash == token_hash)
+        )
+        await connection.execute(
+            insert(cache_outbox).values(token_hash=token_hash, version=version, created_at=now)
+        )
+
+    async def outbox_pending(self) -> dict[str, int]:
+        """Token hashes whose new state Redis may not hold yet, with their versions."""
+        async with _mapped_errors(), self.write_engine.connect() as connection:
+            rows = (await connection.execute(select(cache_outbox))).all()
+        return {row.token_hash: row.version for row in rows}
+
+    async def outbox_done(self, token_hash: str, version: int) -> None:
+        """Redis holds ``version`` (or newer): nothing left to replay for it."""
+        async with self.transaction() as connection:
+            await connection.execute(
+                delete(cache_outbox).where(
+                    cache_outbox.c.token_hash == token_hash, cache_outbox.c.version <= version
+                )
+            )
 
     # -- writes (command writer only) ----------------------------------------
 

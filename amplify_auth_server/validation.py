@@ -17,16 +17,15 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 import orjson
 
 from amplify_auth_client import hash_token, token_is_well_formed
 from amplify_auth_server.cache import UNKNOWN, TokenCache, TokenState
 from amplify_auth_server.metrics import Metrics
+from amplify_auth_server.schemas import Reason
 from amplify_auth_server.store import TokenStore
-
-Reason = Literal["malformed", "unknown", "revoked", "expired", "insufficient_scope"]
 
 
 def _body(
@@ -70,6 +69,16 @@ class Validator:
         self._cache = cache
         self._metrics = metrics
         self._inflight: dict[str, asyncio.Task[TokenState]] = {}
+        cache.on_change(self._changed)
+
+    def _changed(self, key: str | None) -> None:
+        # A lookup that began before a change may have read the old state:
+        # callers who arrive after the change must not join it. Those already
+        # waiting asked before the change, and keep its answer.
+        if key is None:
+            self._inflight.clear()
+        else:
+            self._inflight.pop(key, None)
 
     async def validate(self, token: str, required_scopes: Sequence[str] = ()) -> Verdict:
         state = await self.state_of(token)
@@ -93,22 +102,26 @@ class Validator:
         if lookup is None:
             # A task of its own, so that a caller who hangs up cannot cancel
             # the lookup that other callers are waiting for.
-            lookup = asyncio.create_task(self._load(key))
+            lookup = asyncio.create_task(self._load(key, self._cache.generation))
             self._inflight[key] = lookup
-            lookup.add_done_callback(lambda _: self._inflight.pop(key, None))
+            lookup.add_done_callback(lambda done: self._landed(key, done))
         else:
             self._metrics.coalesced.inc()
         return await asyncio.shield(lookup)
 
-    async def _load(self, key: str) -> TokenState:
-        state = await self._cache.get_shared(key)
+    def _landed(self, key: str, lookup: asyncio.Task[TokenState]) -> None:
+        # Only if it is still ours: a change may have replaced it meanwhile.
+        if self._inflight.get(key) is lookup:
+            del self._inflight[key]
+
+    async def _load(self, key: str, generation: int) -> TokenState:
+        state = await self._cache.get_shared(key, generation)
         if state is not None:
             return state
         self._metrics.database_lookups.inc()
         record = await self._store.get_by_hash(key)
         state = UNKNOWN if record is None else TokenState.from_record(record)
-        await self._cache.fill(key, state)
-        return state
+        return await self._cache.fill(key, state, generation)
 
     @staticmethod
     def judge(state: TokenState | None, required_scopes: Sequence[str]) -> Verdict:

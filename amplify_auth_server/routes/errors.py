@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -38,10 +39,19 @@ def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _respond(exc: AuthServerError) -> Response:
-    return Response(
-        exc.json(), status_code=exc.status_code, headers=exc.headers, media_type="application/json"
-    )
+def render(exc: AuthServerError | HTTPException) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and headers of an error: ours, or Starlette's own
+    (unknown route, wrong method, body too large) put in our shape."""
+    if isinstance(exc, AuthServerError):
+        return exc.status_code, exc.json(), exc.headers
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    body = orjson.dumps({"error": code, "detail": str(exc.detail)})
+    return exc.status_code, body, dict(exc.headers or {})
+
+
+def _respond(exc: AuthServerError | HTTPException) -> Response:
+    status, body, headers = render(exc)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 async def _ours(_: Request, exc: Exception) -> Response:
@@ -60,14 +70,9 @@ async def _invalid(request: Request, exc: Exception) -> Response:
     return _respond(InvalidRequest(detail, errors=field_errors(exc.errors())))
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return JSONResponse(
-        {"error": code, "detail": str(exc.detail)},
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
+    return _respond(exc)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

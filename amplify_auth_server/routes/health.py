@@ -29,7 +29,11 @@ async def health(parts: ServicesDep, response: Response) -> HealthResponse:
     if parts.cache.shared is None:
         redis = "disabled"
     else:
-        redis = "healthy" if await parts.cache.shared.ping() else "unhealthy"
+        # Healthy means answering and heard: a replica deaf to the others'
+        # changes runs without its local cache, and says so here.
+        publisher = parts.cache.publisher
+        hearing = publisher is None or publisher.live
+        redis = "healthy" if hearing and await parts.cache.shared.ping() else "unhealthy"
     writer = "running" if parts.queue.running else "stopped"
     if database != "healthy" or writer != "running":
         overall = "unhealthy"

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from amplify_auth_client import token_is_well_formed
 from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeToken
 from amplify_auth_server.deps import Admin, ServicesDep
 from amplify_auth_server.errors import NotFound
@@ -40,9 +41,12 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 
 def _known(token_id: str) -> str:
-    # Anything that cannot be an id is a 404 without a query.
+    # Anything that cannot be an id is a 404 without a query, and is not
+    # echoed: it may be a raw token pasted where its id belongs.
     if not is_token_id(token_id):
-        raise NotFound.token(token_id)
+        if token_is_well_formed(token_id):
+            raise NotFound("that is a token, not a token id; token ids look like tok_…")
+        raise NotFound("no such token; token ids look like tok_ and 16 letters or digits")
     return token_id
 
 

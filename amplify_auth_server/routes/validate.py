@@ -17,11 +17,12 @@ from typing import Final, NamedTuple
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from amplify_auth_server.deps import Services
 from amplify_auth_server.errors import AuthServerError, InvalidRequest
-from amplify_auth_server.routes.errors import field_errors
+from amplify_auth_server.routes.errors import field_errors, render
 from amplify_auth_server.schemas import ErrorResponse, ValidateRequest, ValidateResponse
 
 PATH: Final = "/auth/validate"
@@ -95,9 +96,10 @@ class ValidateFastPath:
                 return  # the client hung up
             body = await answer(request, scope["app"].state.services)
             status, headers = 200, _JSON
-        except AuthServerError as exc:
-            status, body = exc.status_code, exc.json()
-            headers = _JSON + [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+        except (AuthServerError, HTTPException) as exc:
+            # Ours, and the body limit's 413: what the route's handlers send.
+            status, body, extra = render(exc)
+            headers = _JSON + [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         await send(
             {
                 "type": "http.response.start",

@@ -39,10 +39,11 @@ class SlowReplica:
     """Listens on the invalidation channel like a replica, and acks only when told."""
 
     def __init__(self, namespace: RedisNamespace) -> None:
-        self.prefix = namespace.prefix
         self.client = namespace.client()
         self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(f"{namespace.prefix}:invalidate")
+        # The channel carries the database's installation id after the prefix.
+        self.pubsub.psubscribe(f"{namespace.prefix}:*:invalidate")
+        self.channel = ""
 
     def next_invalidation(self) -> dict[str, str]:
         # get_message answers None for the (ignored) subscribe confirmation too.
@@ -50,12 +51,14 @@ class SlowReplica:
         while time.monotonic() < deadline:
             message = self.pubsub.get_message(timeout=1)
             if message is not None:
+                self.channel = message["channel"].decode()
                 data: dict[str, str] = json.loads(message["data"])
                 return data
         raise AssertionError("no invalidation was published")
 
-    def ack(self, invalidation: dict[str, str]) -> None:
-        self.client.publish(f"{self.prefix}:ack:{invalidation['origin']}", invalidation["nonce"])
+    def ack(self, invalidation: dict[str, str], replica: str = "slow-replica") -> None:
+        channel = self.channel.removesuffix(":invalidate") + f":ack:{invalidation['origin']}"
+        self.client.publish(channel, f"{invalidation['nonce']}:{replica}")
 
     def close(self) -> None:
         self.pubsub.close()
@@ -103,6 +106,38 @@ def test_a_replica_that_never_confirms_delays_the_revoke_only_until_the_timeout(
             assert response.status_code == 200
             assert replica.next_invalidation()["key"] == hash_token(created["token"])
             assert validate(admin, created["token"])["reason"] == "revoked"
-        assert "1 of 2 replicas did not confirm an invalidation" in server.log()
+        assert (
+            f"1 of 2 replicas did not confirm a change to token {created['token_id']}"
+            in server.log()
+        )
+    finally:
+        replica.close()
+
+
+def test_an_ack_repeated_by_one_replica_counts_once(
+    server: ServerProcess, namespace: RedisNamespace
+) -> None:
+    replica = SlowReplica(namespace)
+    try:
+        with server.client() as admin:
+            created = create(admin)
+            answered = threading.Event()
+            revoking = threading.Thread(
+                target=lambda: (
+                    admin.post(f"/auth/tokens/{created['token_id']}/revoke"),
+                    answered.set(),
+                )
+            )
+            revoking.start()
+            invalidation = replica.next_invalidation()
+            # Two receivers, the server and us. Acks repeating the server's own
+            # replica id must not stand in for ours...
+            replica.ack(invalidation, replica=invalidation["origin"])
+            replica.ack(invalidation, replica=invalidation["origin"])
+            assert not answered.wait(0.5)
+            # ...so the revoke waits for ours, or for the timeout.
+            replica.ack(invalidation)
+            assert answered.wait(5)
+            revoking.join()
     finally:
         replica.close()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from amplify_auth_server.models import UTCDateTime
+# Migrations are frozen: they never import the models, which move on.
 
 revision = "0001"
 down_revision = None
@@ -30,9 +30,9 @@ def upgrade() -> None:
         sa.Column("scopes", _json, nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("metadata", _json, nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("expires_at", UTCDateTime(), nullable=True),
-        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("version", sa.Integer(), server_default="1", nullable=False),
         sa.Column("created_by", sa.String(32), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_tokens"),
@@ -46,7 +46,7 @@ def upgrade() -> None:
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor_id", sa.String(32), nullable=False),
         sa.Column("actor_name", sa.String(100), nullable=True),
         sa.Column("action", sa.String(32), nullable=False),

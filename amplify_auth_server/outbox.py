@@ -1,0 +1,96 @@
+"""Changes that Redis has not taken yet, replayed by any replica.
+
+A revoke or extend commits, in the same transaction, an outbox row naming
+the token's hash and new version; once Redis holds that state, the row is
+deleted. If Redis refuses the write (down, full, paused, partitioned from
+this replica only) or the replica dies right after the commit, the row
+stays, and every replica's :class:`OutboxReplay` finds it within
+``OUTBOX_POLL_INTERVAL``:
+
+* it marks the token *suspect*, so that this replica answers it from the
+  database rather than from a cache that may hold the old state;
+* it tries to write the token's current state to Redis (a versioned
+  compare-and-set, so replicas racing to replay cannot go backwards), tells
+  the other replicas, and deletes the row.
+
+So a change reaches every replica's answers within one poll interval even
+when Redis cannot take it, and the replay survives the replica that made
+the change. Without Redis there is no shared tier and no outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final
+
+from amplify_auth_server.cache import UNKNOWN, RedisCache, TokenCache, TokenState
+from amplify_auth_server.errors import DatabaseUnavailable
+from amplify_auth_server.store import TokenStore
+
+logger = logging.getLogger("amplify_auth_server.outbox")
+
+OUTBOX_POLL_INTERVAL: Final = 1.0
+
+
+class OutboxReplay:
+    """Every replica's poller of the outbox: suspects and replays."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        cache: TokenCache,
+        shared: RedisCache,
+        *,
+        interval: float = OUTBOX_POLL_INTERVAL,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.shared = shared
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="amplify-auth-outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.replay_once()
+            except DatabaseUnavailable:
+                pass  # the suspects stay as they were; the next poll retries
+            except Exception:
+                logger.exception("outbox replay failed; retrying")
+            await asyncio.sleep(self.interval)
+
+    async def replay_once(self) -> None:
+        pending = await self.store.outbox_pending()
+        for key in pending.keys() - self.cache.suspects:
+            # Learned from another replica: stop trusting our caches for it.
+            self.cache.suspects.add(key)
+            self.cache.local.evict(key)
+        for key in self.cache.suspects - pending.keys():
+            self.cache.suspects.discard(key)  # replayed by someone
+        for key in pending:
+            await self._replay(key)
+
+    async def _replay(self, key: str) -> None:
+        record = await self.store.get_by_hash(key)
+        state = UNKNOWN if record is None else TokenState.from_record(record)
+        if not await self.shared.put(key, state):
+            return
+        if self.cache.publisher is not None:
+            # Not waiting for confirmations: the row is only deleted, and the
+            # suspects only cleared, once the next poll finds it gone.
+            await self.cache.publisher.publish(key, state)
+        self.cache.changed(key, state)
+        await self.store.outbox_done(key, state.version)
+        logger.info("replayed a change to token %s into redis", state.token_id)

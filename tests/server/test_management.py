@@ -345,3 +345,39 @@ def test_a_body_without_a_json_content_type_is_told_so(admin: httpx.Client) -> N
     )
     assert response.status_code == 422
     assert "Content-Type: application/json" in response.json()["detail"]
+
+
+def test_a_raw_token_pasted_as_an_id_is_never_echoed(admin: httpx.Client) -> None:
+    created = create(admin)
+    for response in (
+        admin.post(f"/auth/tokens/{created['token']}/revoke"),
+        admin.get(f"/auth/tokens/{created['token']}"),
+        admin.post(f"/auth/tokens/{created['token']}/extend", json={"days": 1}),
+    ):
+        assert response.status_code == 404
+        assert created["token"] not in response.text
+        assert created["token"][9:] not in response.text
+        assert "not a token id" in response.json()["detail"]
+    assert validate(admin, created["token"])["valid"] is True  # and nothing happened
+
+
+def test_an_oversized_chunked_body_is_refused_on_management_too(admin: httpx.Client) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"name": "'
+        for _ in range(200):
+            yield b"a" * 65536
+        yield b'", "scopes": ["read"]}'
+
+    response = admin.post(
+        "/auth/tokens", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+def test_extending_past_the_ceiling_is_a_conflict_not_an_error(admin: httpx.Client) -> None:
+    token_id = create(admin, ttl_days=36_000)["token_id"]
+    response = admin.post(f"/auth/tokens/{token_id}/extend", json={"days": 36_500})
+    assert response.status_code == 409
+    assert "36500 days" in response.json()["detail"]
+    assert admin.get(f"/auth/tokens/{token_id}").json()["status"] == "active"

@@ -328,3 +328,26 @@ def test_a_token_tried_before_its_registration_is_accepted_once_registered(
     with running_server(backend, admin_token=token) as after, after.client(token=token) as admin:
         assert validate(admin, token)["valid"] is True
         assert admin.get("/auth/tokens").status_code == 200
+
+
+def test_an_in_memory_database_is_refused(tmp_path: Path) -> None:
+    result = run_cli("migrate", cwd=tmp_path, env={"DATABASE_URL": "sqlite:///:memory:"})
+    assert result.returncode == 2
+    assert "in-memory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_admin_token_file_others_can_read_is_reported(tmp_path: Path) -> None:
+    token_file = tmp_path / "amplify_auth.admin-token"
+    token = generate_token()
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o644)
+    server = ServerProcess(cwd=tmp_path, env=clean_environment(), admin_token=None)
+    server.start()
+    try:
+        with server.client(token=token) as admin:
+            assert admin.get("/auth/tokens").status_code == 200
+    finally:
+        server.stop()
+    assert "can be read by other accounts (mode 644)" in server.log()
+    assert token not in server.log()

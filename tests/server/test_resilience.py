@@ -7,6 +7,7 @@ machine's shared PostgreSQL and Redis are never touched.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.support.server import Backend, ServerProcess, running_server
 from tests.support.services import (
     PrivatePostgres,
     PrivateRedis,
+    TcpProxy,
     fresh_database,
     private_postgres,
     private_redis,
@@ -179,3 +181,157 @@ def test_with_the_database_down_cached_answers_serve_and_misses_are_503(
             assert health(server)[0] == 200
             assert create(admin)["token_id"]
             assert "Traceback" not in server.log()
+
+
+@pytest.fixture
+def two_replicas(
+    tmp_path: Path, own_redis: PrivateRedis
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    with fresh_database() as url:
+        backend = Backend("postgres", tmp_path, url)
+        env = {"REDIS_URL": own_redis.url}
+        admin = generate_token()
+        with (
+            running_server(backend, env=env, admin_token=admin) as one,
+            running_server(backend, env=env, admin_token=admin) as two,
+        ):
+            yield one, two
+
+
+def test_a_revoke_that_only_its_replica_could_not_write_reaches_the_others(
+    tmp_path: Path, own_redis: PrivateRedis
+) -> None:
+    """A partition: replica one cannot reach Redis (so it can neither write the
+    revocation there nor publish it), replica two still can, and still reads the
+    old "valid" entry there. The outbox must make two stop accepting the token."""
+    proxy = TcpProxy(own_redis.port)
+    probe = redis.Redis(port=own_redis.port)
+    try:
+        with fresh_database() as url:
+            backend = Backend("postgres", tmp_path, url)
+            admin = generate_token()
+            behind_proxy = {"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}
+            with (
+                running_server(backend, env=behind_proxy, admin_token=admin) as one,
+                running_server(backend, env={"REDIS_URL": own_redis.url}, admin_token=admin) as two,
+                one.client() as first,
+                two.client() as second,
+            ):
+                created = create(first)
+                assert validate(second, created["token"])["valid"] is True
+                proxy.cut()
+                first.post(f"/auth/tokens/{created['token_id']}/revoke").raise_for_status()
+                assert validate(first, created["token"])["reason"] == "revoked"
+                # Two hears nothing from one; it learns from the database's outbox.
+                wait_for(lambda: validate(second, created["token"])["reason"] == "revoked")
+                for _ in range(10):
+                    assert validate(second, created["token"])["reason"] == "revoked"
+                # A replica that reaches Redis replays the change into it.
+                wait_for(
+                    lambda: any(b'"r":true' in (probe.get(k) or b"") for k in probe.keys("*:tok:*"))
+                )
+                proxy.heal()
+                wait_for(lambda: health(one)[1]["status"] == "healthy")
+                assert validate(first, created["token"])["reason"] == "revoked"
+                assert validate(second, created["token"])["reason"] == "revoked"
+    finally:
+        proxy.close()
+        probe.close()
+
+
+def test_a_dropped_subscription_is_noticed_and_the_local_cache_forgotten(
+    two_replicas: tuple[ServerProcess, ServerProcess], own_redis: PrivateRedis
+) -> None:
+    one, two = two_replicas
+    probe = redis.Redis(port=own_redis.port)
+    with one.client() as first, two.client() as second:
+        created = create(first)
+        assert validate(second, created["token"])["valid"] is True  # in two's local cache
+        killed = probe.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        assert killed >= 2
+        # Neither replica may go on as if it still heard the other.
+        wait_for(lambda: "lost the invalidation channel" in two.log())
+        first.post(f"/auth/tokens/{created['token_id']}/revoke").raise_for_status()
+        assert validate(second, created["token"])["reason"] == "revoked"
+        # Back on the channel, with a cleared local cache.
+        wait_for(lambda: two.log().count("invalidation channel live") >= 2)
+        assert validate(second, created["token"])["reason"] == "revoked"
+    probe.close()
+
+
+def test_an_undecodable_redis_entry_is_a_miss_not_an_error(
+    redis_backed: ServerProcess, own_redis: PrivateRedis
+) -> None:
+    probe = redis.Redis(port=own_redis.port)
+    with redis_backed.client() as admin:
+        created = create(admin)
+        assert validate(admin, created["token"])["valid"] is True
+        key = next(iter(probe.keys("*:tok:*")))
+        probe.set(key, b"7|{not json from another version")
+        # The local cache holds the token for a few seconds; an unknown token
+        # goes to Redis at once.
+        unknown = generate_token()
+        from amplify_auth_client import hash_token
+
+        probe.set(key.rsplit(b":", 1)[0] + b":" + hash_token(unknown).encode(), b"garbage")
+        assert validate(admin, unknown)["reason"] == "unknown"
+    assert "Traceback" not in redis_backed.log()
+    probe.close()
+
+
+class Blackhole:
+    """A TCP port that accepts connections and never answers: a hung Redis."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                connection, _ = self.server.accept()
+                self.connections.append(connection)
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def test_a_hung_redis_is_left_alone_after_it_fails(tmp_path: Path) -> None:
+    hole = Blackhole()
+    try:
+        with fresh_database() as url:
+            backend = Backend("postgres", tmp_path, url)
+            env = {"REDIS_URL": f"redis://127.0.0.1:{hole.port}/0"}
+            with running_server(backend, env=env) as server, server.client() as admin:
+                created = create(admin)
+                for _ in range(20):
+                    assert validate(admin, created["token"])["valid"] is True
+                    assert validate(admin, generate_token())["reason"] == "unknown"
+                admin.post(f"/auth/tokens/{created['token_id']}/revoke").raise_for_status()
+                assert validate(admin, created["token"])["reason"] == "revoked"
+                text = admin.get("/metrics").text
+    finally:
+        hole.close()
+    # Each failure costs a timeout; after one, Redis is skipped for a while
+    # rather than tried (and waited for) on every request.
+    skipped = float(re.search(r'tier="redis"} (\S+)', _line(text, "skipped")).group(1))  # type: ignore[union-attr]
+    failed = float(re.search(r'tier="redis"} (\S+)', _line(text, "error")).group(1))  # type: ignore[union-attr]
+    assert skipped > failed
+
+
+def _line(text: str, outcome: str) -> str:
+    return next(
+        line
+        for line in text.splitlines()
+        if line.startswith("amplify_auth_cache_requests_total") and f'outcome="{outcome}"' in line
+    )

@@ -270,3 +270,63 @@ def private_redis() -> Iterator[PrivateRedis]:
     finally:
         instance.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+class TcpProxy:
+    """A TCP forwarder to ``127.0.0.1:upstream`` that a test can cut: a partition
+    between one client and a server that everyone else still reaches."""
+
+    def __init__(self, upstream: int) -> None:
+        import socketserver
+        import threading
+
+        self.upstream = upstream
+        self.severed = threading.Event()
+        self._open: list[socket.socket] = []
+        proxy = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                if proxy.severed.is_set():
+                    return  # accepted, then closed: the far side is unreachable
+                far = socket.create_connection(("127.0.0.1", proxy.upstream))
+                proxy._open += [self.request, far]
+                proxy._pump(self.request, far)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port: int = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def _pump(near: socket.socket, far: socket.socket) -> None:
+        import selectors
+
+        with selectors.DefaultSelector() as selector:
+            selector.register(near, selectors.EVENT_READ, far)
+            selector.register(far, selectors.EVENT_READ, near)
+            while True:
+                for key, _ in selector.select():
+                    try:
+                        data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                        if not data:
+                            return
+                        key.data.sendall(data)
+                    except OSError:
+                        return
+
+    def cut(self) -> None:
+        self.severed.set()
+        for sock in self._open:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._open.clear()
+
+    def heal(self) -> None:
+        self.severed.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self.server.shutdown()
+        self.server.server_close()

@@ -45,7 +45,6 @@ from amplify_auth_server.store import (
     TokenRecord,
     TokenStatus,
     TokenStore,
-    new_token_id,
 )
 
 logger = logging.getLogger("amplify_auth_server.commands")
@@ -117,30 +116,19 @@ class CreateToken(Command[CreatedToken]):
         for attempt in range(_ATTEMPTS):
             raw = generate_token()
             now = utcnow()
-            record = TokenRecord(
-                id=new_token_id(),
+            expires_at = None if self.ttl_days is None else now + timedelta(days=self.ttl_days)
+            record = TokenRecord.new(
                 token_hash=hash_token(raw),
                 name=self.name,
                 scopes=self.scopes,
+                created_by=self.actor.id,
+                now=now,
+                expires_at=expires_at,
                 description=self.description,
                 metadata=self.metadata,
-                created_at=now,
-                expires_at=None if self.ttl_days is None else now + timedelta(days=self.ttl_days),
-                revoked_at=None,
-                version=1,
-                created_by=self.actor.id,
             )
             try:
-                async with writer.store.transaction() as connection:
-                    await writer.store.insert(connection, record)
-                    await writer.store.record(
-                        connection,
-                        at=now,
-                        actor=self.actor,
-                        action="create",
-                        token_id=record.id,
-                        details=_describe(record),
-                    )
+                await _insert(writer, record, self.actor, "create")
             except IntegrityError:
                 # An id or hash collision: vanishingly rare, and a fresh draw fixes it.
                 if attempt == _ATTEMPTS - 1:
@@ -168,38 +156,43 @@ class RegisterToken(Command[TokenRecord]):
 
     async def _register(self, writer: Writer) -> TokenRecord:
         for _ in range(_ATTEMPTS):
-            now = utcnow()
-            record = TokenRecord(
-                id=new_token_id(),
+            record = TokenRecord.new(
                 token_hash=self.token_hash,
                 name=self.name,
                 scopes=self.scopes,
-                description="registered at start-up",
-                metadata=None,
-                created_at=now,
-                expires_at=None,
-                revoked_at=None,
-                version=1,
                 created_by=self.actor.id,
+                now=utcnow(),
+                description="registered at start-up",
             )
             try:
-                async with writer.store.transaction() as connection:
-                    existing = await writer.store.find_hash(connection, self.token_hash)
-                    if existing is not None:
-                        return existing
-                    await writer.store.insert(connection, record)
-                    await writer.store.record(
-                        connection,
-                        at=now,
-                        actor=self.actor,
-                        action="register",
-                        token_id=record.id,
-                        details=_describe(record),
-                    )
+                return await _insert(writer, record, self.actor, "register", unless_known=True)
             except IntegrityError:
                 continue  # another replica registered it first: read theirs
-            return record
         raise ServiceUnavailable("could not register the token; retry")
+
+
+async def _insert(
+    writer: Writer, record: TokenRecord, actor: Actor, action: str, *, unless_known: bool = False
+) -> TokenRecord:
+    """Insert ``record`` and its audit entry in one transaction.
+
+    ``unless_known``: if a token with the same hash exists, return it instead.
+    """
+    async with writer.store.transaction() as connection:
+        if unless_known:
+            existing = await writer.store.find_hash(connection, record.token_hash)
+            if existing is not None:
+                return existing
+        await writer.store.insert(connection, record)
+        await writer.store.record(
+            connection,
+            at=record.created_at,
+            actor=actor,
+            action=action,
+            token_id=record.id,
+            details=_describe(record),
+        )
+    return record
 
 
 class _Change(Command[TokenRecord]):

@@ -27,7 +27,6 @@ so that no gap in hearing can go unnoticed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -38,6 +37,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from amplify_auth_server.background import Background
 from amplify_auth_server.cache import TokenCache, TokenState
 
 logger = logging.getLogger("amplify_auth_server.invalidation")
@@ -67,8 +67,10 @@ class _Acks:
             self.done.set()
 
 
-class InvalidationBus:
+class InvalidationBus(Background):
     """Publishes token state changes to every replica and applies theirs."""
+
+    task_name = "amplify-auth-invalidation"
 
     def __init__(
         self,
@@ -90,7 +92,6 @@ class InvalidationBus:
         self._pending: dict[str, _Acks] = {}
         self._lease_until = 0.0
         self._subscribed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def live(self) -> bool:
@@ -104,15 +105,8 @@ class InvalidationBus:
             return False
         return self.live
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="amplify-auth-invalidation")
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         self._lease_until = 0.0
 
     async def publish(self, key: str, state: TokenState) -> Awaitable[None]:
@@ -152,7 +146,7 @@ class InvalidationBus:
         finally:
             self._pending.pop(nonce, None)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         attempt = 0
         while True:
             try:

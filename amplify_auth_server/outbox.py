@@ -21,10 +21,10 @@ the change. Without Redis there is no shared tier and no outbox.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Final
 
+from amplify_auth_server.background import Background
 from amplify_auth_server.cache import UNKNOWN, RedisCache, TokenCache, TokenState
 from amplify_auth_server.errors import DatabaseUnavailable
 from amplify_auth_server.store import TokenStore
@@ -34,8 +34,10 @@ logger = logging.getLogger("amplify_auth_server.outbox")
 OUTBOX_POLL_INTERVAL: Final = 1.0
 
 
-class OutboxReplay:
+class OutboxReplay(Background):
     """Every replica's poller of the outbox: suspects and replays."""
+
+    task_name = "amplify-auth-outbox"
 
     def __init__(
         self,
@@ -49,19 +51,8 @@ class OutboxReplay:
         self.cache = cache
         self.shared = shared
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="amplify-auth-outbox")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             try:
                 await self.replay_once()
@@ -93,4 +84,5 @@ class OutboxReplay:
             await self.cache.publisher.publish(key, state)
         self.cache.changed(key, state)
         await self.store.outbox_done(key, state.version)
+        self.cache.suspects.discard(key)
         logger.info("replayed a change to token %s into redis", state.token_id)

@@ -78,6 +78,34 @@ class TokenRecord:
     version: int
     created_by: str | None
 
+    @classmethod
+    def new(
+        cls,
+        *,
+        token_hash: str,
+        name: str,
+        scopes: tuple[str, ...],
+        created_by: str,
+        now: datetime,
+        expires_at: datetime | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> TokenRecord:
+        """A token about to be inserted: a fresh id, version 1, not revoked."""
+        return cls(
+            id=new_token_id(),
+            token_hash=token_hash,
+            name=name,
+            scopes=scopes,
+            description=description,
+            metadata=metadata,
+            created_at=now,
+            expires_at=expires_at,
+            revoked_at=None,
+            version=1,
+            created_by=created_by,
+        )
+
     def status(self, now: datetime) -> TokenStatus:
         if self.revoked_at is not None:
             return TokenStatus.REVOKED

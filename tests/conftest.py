@@ -68,21 +68,16 @@ def insert_token(
     """
     from amplify_auth_server.database import create_engine
     from amplify_auth_server.models import utcnow
-    from amplify_auth_server.store import TokenRecord, TokenStore, new_token_id
+    from amplify_auth_server.store import TokenRecord, TokenStore
 
     raw = raw or generate_token()
-    record = TokenRecord(
-        id=new_token_id(),
+    record = TokenRecord.new(
         token_hash=hash_token(raw),
         name=name,
         scopes=scopes,
-        description=None,
-        metadata=None,
-        created_at=utcnow(),
-        expires_at=expires_at,
-        revoked_at=None,
-        version=1,
         created_by="test",
+        now=utcnow(),
+        expires_at=expires_at,
     )
 
     async def insert() -> None:

@@ -10,7 +10,10 @@ threads or tasks respectively.
 
 Where secrets go: the raw token to validate is sent in a POST body, never a
 URL (httpx logs URLs at INFO). The admin token goes only in the
-``Authorization`` header of management calls, never to ``/auth/validate``.
+``Authorization`` header of management calls, never to ``/auth/validate``;
+it is checked when the client is built, since h11 would put a header value
+it refuses (a trailing newline) whole in its error message. Credentials in
+``base_url`` leave the URL that httpx logs and travel as HTTP Basic.
 Token ids are checked before they become part of a URL, so a raw token
 passed by mistake where an id belongs is refused locally. Anything shaped like
 a token is scrubbed from server messages before they reach an exception.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+from base64 import b64encode
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -236,7 +240,8 @@ class Call(Generic[T]):
     method: str
     path: str
     parse: Callable[[Any], T]
-    json: dict[str, Any] | None = None
+    #: Out of repr: a validation's body holds the raw token.
+    json: dict[str, Any] | None = field(default=None, repr=False)
     params: dict[str, str] | None = None
     admin: bool = True
     idempotent: bool = True
@@ -280,9 +285,16 @@ class BaseAuthClient:
             stale_if_error=config.stale_if_error,
         )
         self._retry = RetryPolicy(max_retries=config.max_retries, deadline=config.retry_deadline)
-        # For messages and logs: the server's address without any userinfo.
+        # Credentials in base_url leave the URL, which httpx logs at INFO, and
+        # go in a header instead (see _headers).
         url = httpx.URL(config.base_url)
-        self._where = str(url.copy_with(username=None, password=None, query=None, fragment=None))
+        self._basic_auth: str | None = None
+        if url.userinfo:
+            userpass = f"{url.username}:{url.password}".encode()
+            self._basic_auth = f"Basic {b64encode(userpass).decode('ascii')}"
+        self._url = url.copy_with(username=None, password=None)
+        # For messages and logs.
+        self._where = str(self._url.copy_with(query=None, fragment=None))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._where!r})"
@@ -294,7 +306,7 @@ class BaseAuthClient:
 
     def _http_options(self) -> dict[str, Any]:
         return {
-            "base_url": self._config.base_url,
+            "base_url": self._url,
             "timeout": self._config.timeout,
             "headers": {"User-Agent": _USER_AGENT, "Accept": "application/json"},
             # The auth API never redirects; following one could carry the
@@ -391,7 +403,10 @@ class BaseAuthClient:
 
     def _headers(self, call: Call[Any]) -> dict[str, str] | None:
         if not call.admin:
-            return None
+            # Credentials from base_url, e.g. for a gateway in front of the
+            # server; httpx would apply them to every call, and so overwrite the
+            # admin token of management calls.
+            return None if self._basic_auth is None else {"Authorization": self._basic_auth}
         admin_token = self._config.admin_token
         if admin_token is None:
             raise AdminTokenInvalid(
@@ -495,13 +510,15 @@ def _error_body(
     for item in body.get("errors") or ():
         if isinstance(item, dict):
             loc = item.get("loc")
+            # Every part that is text is scrubbed: a server that echoes a
+            # field's value could put it in any of them.
             errors.append(
                 {
-                    "loc": [p if isinstance(p, str | int) else str(p) for p in loc]
+                    "loc": [p if isinstance(p, int) else _scrub(str(p), secret) for p in loc]
                     if isinstance(loc, list)
                     else [],
                     "msg": _scrub(str(item.get("msg", "")), secret),
-                    "type": str(item.get("type", "")),
+                    "type": _scrub(str(item.get("type", "")), secret),
                 }
             )
     return (

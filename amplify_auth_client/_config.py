@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -45,6 +46,10 @@ DEFAULT_RETRY_MAX_WAIT: Final = 2.0
 ENV_BASE_URL: Final = "AUTH_SERVICE_URL"
 ENV_ADMIN_TOKEN: Final = "AUTH_ADMIN_TOKEN"
 
+# What an HTTP header value may hold: h11 refuses anything else, with the whole
+# value (our secret) in its message.
+_HEADER_SAFE: Final = re.compile(r"[!-~]+")
+
 
 def _from_env(name: str) -> str | None:
     # An exported-but-empty variable means "not set", as shells usually intend.
@@ -55,10 +60,35 @@ def _from_env(name: str) -> str | None:
 def _seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise AuthConfigError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if math.isinf(value):
+        # An infinite TTL would serve a revoked token forever; an infinite
+        # timeout or deadline would hang a request behind a dead server.
+        raise AuthConfigError(f"{name} must be a finite number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "more than zero"
         raise AuthConfigError(f"{name} must be {bound} seconds, got {value!r}")
     return float(value)
+
+
+def _timeout(value: float | httpx.Timeout) -> httpx.Timeout:
+    if not isinstance(value, httpx.Timeout):
+        return httpx.Timeout(_seconds("timeout", value, allow_zero=False))
+    # None is httpx's "no limit" for a phase, and allowed.
+    for phase, seconds in value.as_dict().items():
+        if seconds is not None:
+            _seconds(f"timeout ({phase})", seconds, allow_zero=False)
+    return value
+
+
+def _admin_token(value: str | None) -> str | None:
+    if value is None or (isinstance(value, str) and _HEADER_SAFE.fullmatch(value)):
+        return value
+    # The value is a secret: never echoed, not even in part.
+    raise AuthConfigError(
+        "admin_token must be printable ASCII without spaces, tabs or line breaks "
+        "(a token read from a file often ends with a newline: strip it); the value "
+        "given is not shown here"
+    )
 
 
 def _count(name: str, value: int) -> int:
@@ -111,14 +141,10 @@ class ClientConfig:
                 "base_url must start with http:// or https:// "
                 f"(got a value starting with {url[:8]!r}); e.g. 'http://auth:8000'"
             )
-        if isinstance(timeout, httpx.Timeout):
-            resolved_timeout = timeout
-        else:
-            resolved_timeout = httpx.Timeout(_seconds("timeout", timeout, allow_zero=False))
         return cls(
             base_url=url,
-            admin_token=admin_token or _from_env(ENV_ADMIN_TOKEN),
-            timeout=resolved_timeout,
+            admin_token=_admin_token(admin_token or _from_env(ENV_ADMIN_TOKEN)),
+            timeout=_timeout(timeout),
             cache_size=_count("cache_size", cache_size),
             cache_ttl=_seconds("cache_ttl", cache_ttl),
             negative_cache_ttl=_seconds("negative_cache_ttl", negative_cache_ttl),

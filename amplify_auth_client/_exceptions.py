@@ -16,6 +16,10 @@ at the boundary with ``raise … from exc``, so the original stays on ``__cause_
 No message, repr or attribute here is ever built from a raw token: the server
 promises never to echo one, and the clients also scrub any secret they sent out
 of a server's ``detail`` before it reaches an exception (see ``_base._scrub``).
+
+Every error pickles (for Celery, ``ProcessPoolExecutor``, multiprocessing):
+message and attributes survive; ``__cause__`` and the traceback, as for any
+exception, do not.
 """
 
 from __future__ import annotations
@@ -24,8 +28,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
+def _rebuild(cls: type[AuthError], args: tuple[Any, ...], state: dict[str, Any]) -> AuthError:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
 class AuthError(Exception):
     """Base class of every error this SDK raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls cls(*args), which the keyword-only
+        # arguments of AuthRequestError refuse: rebuild without __init__.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
 class AuthConfigError(AuthError, ValueError):

@@ -3,7 +3,9 @@
 Retried: :class:`httpx.TransportError` (connection refused or reset,
 timeouts, protocol errors) and HTTP 502, 503 and 504, the answers of a
 server or proxy that is restarting or overloaded. A 4xx is never retried:
-the same request would get the same answer.
+the same request would get the same answer. Nor are the transport errors
+that say *this client* cannot send the request (:data:`LOCAL`): a header
+value h11 refuses, a URL scheme no transport speaks.
 
 A call that is not idempotent (create, extend) is repeated only when the
 server surely never acted on it: the connection was never made
@@ -36,6 +38,8 @@ from amplify_auth_client._config import DEFAULT_RETRY_INITIAL_WAIT, DEFAULT_RETR
 RETRIABLE_STATUS: Final = frozenset({502, 503, 504})
 #: Errors raised before any byte of the request left: always safe to repeat.
 NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Errors of this side, not of the network: the next attempt would fail alike.
+LOCAL: Final = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
 
 
 class _Testing:
@@ -128,7 +132,7 @@ class Attempts:
 
     def retry_after_error(self, exc: httpx.HTTPError) -> float | None:
         """After an httpx error: the wait before the next attempt, or None to give up."""
-        if not isinstance(exc, httpx.TransportError):
+        if not isinstance(exc, httpx.TransportError) or isinstance(exc, LOCAL):
             return None  # e.g. a decoding error: the server answered; again won't help
         if not self._idempotent and not isinstance(exc, NOT_SENT):
             return None

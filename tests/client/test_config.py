@@ -103,3 +103,42 @@ def test_both_clients_take_the_same_arguments() -> None:
     assert [p.kind for p in sync.parameters.values()][1:] == [inspect.Parameter.KEYWORD_ONLY] * (
         len(sync.parameters) - 1
     )
+
+
+@pytest.mark.parametrize("option", ["timeout", "cache_ttl", "negative_cache_ttl", "retry_deadline"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinite_seconds_are_refused(option: str, value: float) -> None:
+    # An endless TTL would serve a revoked token forever.
+    with pytest.raises(AuthConfigError, match=f"{option} must be a finite number"):
+        AuthClient(BASE_URL, **{option: value})  # type: ignore[arg-type]
+
+
+def test_infinite_stale_if_error_is_refused() -> None:
+    with pytest.raises(AuthConfigError, match="stale_if_error must be a finite number"):
+        AuthClient(BASE_URL, stale_if_error=float("inf"))
+
+
+def test_an_httpx_timeout_is_checked_too() -> None:
+    with pytest.raises(AuthConfigError, match=r"timeout \(read\) must be a finite number"):
+        AuthClient(BASE_URL, timeout=httpx.Timeout(5.0, read=float("inf")))
+    # None is httpx's "no limit" for a phase: allowed.
+    AuthClient(BASE_URL, timeout=httpx.Timeout(5.0, pool=None))
+
+
+@pytest.mark.parametrize(
+    "admin_token", ["hunter2-password\n", " hunter2", "hunter 2", "hunter2\t", "hünter2", "h\x00"]
+)
+def test_an_admin_token_that_cannot_be_a_header_is_refused_unechoed(admin_token: str) -> None:
+    # h11 would refuse it later, with the whole value in its message.
+    with pytest.raises(AuthConfigError, match="admin_token must be printable ASCII") as raised:
+        AuthClient(BASE_URL, admin_token=admin_token)
+    assert admin_token.strip() not in str(raised.value)
+    assert "hunter" not in str(raised.value)
+
+
+def test_an_admin_token_from_the_environment_is_checked_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_ADMIN_TOKEN", "two words")
+    with pytest.raises(AuthConfigError, match="admin_token"):
+        AuthClient(BASE_URL)

@@ -84,6 +84,24 @@ def test_other_5xx_are_unavailable_without_retry(
     assert route.call_count == 1
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.LocalProtocolError("Illegal header value"),
+        httpx.UnsupportedProtocol("Request URL has an unsupported protocol"),
+    ],
+    ids=lambda f: type(f).__name__,
+)
+def test_errors_of_this_side_are_not_retried(
+    api: respx.MockRouter, client: AuthClient, token: str, failure: Exception
+) -> None:
+    # The next attempt would fail alike; h11's message may even hold a header value.
+    route = api.post("/auth/validate").mock(side_effect=failure)
+    with pytest.raises(AuthServiceUnavailable, match="after 1 attempt"):
+        client.validate(token)
+    assert route.call_count == 1
+
+
 def test_max_retries_zero_makes_one_attempt(api: respx.MockRouter, token: str) -> None:
     route = api.post("/auth/validate").mock(side_effect=httpx.ReadTimeout("slow"))
     with pytest.raises(AuthServiceUnavailable):

@@ -156,3 +156,42 @@ def test_an_admin_secret_of_any_shape_is_scrubbed(api: respx.MockRouter) -> None
         AuthClient(BASE_URL, admin_token=password).list_tokens()
     assert password not in str(raised.value)
     assert password not in repr(raised.value.__dict__)
+
+
+def test_a_validation_call_shows_no_token_in_its_repr() -> None:
+    call = AuthClient._validate_call(SECRET)
+    assert SECRET not in repr(call)
+    assert call.json == {"token": SECRET, "required_scopes": []}
+
+
+def test_echoed_secrets_are_scrubbed_from_every_part_of_field_errors(
+    api: respx.MockRouter,
+) -> None:
+    errors = [{"loc": ["body", SECRET, 0], "msg": "bad", "type": f"value_error.{SECRET}"}]
+    api.get("/auth/tokens").mock(return_value=error(422, "invalid_request", "no", errors=errors))
+    with pytest.raises(InvalidRequest) as raised:
+        AuthClient(BASE_URL, admin_token=ADMIN).list_tokens()
+    assert_clean(raised.value)
+    assert raised.value.errors[0]["loc"] == ["body", "[redacted]", 0]
+
+
+def test_credentials_in_base_url_stay_out_of_httpx_logs(
+    api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = "s3cr3t-pw"
+    route = api.post("/auth/validate").mock(return_value=valid())
+    with AuthClient(f"http://svc:{password}@auth.test", admin_token=ADMIN) as client:
+        client.validate(SECRET)
+    assert any(r.name == "httpx" for r in caplog.records)  # httpx logged the request
+    assert not any(password in r.getMessage() for r in caplog.records)
+    # Still sent, as HTTP Basic: what httpx made of them when they were in the URL.
+    request = route.calls.last.request
+    assert request.headers["authorization"] == "Basic c3ZjOnMzY3IzdC1wdw=="
+    assert request.url == f"{BASE_URL}/auth/validate"
+
+
+def test_credentials_in_base_url_do_not_replace_the_admin_token(api: respx.MockRouter) -> None:
+    route = api.get("/auth/tokens").mock(return_value=httpx.Response(200, json=[]))
+    with AuthClient("http://svc:pw@auth.test", admin_token=ADMIN) as client:
+        client.list_tokens()
+    assert route.calls.last.request.headers["authorization"] == f"Bearer {ADMIN}"

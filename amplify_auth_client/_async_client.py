@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import httpx
 
-from amplify_auth_client._base import BaseAuthClient, Call
+from amplify_auth_client._base import BaseAuthClient, Call, Wait
 from amplify_auth_client._cache import Answer
 from amplify_auth_client._config import (
     DEFAULT_CACHE_SIZE,
@@ -118,8 +118,8 @@ class AsyncAuthClient(BaseAuthClient):
             self._cache.count_miss(coalesced=True)
         try:
             answer = await asyncio.shield(task)
-        except AuthServiceUnavailable:
-            stale = self._cache.stale(found, required_scopes)
+        except AuthServiceUnavailable as exc:
+            stale = self._stale(found, required_scopes, exc)
             if stale is None:
                 raise
             return stale
@@ -198,20 +198,16 @@ class AsyncAuthClient(BaseAuthClient):
 
     async def _send(self, call: Call[T]) -> T:
         """Send ``call`` with bounded retries; return its parsed answer or raise ours."""
-        request = self._build(call)
-        attempts = self._retry.start(idempotent=call.idempotent)
+        request, attempts = self._start(call)
         while True:
+            self._before_attempt(call, request, attempts)
+            outcome: httpx.Response | Exception
             try:
-                response = await self._http.send(request)
-            except httpx.HTTPError as exc:
-                wait = attempts.retry_after_error(exc)
-                if wait is None:
-                    raise self._give_up(call, attempts, exc) from exc
-                self._log_retry(call, attempts, wait, type(exc).__name__)
-            else:
-                wait = attempts.retry_after_response(response)
-                if wait is None:
-                    return self._read(call, response, attempts)
-                self._log_retry(call, attempts, wait, f"HTTP {response.status_code}")
-            if wait > 0:
-                await sleep(wait)
+                outcome = await self._http.send(request)
+            except (httpx.HTTPError, RuntimeError) as exc:
+                outcome = exc
+            step = self._step(call, attempts, outcome)
+            if not isinstance(step, Wait):
+                return step
+            if step.seconds > 0:
+                await sleep(step.seconds)

@@ -44,7 +44,6 @@ from amplify_auth_client._config import (
 from amplify_auth_client._exceptions import (
     AdminPermissionDenied,
     AdminTokenInvalid,
-    AuthError,
     AuthRequestError,
     AuthServiceUnavailable,
     InvalidRequest,
@@ -58,8 +57,9 @@ from amplify_auth_client._models import (
     Reason,
     TokenInfo,
     TokenStatus,
+    ValidationResult,
 )
-from amplify_auth_client._retry import Attempts, RetryPolicy
+from amplify_auth_client._retry import LOCAL, RETRIABLE_STATUS, Attempts, RetryPolicy
 from amplify_auth_client._version import __version__
 
 logger = logging.getLogger("amplify_auth_client")
@@ -67,10 +67,13 @@ logger = logging.getLogger("amplify_auth_client")
 T = TypeVar("T")
 
 _USER_AGENT: Final = f"amplify-auth-client/{__version__}"
+#: An attempt that starts with (almost) no deadline left still gets this long.
+_SHORTEST_ATTEMPT: Final = 0.001
 _TOKEN_SHAPE: Final = re.compile(r"amp_live_[A-Za-z0-9_-]{20,}")
 _TOKEN_ID: Final = re.compile(r"tok_[a-z0-9]{16}")
-# "malformed" from the server means it disagrees with our format check: never cached.
-_CACHEABLE: Final = frozenset({None, "unknown", "revoked", "expired", "insufficient_scope"})
+# The negative answers cached for negative_cache_ttl. "malformed" from the
+# server means it disagrees with our format check: never cached.
+_CACHEABLE: Final = frozenset({"unknown", "revoked", "expired"})
 _ERRORS: Final[Mapping[int, type[AuthRequestError]]] = {
     400: InvalidRequest,
     401: AdminTokenInvalid,
@@ -150,24 +153,54 @@ def _array(value: Any) -> list[Any]:
 
 
 def parse_answer(data: Any) -> Answer:
-    """A ``/auth/validate`` body as an :class:`Answer`."""
+    """A ``/auth/validate`` body as an :class:`Answer`.
+
+    ``valid`` is read first, strictly. A positive answer must then be read
+    whole: any field we cannot read could be the one that matters, so it is a
+    protocol error. A negative answer stays a "no" even when the rest cannot
+    be read (a newer server's richer ``reason``, say), but one we do not cache.
+    """
     body = _object(data)
-    valid = _bool(body["valid"])
-    reason = _opt_str(body.get("reason"))
-    # insufficient_scope cannot come back (we ask with no scopes), but if it
-    # did, the token itself is usable and its scopes are its own.
-    positive = valid or reason == "insufficient_scope"
+    if not _bool(body["valid"]):
+        return _negative(body)
     return Answer(
-        positive=positive,
+        positive=True,
         scopes=_strs(body.get("scopes", [])),
         token_id=_opt_str(body.get("token_id")),
         name=_opt_str(body.get("name")),
-        # A reason this client does not know yet is passed on as is, but not
-        # cached: we cannot tell for how long it holds.
-        reason=cast(Reason | None, reason),
+        reason=None,
         expires_at=_opt_time(body.get("expires_at")),
-        cacheable=reason in _CACHEABLE,
     )
+
+
+def _negative(body: dict[str, Any]) -> Answer:
+    reason = body.get("reason")
+    if reason == "insufficient_scope":
+        # We always ask with no scopes, so a server keeping to the contract
+        # cannot say this; the answer says nothing we can rely on.
+        raise ValueError("a validation that asked for no scopes was answered insufficient_scope")
+    try:
+        return Answer(
+            positive=False,
+            scopes=_strs(body.get("scopes", [])),
+            token_id=_opt_str(body.get("token_id")),
+            name=_opt_str(body.get("name")),
+            # A reason this client does not know yet is passed on as is, but
+            # not cached: we cannot tell for how long it holds.
+            reason=cast(Reason | None, _opt_str(reason)),
+            expires_at=_opt_time(body.get("expires_at")),
+            cacheable=reason in _CACHEABLE,
+        )
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return Answer(
+            positive=False,
+            scopes=(),
+            token_id=None,
+            name=None,
+            reason=cast(Reason | None, reason if isinstance(reason, str) else None),
+            expires_at=None,
+            cacheable=False,
+        )
 
 
 def parse_token_info(data: Any) -> TokenInfo:
@@ -233,7 +266,8 @@ class Call(Generic[T]):
 
     ``idempotent`` decides which failures may be retried (see
     :mod:`amplify_auth_client._retry`); ``admin`` adds the admin token;
-    ``secret`` is scrubbed from any message about this call.
+    ``secret`` is scrubbed from any message about this call; ``fail_closed``
+    makes every non-2xx answer :class:`AuthServiceUnavailable`.
     """
 
     name: str
@@ -246,6 +280,15 @@ class Call(Generic[T]):
     admin: bool = True
     idempotent: bool = True
     secret: str | None = field(default=None, repr=False)
+    #: Every answer but a 2xx is AuthServiceUnavailable (validation: never a 4xx error).
+    fail_closed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """What :meth:`BaseAuthClient._step` returns to mean "sleep this long, then retry"."""
+
+    seconds: float
 
 
 class BaseAuthClient:
@@ -285,6 +328,7 @@ class BaseAuthClient:
             stale_if_error=config.stale_if_error,
         )
         self._retry = RetryPolicy(max_retries=config.max_retries, deadline=config.retry_deadline)
+        self._timeouts = config.timeout.as_dict()
         # Credentials in base_url leave the URL, which httpx logs at INFO, and
         # go in a header instead (see _headers).
         url = httpx.URL(config.base_url)
@@ -328,6 +372,9 @@ class BaseAuthClient:
             json={"token": token, "required_scopes": []},
             admin=False,
             secret=token,
+            # A 4xx here is no answer about the token: most likely base_url
+            # points elsewhere. Fail closed, with the status in the message.
+            fail_closed=True,
         )
 
     def cache_stats(self) -> CacheStats:
@@ -418,8 +465,6 @@ class BaseAuthClient:
 
     def _build(self, call: Call[Any]) -> httpx.Request:
         """The request for ``call``, built once and re-sent as is by each retry."""
-        if self._http.is_closed:
-            raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
         headers = self._headers(call)
         try:
             return self._http.build_request(
@@ -433,26 +478,47 @@ class BaseAuthClient:
                 code="invalid_request",
             ) from exc
 
-    def _secret(self, call: Call[Any]) -> str | None:
-        return call.secret if call.secret is not None else self._config.admin_token
+    def _start(self, call: Call[Any]) -> tuple[httpx.Request, Attempts]:
+        """The request to send for ``call``, and its retry budget, starting now."""
+        return self._build(call), self._retry.start(idempotent=call.idempotent)
 
-    def _give_up(self, call: Call[Any], attempts: Attempts, exc: httpx.HTTPError) -> AuthError:
-        """The error for a call that got no response, after its last attempt."""
-        what = _scrub(f"{type(exc).__name__}: {exc}", self._secret(call))
-        logger.warning(
-            "auth service unreachable: %s to %s failed after %d attempt(s): %s",
-            call.name,
-            self._where,
-            attempts.attempt,
-            what,
-        )
-        return AuthServiceUnavailable(
-            f"could not reach the auth service at {self._where} for {call.name} after "
-            f"{attempts.attempt} attempt(s) ({what}); check that it runs and that base_url "
-            "is right, or retry later"
-        )
+    def _before_attempt(self, call: Call[Any], request: httpx.Request, attempts: Attempts) -> None:
+        """Refuse a closed client; cut this attempt's timeouts to what is left of the deadline.
 
-    def _log_retry(self, call: Call[Any], attempts: Attempts, wait: float, why: str) -> None:
+        Without the cut, an attempt starting just before ``retry_deadline``
+        would still run its whole ``timeout``.
+        """
+        if self._http.is_closed:
+            raise self._closed(call)
+        left = max(attempts.remaining(), _SHORTEST_ATTEMPT)
+        request.extensions["timeout"] = {
+            phase: left if limit is None or limit > left else limit
+            for phase, limit in self._timeouts.items()
+        }
+
+    def _step(
+        self, call: Call[T], attempts: Attempts, outcome: httpx.Response | Exception
+    ) -> T | Wait:
+        """After one attempt: how long to wait before the next, or the parsed answer; or raise ours.
+
+        ``outcome`` is what the send returned or raised: a response, an httpx
+        error, or the RuntimeError httpx raises when the client was closed
+        while the call was under way. Everything else propagates unchanged.
+        """
+        if isinstance(outcome, httpx.Response):
+            wait = attempts.retry_after_response(outcome)
+            if wait is None:
+                return self._read(call, outcome, attempts)
+            why = f"HTTP {outcome.status_code}"
+        elif isinstance(outcome, httpx.HTTPError):
+            wait = attempts.retry_after_error(outcome)
+            if wait is None:
+                raise self._give_up(call, attempts, outcome) from outcome
+            why = type(outcome).__name__
+        elif isinstance(outcome, RuntimeError) and self._http.is_closed:
+            raise self._closed(call) from outcome
+        else:
+            raise outcome
         logger.debug(
             "%s: attempt %d failed (%s); retrying in %.3fs",
             call.name,
@@ -460,6 +526,43 @@ class BaseAuthClient:
             why,
             wait,
         )
+        return Wait(wait)
+
+    def _closed(self, call: Call[Any]) -> AuthServiceUnavailable:
+        return AuthServiceUnavailable(
+            f"this {type(self).__name__} was closed, so {call.name} cannot reach the auth service; "
+            "create a new client (a closed one still answers from its cache)"
+        )
+
+    def _secret(self, call: Call[Any]) -> str | None:
+        return call.secret if call.secret is not None else self._config.admin_token
+
+    def _give_up(
+        self, call: Call[Any], attempts: Attempts, exc: httpx.HTTPError
+    ) -> AuthServiceUnavailable:
+        """The error for a call that got no response, after its last attempt."""
+        what = _scrub(f"{type(exc).__name__}: {exc}", self._secret(call))
+        if isinstance(exc, LOCAL):
+            # This side could not send it: no amount of waiting helps.
+            logger.warning("%s to %s could not be sent: %s", call.name, self._where, what)
+            return AuthServiceUnavailable(
+                f"{call.name} could not be sent to the auth service at {self._where} ({what}); "
+                "check base_url and the client's arguments"
+            )
+        logger.warning(
+            "auth service unreachable: %s to %s failed after %d attempt(s): %s",
+            call.name,
+            self._where,
+            attempts.attempt,
+            what,
+        )
+        error = AuthServiceUnavailable(
+            f"could not reach the auth service at {self._where} for {call.name} after "
+            f"{attempts.attempt} attempt(s) ({what}); check that it runs and that base_url "
+            "is right, or retry later"
+        )
+        error._unreachable = isinstance(exc, httpx.TransportError)
+        return error
 
     def _read(self, call: Call[T], response: httpx.Response, attempts: Attempts) -> T:
         """The parsed body of a 2xx answer; otherwise the error from our tree, raised."""
@@ -467,30 +570,57 @@ class BaseAuthClient:
         if 200 <= status < 300:
             try:
                 return call.parse(response.json())
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                what = _scrub(f"{type(exc).__name__}: {exc}", self._secret(call))
                 raise AuthServiceUnavailable(
                     f"the server at {self._where} answered {call.name} with HTTP {status} but "
-                    "not with the auth API's JSON; check that base_url points at the auth service",
+                    f"not with the auth API's JSON ({what}); check that base_url points at the "
+                    "auth service and that it runs a version this client speaks",
                     status_code=status,
                 ) from exc
         code, detail, errors = _error_body(response, self._secret(call))
-        if status >= 500:
-            logger.warning(
-                "auth service unavailable: %s to %s got HTTP %d after %d attempt(s)",
-                call.name,
-                self._where,
-                status,
-                attempts.attempt,
-            )
-            raise AuthServiceUnavailable(
-                f"the auth service at {self._where} answered {call.name} with HTTP {status} "
-                f"({code}: {detail}) after {attempts.attempt} attempt(s); retry later",
-                status_code=status,
-            )
+        if status >= 500 or call.fail_closed:
+            raise self._refused(call, status, f"{code}: {detail}", attempts)
         if status not in _ERRORS:
             detail = f"{detail}; check that base_url points at the auth service"
         error_type = _ERRORS.get(status, AuthRequestError)
         raise error_type(detail, status_code=status, code=code, errors=errors)
+
+    def _refused(
+        self, call: Call[Any], status: int, what: str, attempts: Attempts
+    ) -> AuthServiceUnavailable:
+        """The error for a 5xx, or for any non-2xx answer to a call that fails closed."""
+        if status >= 500:
+            hint = "retry later"
+        elif status == 404:
+            hint = f"check that base_url points at the auth service: it has no {call.path}"
+        else:
+            hint = "check that base_url points at the auth service and that it runs a version "
+            hint += "this client speaks"
+        logger.warning(
+            "auth service unavailable: %s to %s got HTTP %d after %d attempt(s)",
+            call.name,
+            self._where,
+            status,
+            attempts.attempt,
+        )
+        error = AuthServiceUnavailable(
+            f"the auth service at {self._where} answered {call.name} with HTTP {status} "
+            f"({what}) after {attempts.attempt} attempt(s); {hint}",
+            status_code=status,
+        )
+        error._unreachable = status in RETRIABLE_STATUS
+        return error
+
+    def _stale(
+        self, key: str, required_scopes: Collection[str], error: AuthServiceUnavailable
+    ) -> ValidationResult | None:
+        """What ``stale_if_error`` allows instead of ``error``, if anything.
+
+        Only when no server answered: a 500 or a body we cannot read is an
+        answer, and may be the server's way of saying "not this token".
+        """
+        return self._cache.stale(key, required_scopes) if error._unreachable else None
 
 
 def _error_body(

@@ -10,7 +10,8 @@ argument               default                         meaning
 ``cache_ttl``          ``DEFAULT_CACHE_TTL`` = 30 s    how long a positive answer is reused
 ``negative_cache_ttl`` ``DEFAULT_NEGATIVE_..`` = 5 s   same for unknown, revoked, expired tokens
 ``max_retries``        ``DEFAULT_MAX_RETRIES`` = 3     retries after the first attempt (4 in all)
-``retry_deadline``     ``DEFAULT_RETRY_DEADLINE``=10s  no retry starts after this much time
+``retry_deadline``     ``DEFAULT_RETRY_DEADLINE``=10s  a call's total time: no retry starts after
+                                                       it, each attempt's timeouts are cut to it
 ``stale_if_error``     None (off)                      seconds a positive answer may outlive
                                                        ``cache_ttl`` while the server is down
 =====================  ==============================  ===========================================

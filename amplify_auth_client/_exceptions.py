@@ -54,16 +54,22 @@ class AuthConfigError(AuthError, ValueError):
 class AuthServiceUnavailable(AuthError):
     """No usable answer from the auth service, even after the bounded retries.
 
-    Raised for connection errors, timeouts, 5xx answers and bodies that are not
-    the auth API's JSON. ``status_code`` is the last HTTP status seen, or None
-    when no response came back at all. Validation fails closed on this error:
-    no token is ever reported valid without an answer from the server (apart
-    from the opt-in, flagged ``stale_if_error`` answers).
+    Raised for connection errors, timeouts, 5xx answers, bodies that are not
+    the auth API's JSON, a client used after it was closed, and by
+    ``validate`` for any answer that is not a 2xx (a 404 there usually means
+    a wrong ``base_url``). ``status_code`` is the last HTTP status seen, or
+    None when no response came back at all. Validation fails closed on this
+    error: no token is ever reported valid without an answer from the server
+    (apart from the opt-in, flagged ``stale_if_error`` answers).
     """
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        # Set by the clients when no server answered at all (a transport error,
+        # or 502/503/504 after the retries): the only failures stale_if_error
+        # may cover. A server that answered 500 or nonsense did answer.
+        self._unreachable = False
 
 
 class AuthRequestError(AuthError):

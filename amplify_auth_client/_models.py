@@ -29,12 +29,13 @@ class ValidationResult:
     >>> bool(result), result.reason
     (False, 'unknown')
 
-    ``scopes`` are the token's own (empty for unknown, revoked and expired
-    tokens); ``missing_scopes`` are the required scopes it lacks, for
-    ``reason="insufficient_scope"``. ``cached`` says the answer came from the
-    local cache, and ``stale`` that it came from a cache entry past its
-    freshness, served only because the server was unreachable
-    (``stale_if_error``).
+    ``reason`` is None when valid (and, for a "not valid", only when the
+    server's reason could not be read). ``scopes`` are the token's own (empty
+    for unknown, revoked and expired tokens); ``missing_scopes`` are the
+    required scopes it lacks, for ``reason="insufficient_scope"``. ``cached``
+    says the answer came from the local cache, and ``stale`` that it came from
+    a cache entry past its freshness, served only because the server was
+    unreachable (``stale_if_error``).
     """
 
     valid: bool

@@ -8,16 +8,19 @@ that say *this client* cannot send the request (:data:`LOCAL`): a header
 value h11 refuses, a URL scheme no transport speaks.
 
 A call that is not idempotent (create, extend) is repeated only when the
-server surely never acted on it: the connection was never made
-(:data:`NOT_SENT`) or the server said 503 (it refuses work it cannot do).
-After a read timeout or a 502/504 the change may have happened, and a
-second attempt could mint a second token or extend twice.
+request surely never left: the connection was never made, or no pooled
+connection came free (:data:`NOT_SENT`). Any answer, even a 503, means it
+was sent, and a 503 can come after the server acted (a proxy that lost the
+connection, a commit that failed late); after a read timeout the change may
+have happened too. A second attempt could mint a second token or extend twice.
 
 Waits use exponential backoff with full jitter (a uniform draw between zero
 and ``initial * 2**retry``, capped), so that clients that failed together do
 not come back together. Two bounds apply: ``max_retries`` and a total
-``deadline``, past which no retry starts. A server's ``Retry-After`` (in
-seconds) lengthens a wait, up to the cap.
+``deadline``: no retry starts past it, and each attempt's timeouts are cut
+to what is left of it (:meth:`Attempts.remaining`), so a call ends within
+about the deadline. A server's ``Retry-After`` (in seconds) lengthens a
+wait, up to the cap.
 
 :func:`set_testing` makes every wait zero, as stamina's switch does, so that
 tests of outages run instantly while still counting attempts.
@@ -140,12 +143,13 @@ class Attempts:
 
     def retry_after_response(self, response: httpx.Response) -> float | None:
         """After a response: the wait before the next attempt, or None to keep this answer."""
-        status = response.status_code
-        if status not in RETRIABLE_STATUS:
-            return None
-        if not self._idempotent and status != 503:
+        if response.status_code not in RETRIABLE_STATUS or not self._idempotent:
             return None
         return self._next(_retry_after(response))
+
+    def remaining(self) -> float:
+        """Seconds left of the call's deadline (negative once it has passed)."""
+        return self._policy.deadline - (monotonic() - self._started)
 
     def _next(self, server_hint: float | None) -> float | None:
         policy = self._policy

@@ -294,3 +294,52 @@ def test_a_reason_this_client_does_not_know_is_passed_on_uncached(
     assert (first.valid, first.reason) == (False, cast(Reason, "suspended"))
     assert not client.validate(token).cached
     assert route.call_count == 2
+
+
+def test_a_negative_answer_we_cannot_read_whole_is_still_no_and_not_cached(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    # A newer server's reason object; read strictly, it was "unavailable", and
+    # stale_if_error then served the old "yes".
+    body = {"valid": False, "scopes": [], "reason": {"code": "revoked"}}
+    route = api.post("/auth/validate").mock(return_value=httpx.Response(200, json=body))
+    result = client.validate(token)
+    assert (result.valid, result.reason, result.cached) == (False, None, False)
+    assert not client.validate(token).cached
+    assert route.call_count == 2
+
+
+def test_a_readable_reason_survives_an_unreadable_field(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    body = {**invalid("revoked").json(), "expires_at": "next tuesday"}
+    route = api.post("/auth/validate").mock(return_value=httpx.Response(200, json=body))
+    assert client.validate(token).reason == "revoked"
+    assert not client.validate(token).cached
+    assert route.call_count == 2
+
+
+def test_insufficient_scope_to_a_question_without_scopes_is_a_protocol_error(
+    api: respx.MockRouter, client: AuthClient, token: str
+) -> None:
+    # It once became a positive answer holding the scopes the server listed.
+    body = {**invalid("insufficient_scope").json(), "scopes": ["read", "admin"]}
+    api.post("/auth/validate").mock(return_value=httpx.Response(200, json=body))
+    with pytest.raises(AuthServiceUnavailable, match="insufficient_scope") as raised:
+        client.validate(token, ["admin"])
+    assert raised.value.status_code == 200
+    assert client.cache_stats().size == 0
+
+
+@pytest.mark.parametrize("status", [301, 400, 401, 403, 404, 409, 422, 500])
+def test_any_other_answer_than_2xx_to_validate_fails_closed(
+    api: respx.MockRouter, client: AuthClient, token: str, status: int
+) -> None:
+    # A 404 from a wrong base path once became TokenNotFound.
+    api.post("/auth/validate").mock(return_value=httpx.Response(status, text="<h1>nope</h1>"))
+    with pytest.raises(AuthServiceUnavailable) as raised:
+        client.validate(token)
+    assert raised.value.status_code == status
+    assert f"{BASE_URL} answered validate with HTTP {status}" in str(raised.value)
+    if status == 404:
+        assert "check that base_url points at the auth service" in str(raised.value)

@@ -4,16 +4,16 @@ coalesces concurrent misses across tasks; everything else is in ``_base``."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from asyncio import sleep
 from collections.abc import Collection, Mapping
-from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
 import httpx
 
 from amplify_auth_client._base import BaseAuthClient, Call, Wait
-from amplify_auth_client._cache import Answer
+from amplify_auth_client._cache import SCOPE_TYPES, Answer, ValidationCache, scopes_of
 from amplify_auth_client._config import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_CACHE_TTL,
@@ -22,7 +22,7 @@ from amplify_auth_client._config import (
     DEFAULT_RETRY_DEADLINE,
     DEFAULT_TIMEOUT,
 )
-from amplify_auth_client._exceptions import AuthServiceUnavailable
+from amplify_auth_client._exceptions import AuthConfigError, AuthServiceUnavailable
 from amplify_auth_client._models import (
     AuditEntry,
     CreatedToken,
@@ -37,7 +37,8 @@ class AsyncAuthClient(BaseAuthClient):
     """The asyncio twin of :class:`~amplify_auth_client.AuthClient`: same arguments,
     same methods, as coroutines (``cache_stats`` and ``clear_cache`` stay plain).
 
-    Use one client per event loop, and close it when done::
+    Use one client per event loop (a second loop gets :class:`AuthConfigError`),
+    created inside the loop that uses it, and close it when done::
 
         async with AsyncAuthClient("http://auth:8000") as auth:
             result = await auth.validate(token, required_scopes=["orders:read"])
@@ -46,6 +47,7 @@ class AsyncAuthClient(BaseAuthClient):
     """
 
     _http: httpx.AsyncClient
+    _cache: ValidationCache[asyncio.Future[Answer]]
 
     def __init__(
         self,
@@ -61,6 +63,11 @@ class AsyncAuthClient(BaseAuthClient):
         stale_if_error: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self._transport = transport
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock = threading.Lock()
+        # Strong references: the loop keeps only weak ones to its tasks.
+        self._fetches: set[asyncio.Task[None]] = set()
         super().__init__(
             base_url,
             admin_token=admin_token,
@@ -72,9 +79,9 @@ class AsyncAuthClient(BaseAuthClient):
             retry_deadline=retry_deadline,
             stale_if_error=stale_if_error,
         )
-        self._http = httpx.AsyncClient(transport=transport, **self._http_options())
-        # One fetch task per token hash being validated right now.
-        self._inflight: dict[str, asyncio.Task[Answer]] = {}
+
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self._transport, **self._http_options())
 
     async def __aenter__(self) -> AsyncAuthClient:
         return self
@@ -99,50 +106,83 @@ class AsyncAuthClient(BaseAuthClient):
         Answers from the cache when it can, otherwise asks the server once for
         all the tasks that want the same token now. Raises
         :class:`AuthServiceUnavailable` when the server cannot answer (unless
-        ``stale_if_error`` allows a flagged stale answer): it never guesses "valid".
+        ``stale_if_error`` allows a flagged stale answer): it never guesses
+        "valid"; :class:`AuthConfigError` when used from a second event loop.
         """
+        if type(required_scopes) not in SCOPE_TYPES:
+            required_scopes = scopes_of(required_scopes)
         found = self._cache.lookup(token, required_scopes)
         if not isinstance(found, str):
             return found
-        # No await since the lookup: no other task can have landed an answer,
-        # so the in-flight table alone says whether to fetch or to join.
-        task = self._inflight.get(found)
-        if task is None:
-            # A task of its own, shielded below, so that a caller who is
-            # cancelled cannot cancel the request the other callers await.
-            task = asyncio.create_task(self._fetch(token, found))
-            self._inflight[found] = task
-            task.add_done_callback(partial(self._landed, found))
-            self._cache.count_miss(coalesced=False)
-        else:
-            self._cache.count_miss(coalesced=True)
-        try:
-            answer = await asyncio.shield(task)
-        except AuthServiceUnavailable as exc:
-            stale = self._stale(found, required_scopes, exc)
-            if stale is None:
-                raise
-            return stale
+        loop = self._running_loop()
+        joined = self._cache.join(found, required_scopes, loop.create_future)
+        if isinstance(joined, ValidationResult):
+            return joined
+        future, generation, fetch = joined
+        if fetch:
+            # A task of its own, so that a caller who is cancelled cannot
+            # cancel the request the other callers wait for.
+            task = loop.create_task(self._fetch(token, found, future, generation))
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
+        # asyncio.wait, not `await future`: it never cancels the future when
+        # this caller is cancelled, and never raises the one shared error,
+        # whose traceback would grow by each waiter's frames.
+        done, _ = await asyncio.wait((future,), timeout=self._wait_limit)
+        error = future.exception() if done else self._overdue()
+        if error is not None:
+            return self._failed(found, required_scopes, error)
+        answer = future.result()
         return answer.judge(required_scopes, answer.fresh)
 
-    async def _fetch(self, token: str, key: str) -> Answer:
+    async def _fetch(
+        self, token: str, key: str, future: asyncio.Future[Answer], generation: int
+    ) -> None:
+        """Ask the server for every task waiting on ``future``; complete it whatever happens."""
+        answer: Answer | None = None
+        error: AuthServiceUnavailable | None = None
         try:
             answer = await self._send(self._validate_call(token))
-        except BaseException:
-            self._cache.count_error()
-            raise
-        # Stored before the task completes, so a caller arriving between now
-        # and _landed finds the entry rather than a finished flight.
-        self._cache.put(key, answer)
-        return answer
+        except Exception as exc:
+            error = self._flight_error(exc)
+        finally:
+            # Also when cancelled (the loop shutting down): waiters must not hang.
+            try:
+                self._cache.settle(key, future, generation, answer)
+            finally:
+                if answer is not None:
+                    future.set_result(answer)
+                else:
+                    future.set_exception(error or self._interrupted())
+                    # Retrieved: if every waiter was cancelled, asyncio would
+                    # otherwise log "exception was never retrieved".
+                    future.exception()
 
-    def _landed(self, key: str, task: asyncio.Task[Answer]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            # Mark the exception as seen: if every waiter was cancelled,
-            # asyncio would otherwise log "exception was never retrieved".
-            task.exception()
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, if it is the one this client belongs to (the first it was used in).
+
+        Its connections and its requests in flight live in that loop; from
+        another they fail with raw RuntimeErrors and leave the client broken.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            with self._loop_lock:  # two threads starting two loops at once: one wins
+                if self._loop is None:
+                    self._loop = loop
+            if self._loop is not loop:
+                raise AuthConfigError(
+                    "this AsyncAuthClient was first used in another event loop: use one "
+                    "AsyncAuthClient per event loop, and create it inside the loop that uses it "
+                    "(e.g. in your app's startup, not at import)"
+                )
+        return loop
+
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        # The child starts its own loop, if any: the client is new to it.
+        self._loop = None
+        self._loop_lock = threading.Lock()
+        self._fetches = set()
 
     # -- management ----------------------------------------------------------
 
@@ -173,18 +213,16 @@ class AsyncAuthClient(BaseAuthClient):
     async def revoke_token(self, token_id: str) -> TokenInfo:
         """Revoke a token now; revoking it again is harmless.
 
-        This client forgets its cached answer at once; every other client may
-        accept it for up to its ``cache_ttl``. See :meth:`AuthClient.revoke_token`.
+        This client forgets its cached answer at once, and no validation it
+        started before the revoke returned is cached or joined afterwards;
+        every other client may accept it for up to its ``cache_ttl``. See
+        :meth:`AuthClient.revoke_token`.
         """
-        info = await self._send(self._revoke_token_call(token_id))
-        self._cache.forget(info.token_id)
-        return info
+        return await self._send(self._revoke_token_call(token_id))
 
     async def extend_token(self, token_id: str, days: int) -> TokenInfo:
         """Push a token's expiry ``days`` further. :class:`TokenConflict` if revoked or endless."""
-        info = await self._send(self._extend_token_call(token_id, days))
-        self._cache.forget(info.token_id)
-        return info
+        return await self._send(self._extend_token_call(token_id, days))
 
     async def token_audit(self, token_id: str, limit: int = 100) -> list[AuditEntry]:
         """A token's audit trail, newest first."""
@@ -198,16 +236,17 @@ class AsyncAuthClient(BaseAuthClient):
 
     async def _send(self, call: Call[T]) -> T:
         """Send ``call`` with bounded retries; return its parsed answer or raise ours."""
-        request, attempts = self._start(call)
-        while True:
-            self._before_attempt(call, request, attempts)
-            outcome: httpx.Response | Exception
-            try:
-                outcome = await self._http.send(request)
-            except (httpx.HTTPError, RuntimeError) as exc:
-                outcome = exc
-            step = self._step(call, attempts, outcome)
-            if not isinstance(step, Wait):
-                return step
-            if step.seconds > 0:
-                await sleep(step.seconds)
+        self._running_loop()
+        with self._calling(call) as (request, attempts):
+            while True:
+                self._before_attempt(call, request, attempts)
+                outcome: httpx.Response | Exception
+                try:
+                    outcome = await self._http.send(request)
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    outcome = exc
+                step = self._step(call, attempts, outcome)
+                if not isinstance(step, Wait):
+                    return step
+                if step.seconds > 0:
+                    await sleep(step.seconds)

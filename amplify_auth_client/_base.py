@@ -22,9 +22,12 @@ a token is scrubbed from server messages before they reach an exception.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import weakref
 from base64 import b64encode
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar, cast
@@ -267,7 +270,8 @@ class Call(Generic[T]):
     ``idempotent`` decides which failures may be retried (see
     :mod:`amplify_auth_client._retry`); ``admin`` adds the admin token;
     ``secret`` is scrubbed from any message about this call; ``fail_closed``
-    makes every non-2xx answer :class:`AuthServiceUnavailable`.
+    makes every non-2xx answer :class:`AuthServiceUnavailable`; ``forget``
+    names a token whose cached answers the call makes wrong.
     """
 
     name: str
@@ -282,6 +286,8 @@ class Call(Generic[T]):
     secret: str | None = field(default=None, repr=False)
     #: Every answer but a 2xx is AuthServiceUnavailable (validation: never a 4xx error).
     fail_closed: bool = False
+    #: The id of a token this call changes: the cache forgets it around the call.
+    forget: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,8 +300,10 @@ class Wait:
 class BaseAuthClient:
     """Configuration, cache, request building and response reading for both clients."""
 
-    #: Set by the shells; only what both kinds of httpx client share is used here.
+    #: Made by the shells' _new_http; only what both kinds of httpx client share is used here.
     _http: httpx.Client | httpx.AsyncClient
+    #: Narrowed by each shell to the futures it coalesces with.
+    _cache: ValidationCache[Any]
 
     def __init__(
         self,
@@ -329,6 +337,11 @@ class BaseAuthClient:
         )
         self._retry = RetryPolicy(max_retries=config.max_retries, deadline=config.retry_deadline)
         self._timeouts = config.timeout.as_dict()
+        # How long a caller waits for the request it joined. The fetcher's
+        # call ends within about retry_deadline (each attempt's timeouts are
+        # cut to it), so this is a guard against a flight that never ends, not
+        # a limit a working client meets.
+        self._wait_limit = 2 * config.retry_deadline
         # Credentials in base_url leave the URL, which httpx logs at INFO, and
         # go in a header instead (see _headers).
         url = httpx.URL(config.base_url)
@@ -339,6 +352,8 @@ class BaseAuthClient:
         self._url = url.copy_with(username=None, password=None)
         # For messages and logs.
         self._where = str(self._url.copy_with(query=None, fragment=None))
+        self._http = self._new_http()
+        _CLIENTS.add(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._where!r})"
@@ -347,6 +362,17 @@ class BaseAuthClient:
     def base_url(self) -> str:
         """The auth server this client talks to."""
         return self._where
+
+    def _new_http(self) -> httpx.Client | httpx.AsyncClient:
+        raise NotImplementedError  # each shell makes its own kind
+
+    def _after_fork(self) -> None:
+        """In a forked child: a connection pool and cache lock of its own (see ``_forked``)."""
+        self._cache.after_fork()
+        if not self._http.is_closed:
+            # Not closed: closing could write to sockets the parent still uses.
+            _ABANDONED.append(self._http)
+            self._http = self._new_http()
 
     def _http_options(self) -> dict[str, Any]:
         return {
@@ -423,14 +449,20 @@ class BaseAuthClient:
     def _revoke_token_call(token_id: str) -> Call[TokenInfo]:
         # Idempotent on the server: revoking twice changes nothing the second time.
         path = f"/auth/tokens/{_checked_id(token_id)}/revoke"
-        return Call("revoke_token", "POST", path, parse_token_info)
+        return Call("revoke_token", "POST", path, parse_token_info, forget=token_id)
 
     @staticmethod
     def _extend_token_call(token_id: str, days: int) -> Call[TokenInfo]:
         path = f"/auth/tokens/{_checked_id(token_id)}/extend"
         # Not idempotent: each success adds ``days`` again.
         return Call(
-            "extend_token", "POST", path, parse_token_info, json={"days": days}, idempotent=False
+            "extend_token",
+            "POST",
+            path,
+            parse_token_info,
+            json={"days": days},
+            idempotent=False,
+            forget=token_id,
         )
 
     @staticmethod
@@ -478,9 +510,24 @@ class BaseAuthClient:
                 code="invalid_request",
             ) from exc
 
-    def _start(self, call: Call[Any]) -> tuple[httpx.Request, Attempts]:
-        """The request to send for ``call``, and its retry budget, starting now."""
-        return self._build(call), self._retry.start(idempotent=call.idempotent)
+    @contextmanager
+    def _calling(self, call: Call[Any]) -> Iterator[tuple[httpx.Request, Attempts]]:
+        """The request to send for ``call`` and its retry budget; around them, the cache's part.
+
+        A call that changes a token (revoke, extend) makes this client forget
+        the token's answers, and detach every validation in flight, both
+        before it is sent (so that nothing fetched meanwhile is stored) and
+        after it ends, however it ends: a revoke that timed out may still
+        have happened.
+        """
+        request = self._build(call)
+        if call.forget is not None:
+            self._cache.forget(call.forget)
+        try:
+            yield request, self._retry.start(idempotent=call.idempotent)
+        finally:
+            if call.forget is not None:
+                self._cache.forget(call.forget)
 
     def _before_attempt(self, call: Call[Any], request: httpx.Request, attempts: Attempts) -> None:
         """Refuse a closed client; cut this attempt's timeouts to what is left of the deadline.
@@ -612,15 +659,77 @@ class BaseAuthClient:
         error._unreachable = status in RETRIABLE_STATUS
         return error
 
-    def _stale(
-        self, key: str, required_scopes: Collection[str], error: AuthServiceUnavailable
-    ) -> ValidationResult | None:
-        """What ``stale_if_error`` allows instead of ``error``, if anything.
+    # -- a validation's flight ----------------------------------------------
 
-        Only when no server answered: a 500 or a body we cannot read is an
-        answer, and may be the server's way of saying "not this token".
+    def _failed(
+        self, key: str, required_scopes: Collection[str], error: BaseException
+    ) -> ValidationResult:
+        """A waiter's answer when the request it joined failed: stale if allowed, else raise.
+
+        ``stale_if_error`` applies only when no server answered: a 500 or a
+        body we cannot read is an answer, and may be the server's way of
+        saying "not this token". Each waiter raises an error of its own, a
+        copy of the flight's with the same cause (the httpx error, say): one
+        shared exception raised in fifty threads would carry fifty threads'
+        frames.
         """
-        return self._cache.stale(key, required_scopes) if error._unreachable else None
+        if not isinstance(error, AuthServiceUnavailable):
+            error = self._flight_error(error)
+        if error._unreachable:
+            stale = self._cache.stale(key, required_scopes)
+            if stale is not None:
+                return stale
+        own = AuthServiceUnavailable(str(error), status_code=error.status_code)
+        own._unreachable = error._unreachable
+        raise own from error.__cause__
+
+    @staticmethod
+    def _flight_error(exc: BaseException) -> AuthServiceUnavailable:
+        """What the waiters of a failed validation get: always ours, the original as cause."""
+        if isinstance(exc, AuthServiceUnavailable):
+            return exc
+        error = AuthServiceUnavailable(
+            f"the validation request failed unexpectedly ({type(exc).__name__}); retry, and "
+            "report it if it persists"
+        )
+        error.__cause__ = exc
+        return error
+
+    @staticmethod
+    def _interrupted() -> AuthServiceUnavailable:
+        # The fetcher was stopped (KeyboardInterrupt, a cancelled task): its waiters were not.
+        return AuthServiceUnavailable("the validation request was interrupted; retry")
+
+    def _overdue(self) -> AuthServiceUnavailable:
+        return AuthServiceUnavailable(
+            f"the validation request this call joined did not end within {self._wait_limit:g} s "
+            "(twice retry_deadline); retry"
+        )
+
+
+#: Every client alive, for the fork hook below.
+_CLIENTS: Final[weakref.WeakSet[BaseAuthClient]] = weakref.WeakSet()
+#: In a forked child, the parent's httpx clients: kept, never used, never
+#: closed, so that nothing in the child touches sockets the parent still uses.
+_ABANDONED: Final[list[httpx.Client | httpx.AsyncClient]] = []
+
+
+def _forked() -> None:
+    """After ``fork()``, in the child: every client gets a pool and a cache lock of its own.
+
+    Without this, a client used before a fork (a warm-up call in a
+    pre-forking server's master) shares its keep-alive sockets with the
+    child, and the two processes read each other's answers: the child once
+    accepted an unknown token with another token's scopes. The lock may also
+    have been held at the fork, and the requests in flight have no fetcher in
+    the child. Cached answers stay: they are true in both processes.
+    """
+    for client in list(_CLIENTS):
+        client._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _error_body(

@@ -25,6 +25,15 @@ cachetools is not thread-safe (even a read reorders the LRU list), so one
 lock guards the entries, the counters and the in-flight table used for
 coalescing; it is held for a dictionary operation or two, never across I/O.
 
+**In flight**: both clients coalesce through the same table, each with its
+own kind of future (``concurrent.futures`` for threads, ``asyncio`` for
+tasks). :meth:`~ValidationCache.join` finds or starts the flight for a token
+and hands out the cache's *generation*; :meth:`~ValidationCache.settle` stores
+the fetched answer only if the generation is unchanged. :meth:`forget` and
+:meth:`clear` (a revoke, an extend, ``clear_cache()``) bump it and detach every
+flight: an answer fetched before the change is then never stored, and a
+validation that starts after it never joins a request sent before it.
+
 The clocks are this module's ``monotonic`` and ``wall_time`` (imported names,
 which also spares the hot path an attribute lookup each): tests replace them
 here to move time without sleeping.
@@ -34,13 +43,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Collection
-from concurrent.futures import Future
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from hashlib import sha256
 from time import monotonic
 from time import time as wall_time
+from typing import Final, Generic, TypeVar
 
 from cachetools import LRUCache
 
@@ -49,6 +58,34 @@ from amplify_auth_client._tokens import TOKEN_LENGTH, token_is_well_formed
 
 #: Answered locally for any token that fails the shape or checksum test.
 MALFORMED = ValidationResult(valid=False, reason="malformed")
+
+#: The types ``required_scopes`` is taken as is in (one ``type()`` test on the
+#: hot path); anything else goes through :func:`scopes_of` first.
+SCOPE_TYPES: Final = frozenset({tuple, list, set, frozenset})
+
+#: A flight's future: ``concurrent.futures.Future`` or ``asyncio.Future``.
+F = TypeVar("F")
+
+
+def scopes_of(required_scopes: Iterable[str]) -> tuple[str, ...]:
+    """``required_scopes`` as a tuple, read once; a str or None is refused.
+
+    An iterator would be used up by the first look (the scope check of a cache
+    hit) and then seem empty to the next, which would let every token in.
+    """
+    if isinstance(required_scopes, str | bytes):
+        # Iterating "read" would ask for the scopes "r", "e", "a" and "d".
+        raise TypeError(
+            "required_scopes must be a collection of scope names, not a single "
+            f"{type(required_scopes).__name__}: write [{required_scopes!r}]"
+        )
+    if required_scopes is None:
+        raise TypeError("required_scopes must be a collection of scope names; () asks for none")
+    scopes = tuple(required_scopes)
+    for scope in scopes:
+        if not isinstance(scope, str):
+            raise TypeError(f"scope names are strings, got {type(scope).__name__}")
+    return scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +133,23 @@ class Answer:
         object.__setattr__(self, "stale", replace(base, cached=True, stale=True))
 
     def judge(self, required_scopes: Collection[str], base: ValidationResult) -> ValidationResult:
-        """``base`` (one of the three results) if the scopes are held, else the shortfall."""
-        if not self.positive or not required_scopes or self.scope_set.issuperset(required_scopes):
+        """``base`` (one of the three results) if the scopes are held, else the shortfall.
+
+        One pass over ``required_scopes``, so even an iterator would be judged
+        whole (the clients hand in a tuple, list or set anyway).
+        """
+        if not self.positive:
             return base
+        held = self.scope_set
         # In the order asked, without repeats, as the server reports it.
-        missing = tuple(s for s in dict.fromkeys(required_scopes) if s not in self.scope_set)
+        missing = tuple(dict.fromkeys(s for s in required_scopes if s not in held))
+        if not missing:
+            return base
         return replace(base, valid=False, reason="insufficient_scope", missing_scopes=missing)
 
 
 class _Entry:
-    """An answer and its deadlines; the hot path reads only the first four slots."""
+    """An answer and its deadlines, with what a hit needs copied into slots of its own."""
 
     __slots__ = ("answer", "expires_ts", "fresh_until", "hit", "scope_set", "stale_until")
 
@@ -118,12 +162,16 @@ class _Entry:
         self.stale_until = stale_until
 
 
-class ValidationCache:
-    """A bounded, thread-safe map from token hash to the server's latest answer.
+class ValidationCache(Generic[F]):
+    """A bounded, thread-safe map from token hash to the server's latest answer,
+    and the table of validations in flight (whose futures are of type ``F``).
 
+    >>> from concurrent.futures import Future
     >>> from amplify_auth_client import generate_token, hash_token
     >>> cache, token = ValidationCache(maxsize=10, ttl=30.0, negative_ttl=5.0), generate_token()
-    >>> cache.put(hash_token(token), Answer(True, ("read",), "tok_1", "ci", None, None))
+    >>> key, answer = hash_token(token), Answer(True, ("read",), "tok_1", "ci", None, None)
+    >>> future, generation, fetch = cache.join(key, (), Future)
+    >>> cache.settle(key, future, generation, answer)
     >>> cache.lookup(token, ["read"]).valid, cache.lookup(token, ["write"]).missing_scopes
     (True, ('write',))
     """
@@ -142,7 +190,8 @@ class ValidationCache:
         self._negative_ttl = negative_ttl
         self._stale_for = stale_if_error
         self._lock = threading.Lock()
-        self._inflight: dict[str, Future[Answer]] = {}
+        self._inflight: dict[str, F] = {}
+        self._generation = 0
         self._hits = self._misses = self._coalesced = self._errors = self._stale = 0
 
     # -- the hot path ----------------------------------------------------------
@@ -150,16 +199,13 @@ class ValidationCache:
     def lookup(self, token: str, required_scopes: Collection[str]) -> ValidationResult | str:
         """A local answer for ``token`` if there is one; otherwise its cache key, to fetch.
 
+        ``required_scopes`` must be a tuple, list, set or frozenset (see
+        :data:`SCOPE_TYPES`): the clients pass anything else through
+        :func:`scopes_of` first, since the miss path needs the scopes again.
         Cheapest first: the length test turns most garbage away before it is
         hashed; the checksum test runs only on a miss, since malformed tokens
         are never stored. A hit returns the entry's shared result object.
         """
-        if isinstance(required_scopes, str):
-            # Iterating "read" would ask for the scopes "r", "e", "a" and "d".
-            raise TypeError(
-                "required_scopes must be a collection of scope names, not a str: "
-                f"write [{required_scopes!r}]"
-            )
         if len(token) != TOKEN_LENGTH:
             return MALFORMED
         try:
@@ -194,13 +240,16 @@ class ValidationCache:
     # -- misses --------------------------------------------------------------
 
     def join(
-        self, key: str, required_scopes: Collection[str]
-    ) -> ValidationResult | tuple[Future[Answer], bool]:
-        """Count a miss and find who fetches: ``(future, True)`` means the caller does.
+        self, key: str, required_scopes: Collection[str], new_future: Callable[[], F]
+    ) -> ValidationResult | tuple[F, int, bool]:
+        """Count a miss and find who fetches: ``(future, generation, fetch)``.
 
-        The entry is looked up again under the same lock that guards the
-        in-flight table: a thread that missed just before another thread's
-        answer landed then takes that answer instead of sending a second request.
+        ``fetch`` True means the caller sends the request, then calls
+        :meth:`settle` with the same ``future`` and ``generation`` and
+        completes the future; every caller, the fetcher too, then waits on it.
+        The entry is looked up again under the lock that guards the in-flight
+        table: a caller that missed just before another's answer landed takes
+        that answer instead of sending a second request.
         """
         with self._lock:
             if self._entries is not None:
@@ -216,38 +265,26 @@ class ValidationCache:
             future = self._inflight.get(key)
             if future is not None:
                 self._coalesced += 1
-                return future, False
-            future = self._inflight[key] = Future()
-            return future, True
+                return future, self._generation, False
+            future = self._inflight[key] = new_future()
+            return future, self._generation, True
 
-    def settle(self, key: str, answer: Answer | None) -> Future[Answer]:
-        """The fetcher's last step: store ``answer`` (None: the fetch failed), end the flight.
+    def settle(self, key: str, future: F, generation: int, answer: Answer | None) -> None:
+        """The fetcher's last step before completing ``future``: store, and end the flight.
 
-        Storing and ending the flight under one lock means no thread can find
-        neither the entry nor the flight. The caller then completes the future.
+        ``answer`` None means the fetch failed. The answer is stored only if no
+        :meth:`forget` or :meth:`clear` came since :meth:`join` handed out
+        ``generation``, and the flight is ended only if it is still this one.
+        Both under one lock, so that no caller can find neither the entry nor
+        the flight.
         """
         with self._lock:
             if answer is None:
                 self._errors += 1
-            else:
+            elif generation == self._generation:
                 self._store(key, answer)
-            return self._inflight.pop(key)
-
-    def count_miss(self, *, coalesced: bool) -> None:
-        """For the async client, which keeps its own in-flight table of tasks."""
-        with self._lock:
-            self._misses += 1
-            self._coalesced += coalesced
-
-    def count_error(self) -> None:
-        """For the async client: one of its fetches ended without an answer."""
-        with self._lock:
-            self._errors += 1
-
-    def put(self, key: str, answer: Answer) -> None:
-        """Remember ``answer`` for ``key`` (unless malformed or the cache is off)."""
-        with self._lock:
-            self._store(key, answer)
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
 
     def _store(self, key: str, answer: Answer) -> None:
         if self._entries is None:
@@ -304,12 +341,16 @@ class ValidationCache:
             )
 
     def forget(self, token_id: str) -> None:
-        """Drop the entries of the token with this id, after this client changed it.
+        """Drop the entries of the token with this id, around a change this client makes to it.
 
-        Entries are keyed by hash, so this scans them: fine for a management
-        call, which is rare; never on the validation path.
+        Every flight is detached too, whatever its token (one in flight is
+        known by hash, not by id): its answer, fetched perhaps before the
+        change, is not stored, and later callers start a new request. Entries
+        are keyed by hash, so this scans them: fine for a management call,
+        which is rare; never on the validation path.
         """
         with self._lock:
+            self._new_generation()
             if self._entries is None:
                 return
             stale = [k for k, e in self._entries.items() if e.answer.token_id == token_id]
@@ -317,7 +358,25 @@ class ValidationCache:
                 del self._entries[key]
 
     def clear(self) -> None:
-        """Forget every entry (in-flight requests and counters are kept)."""
+        """Forget every entry and detach every flight (counters are kept)."""
         with self._lock:
+            self._new_generation()
             if self._entries is not None:
                 self._entries.clear()
+
+    def _new_generation(self) -> None:
+        # The callers already waiting keep their futures; only the table lets go.
+        self._generation += 1
+        self._inflight = {}
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock and no flights (their fetchers stayed in the parent).
+
+        Entries are kept, unless the lock was held at the fork: another thread
+        of the parent may have been halfway through changing them.
+        """
+        if self._lock.locked() and self._entries is not None:
+            self._entries = LRUCache(self._maxsize)
+        self._lock = threading.Lock()
+        self._inflight = {}
+        self._generation += 1

@@ -4,6 +4,7 @@ coalesces concurrent misses across threads; everything else is in ``_base``."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from concurrent.futures import Future
 from time import sleep
 from types import TracebackType
 from typing import TypeVar
@@ -11,6 +12,7 @@ from typing import TypeVar
 import httpx
 
 from amplify_auth_client._base import BaseAuthClient, Call, Wait
+from amplify_auth_client._cache import SCOPE_TYPES, Answer, ValidationCache, scopes_of
 from amplify_auth_client._config import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_CACHE_TTL,
@@ -49,6 +51,7 @@ class AuthClient(BaseAuthClient):
     """
 
     _http: httpx.Client
+    _cache: ValidationCache[Future[Answer]]
 
     def __init__(
         self,
@@ -64,6 +67,7 @@ class AuthClient(BaseAuthClient):
         stale_if_error: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self._transport = transport
         super().__init__(
             base_url,
             admin_token=admin_token,
@@ -75,7 +79,9 @@ class AuthClient(BaseAuthClient):
             retry_deadline=retry_deadline,
             stale_if_error=stale_if_error,
         )
-        self._http = httpx.Client(transport=transport, **self._http_options())
+
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(transport=self._transport, **self._http_options())
 
     def __enter__(self) -> AuthClient:
         return self
@@ -101,36 +107,49 @@ class AuthClient(BaseAuthClient):
         the server once for all the threads that want the same token now.
         Raises :class:`AuthServiceUnavailable` when the server cannot answer
         (unless ``stale_if_error`` allows a flagged stale answer): it never
-        guesses "valid".
+        guesses "valid". ``required_scopes``: a single str is refused, and
+        so is None (``()`` asks for none); an iterator is read once.
         """
+        if type(required_scopes) not in SCOPE_TYPES:
+            required_scopes = scopes_of(required_scopes)
         found = self._cache.lookup(token, required_scopes)
         if not isinstance(found, str):
             return found
-        joined = self._cache.join(found, required_scopes)
+        joined = self._cache.join(found, required_scopes, Future)
         if isinstance(joined, ValidationResult):
             return joined
-        future, fetch = joined
+        future, generation, fetch = joined
         if fetch:
-            try:
-                answer = self._send(self._validate_call(token))
-            except Exception as exc:
-                self._cache.settle(found, None).set_exception(exc)
-            except BaseException:
-                # KeyboardInterrupt and the like stop this thread, not the waiters.
-                self._cache.settle(found, None).set_exception(
-                    AuthServiceUnavailable("the validation request was interrupted; retry")
-                )
-                raise
-            else:
-                self._cache.settle(found, answer).set_result(answer)
+            self._fetch(token, found, future, generation)
         try:
-            answer = future.result()
-        except AuthServiceUnavailable as exc:
-            stale = self._stale(found, required_scopes, exc)
-            if stale is None:
-                raise
-            return stale
+            # exception() rather than result(): raising the one shared error in
+            # every waiter would grow its traceback by each waiter's frames.
+            error = future.exception(timeout=self._wait_limit)
+        except TimeoutError:
+            error = self._overdue()
+        if error is not None:
+            return self._failed(found, required_scopes, error)
+        answer = future.result()
         return answer.judge(required_scopes, answer.fresh)
+
+    def _fetch(self, token: str, key: str, future: Future[Answer], generation: int) -> None:
+        """Ask the server for every caller waiting on ``future``; complete it whatever happens."""
+        answer: Answer | None = None
+        error: AuthServiceUnavailable | None = None
+        try:
+            answer = self._send(self._validate_call(token))
+        except Exception as exc:
+            error = self._flight_error(exc)
+        finally:
+            # Also on KeyboardInterrupt, here or in settle(), which stops this
+            # thread but must not leave the others waiting.
+            try:
+                self._cache.settle(key, future, generation, answer)
+            finally:
+                if answer is not None:
+                    future.set_result(answer)
+                else:
+                    future.set_exception(error or self._interrupted())
 
     # -- management ----------------------------------------------------------
 
@@ -159,19 +178,17 @@ class AuthClient(BaseAuthClient):
     def revoke_token(self, token_id: str) -> TokenInfo:
         """Revoke a token now; revoking it again is harmless.
 
-        This client forgets its cached answer for the token at once; every
-        other client (in other processes, or other client objects in this
-        one) may keep accepting it from its cache for up to its ``cache_ttl``.
+        This client forgets its cached answer for the token at once, and no
+        validation it started before the revoke returned is cached or joined
+        afterwards; every other client (in other processes, or other client
+        objects in this one) may keep accepting it from its cache for up to
+        its ``cache_ttl``.
         """
-        info = self._send(self._revoke_token_call(token_id))
-        self._cache.forget(info.token_id)
-        return info
+        return self._send(self._revoke_token_call(token_id))
 
     def extend_token(self, token_id: str, days: int) -> TokenInfo:
         """Push a token's expiry ``days`` further. :class:`TokenConflict` if revoked or endless."""
-        info = self._send(self._extend_token_call(token_id, days))
-        self._cache.forget(info.token_id)
-        return info
+        return self._send(self._extend_token_call(token_id, days))
 
     def token_audit(self, token_id: str, limit: int = 100) -> list[AuditEntry]:
         """A token's audit trail, newest first."""
@@ -185,16 +202,16 @@ class AuthClient(BaseAuthClient):
 
     def _send(self, call: Call[T]) -> T:
         """Send ``call`` with bounded retries; return its parsed answer or raise ours."""
-        request, attempts = self._start(call)
-        while True:
-            self._before_attempt(call, request, attempts)
-            outcome: httpx.Response | Exception
-            try:
-                outcome = self._http.send(request)
-            except (httpx.HTTPError, RuntimeError) as exc:
-                outcome = exc
-            step = self._step(call, attempts, outcome)
-            if not isinstance(step, Wait):
-                return step
-            if step.seconds > 0:
-                sleep(step.seconds)
+        with self._calling(call) as (request, attempts):
+            while True:
+                self._before_attempt(call, request, attempts)
+                outcome: httpx.Response | Exception
+                try:
+                    outcome = self._http.send(request)
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    outcome = exc
+                step = self._step(call, attempts, outcome)
+                if not isinstance(step, Wait):
+                    return step
+                if step.seconds > 0:
+                    sleep(step.seconds)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -86,6 +86,42 @@ def test_a_str_of_scopes_is_refused(client: AuthClient, token: str) -> None:
     # Iterating "read" would check the scopes "r", "e", "a", "d".
     with pytest.raises(TypeError, match=r"\['read'\]"):
         client.validate(token, "read")
+    with pytest.raises(TypeError, match=r"\[b'read'\]"):
+        client.validate(token, b"read")  # type: ignore[arg-type]
+
+
+def test_none_for_scopes_is_refused_not_taken_for_none(client: AuthClient, token: str) -> None:
+    with pytest.raises(TypeError, match=r"\(\) asks for none"):
+        client.validate(token, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="scope names are strings"):
+        client.validate(token, (scope for scope in [None]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        lambda: (s for s in ["admin"]),
+        lambda: iter(["read", "admin"]),
+        lambda: {"admin": 1}.keys(),
+        lambda: map(str, ["admin"]),
+    ],
+    ids=["generator", "iterator", "keys view", "map"],
+)
+def test_any_iterable_of_scopes_is_judged_whole_on_a_miss_and_a_hit(
+    api: respx.MockRouter, client: AuthClient, token: str, scopes: Any
+) -> None:
+    # A generator was used up by the hit path's first look, then seemed empty: valid.
+    route = api.post("/auth/validate").mock(return_value=valid(["read"]))
+    miss = client.validate(token, scopes())
+    hit = client.validate(token, scopes())
+    for result in (miss, hit):
+        assert (result.valid, result.reason, result.missing_scopes) == (
+            False,
+            "insufficient_scope",
+            ("admin",),
+        )
+    assert hit.cached
+    assert route.call_count == 1
 
 
 def test_positive_answer_expires_after_cache_ttl(

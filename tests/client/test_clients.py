@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from dataclasses import FrozenInstanceError
 from typing import Any
@@ -13,6 +14,7 @@ import respx
 from amplify_auth_client import (
     AsyncAuthClient,
     AuthClient,
+    AuthConfigError,
     AuthServiceUnavailable,
     CacheStats,
     ValidationResult,
@@ -131,3 +133,19 @@ async def test_closing_an_async_client_under_way_raises_ours(api: respx.MockRout
     api.post("/auth/validate").mock(side_effect=close_then_fail)
     with pytest.raises(AuthServiceUnavailable, match="AsyncAuthClient was closed"):
         await client.validate(generate_token())
+
+
+def test_an_async_client_belongs_to_the_first_loop_it_is_used_in(
+    api: respx.MockRouter, token: str
+) -> None:
+    # From a second loop it once failed with raw RuntimeErrors, and stayed broken.
+    api.post("/auth/validate").mock(return_value=valid())
+    client = AsyncAuthClient(BASE_URL, admin_token=generate_token())
+    assert asyncio.run(client.validate(token)).valid
+    with pytest.raises(AuthConfigError, match="one AsyncAuthClient per event loop"):
+        asyncio.run(client.validate(generate_token()))
+    with pytest.raises(AuthConfigError, match="create it inside the loop that uses it"):
+        asyncio.run(client.list_tokens())
+    # A cache hit needs no loop at all.
+    assert asyncio.run(client.validate(token)).cached
+    asyncio.run(client.aclose())

@@ -27,9 +27,9 @@ def count_joins(client: AuthClient, expected: int) -> threading.Event:
     lock = threading.Lock()
     seen = 0
 
-    def join(key: str, required: Any) -> Any:
+    def join(*args: Any) -> Any:
         nonlocal seen
-        outcome = original(key, required)
+        outcome = original(*args)
         with lock:
             seen += 1
             if seen == expected:
@@ -84,10 +84,16 @@ def test_fifty_threads_share_one_failure(api: respx.MockRouter, token: str) -> N
 
     route = api.post("/auth/validate").mock(side_effect=refuse)
     futures = run_threads(THREADS, lambda _: client.validate(token))
-    for future in futures:
-        with pytest.raises(AuthServiceUnavailable):
-            future.result()
+    errors = [future.exception() for future in futures]
+    assert all(isinstance(e, AuthServiceUnavailable) for e in errors)
     assert route.call_count == 3  # one request's attempts, not fifty requests'
+    # Each its own error, with the one cause: a single shared exception, raised
+    # in fifty threads, once carried all their frames.
+    assert len({id(e) for e in errors}) == THREADS
+    assert len({id(e.__cause__) for e in errors}) == 1
+    assert all(isinstance(e.__cause__, httpx.ConnectError) for e in errors)
+    assert max(traceback_length(e) for e in errors) < 10
+    assert {str(e) for e in errors} == {str(errors[0])}
     stats = client.cache_stats()
     assert (stats.errors, stats.coalesced) == (1, 49)
     # The failure is not remembered: the next validation asks again.
@@ -103,7 +109,7 @@ def test_a_late_thread_takes_the_landed_answer(api: respx.MockRouter, token: str
     key = client._cache.lookup(token, ())
     assert isinstance(key, str)
     client.validate(token)
-    late = client._cache.join(key, ["read"])
+    late = client._cache.join(key, ["read"], Future)
     assert not isinstance(late, tuple)
     assert late.valid
     assert late.cached
@@ -130,7 +136,7 @@ async def test_hundred_tasks_make_one_request(api: respx.MockRouter, token: str)
     assert [r.valid for r in results] == [i % 2 == 0 for i in range(TASKS)]
     stats = client.cache_stats()
     assert (stats.misses, stats.coalesced, stats.requests) == (100, 99, 1)
-    assert client._inflight == {}
+    assert client._cache._inflight == {}
     await client.aclose()
 
 
@@ -142,6 +148,8 @@ async def test_hundred_tasks_share_one_failure(api: respx.MockRouter, token: str
         *(client.validate(token) for _ in range(TASKS)), return_exceptions=True
     )
     assert all(isinstance(r, AuthServiceUnavailable) for r in results)
+    assert len({id(r) for r in results}) == TASKS
+    assert max(traceback_length(r) for r in results) < 10
     assert route.call_count == 2
     assert client.cache_stats().errors == 1
     await client.aclose()
@@ -186,3 +194,65 @@ def test_answers_are_shared_objects_between_waiters() -> None:
     answer = Answer(True, ("read",), "tok_0123456789abcdef", "ci", None, None)
     assert answer.judge(["read"], answer.fresh) is answer.fresh
     assert answer.judge(["write"], answer.fresh).missing_scopes == ("write",)
+
+
+def traceback_length(error: BaseException) -> int:
+    entries, tb = 0, error.__traceback__
+    while tb is not None:
+        entries, tb = entries + 1, tb.tb_next
+    return entries
+
+
+def test_an_interrupted_fetcher_never_leaves_its_waiters_waiting(
+    api: respx.MockRouter, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # KeyboardInterrupt between ending the flight and completing its future
+    # once left every waiter blocked for good.
+    client = AuthClient(BASE_URL)
+    joined = count_joins(client, 2)
+    waiter: list[threading.Thread] = []
+    results: list[Any] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        # The caller below fetches; a second thread joins its flight meanwhile.
+        thread = threading.Thread(target=lambda: results.append(client.validate(token)))
+        thread.daemon = True  # should it hang, it must not hang the test run
+        thread.start()
+        waiter.append(thread)
+        assert joined.wait(timeout=10)
+        return valid()
+
+    api.post("/auth/validate").mock(side_effect=answer)
+    settle = client._cache.settle
+
+    def interrupted(*args: Any) -> None:
+        settle(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client._cache, "settle", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        client.validate(token)
+    waiter[0].join(timeout=5)
+    assert not waiter[0].is_alive()
+    assert results
+    assert results[0].valid
+
+
+def test_a_waiter_gives_up_on_a_flight_that_never_ends(token: str) -> None:
+    client = AuthClient(BASE_URL, retry_deadline=0.05)
+    key = client._cache.lookup(token, ())
+    assert isinstance(key, str)
+    client._cache.join(key, (), Future)  # a flight whose fetcher is gone
+    with pytest.raises(AuthServiceUnavailable, match=r"did not end within 0.1 s"):
+        client.validate(token)
+
+
+@pytest.mark.anyio
+async def test_an_async_waiter_gives_up_on_a_flight_that_never_ends(token: str) -> None:
+    client = AsyncAuthClient(BASE_URL, retry_deadline=0.05)
+    key = client._cache.lookup(token, ())
+    assert isinstance(key, str)
+    client._cache.join(key, (), asyncio.get_running_loop().create_future)
+    with pytest.raises(AuthServiceUnavailable, match=r"did not end within 0.1 s"):
+        await client.validate(token)
+    await client.aclose()

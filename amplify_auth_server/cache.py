@@ -379,6 +379,13 @@ class TokenCache:
         self.local.changed(key, state)
         self._notify(key)
 
+    def suspect(self, key: str) -> None:
+        """Redis may hold an older state of ``key`` than the database: until it is
+        known to hold the new one, answer ``key`` from the database only."""
+        self.suspects.add(key)
+        self.local.evict(key)
+        self._notify(key)
+
     def cleared(self) -> None:
         """Everything may have changed (we were deaf to the other replicas)."""
         self.local.clear()
@@ -395,7 +402,7 @@ class TokenCache:
         if self.shared is not None:
             stored = await self.shared.put(key, state) or await self.shared.unlink(key)
             if not stored:
-                self.suspects.add(key)
+                self.suspect(key)
                 logger.warning(
                     "redis did not take a change to token %s; it is answered from the "
                     "database until the outbox replays it",
@@ -411,4 +418,4 @@ class TokenCache:
         self.local.evict(key)
         self._notify(key)
         if self.shared is not None and not await self.shared.unlink(key):
-            self.suspects.add(key)
+            self.suspect(key)

@@ -65,9 +65,7 @@ class OutboxReplay(Background):
     async def replay_once(self) -> None:
         pending = await self.store.outbox_pending()
         for key in pending.keys() - self.cache.suspects:
-            # Learned from another replica: stop trusting our caches for it.
-            self.cache.suspects.add(key)
-            self.cache.local.evict(key)
+            self.cache.suspect(key)  # learned from another replica
         for key in self.cache.suspects - pending.keys():
             self.cache.suspects.discard(key)  # replayed by someone
         for key in pending:
@@ -79,8 +77,9 @@ class OutboxReplay(Background):
         if not await self.shared.put(key, state):
             return
         if self.cache.publisher is not None:
-            # Not waiting for confirmations: the row is only deleted, and the
-            # suspects only cleared, once the next poll finds it gone.
+            # Not waiting for confirmations: the other replicas keep answering
+            # this token from the database until their next poll finds the
+            # row gone, so none of them depends on hearing this.
             await self.cache.publisher.publish(key, state)
         self.cache.changed(key, state)
         await self.store.outbox_done(key, state.version)

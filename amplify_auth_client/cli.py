@@ -1,10 +1,12 @@
-"""``auth-cli``: token management from the shell (not built yet: issue 5)."""
+"""``auth-cli``: manage tokens from the shell (``auth-cli --help``; docs/cli.md).
+
+The console script's entry point; the implementation is in the private
+:mod:`amplify_auth_client._cli` package. Call :func:`main` with a list of
+arguments to run it in-process: it returns the exit code instead of exiting.
+"""
 
 from __future__ import annotations
 
-import sys
+from amplify_auth_client._cli import main
 
-
-def main() -> None:
-    print("auth-cli is not available yet; use the HTTP API (see docs/server.md)", file=sys.stderr)
-    raise SystemExit(2)
+__all__ = ["main"]

@@ -1,0 +1,176 @@
+"""``auth-cli``'s entry point: parse, find the server and the admin token, run, show, exit.
+
+Every failure ends here as one line on stderr and an exit code from
+:mod:`._errors`, never a traceback; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+from amplify_auth_client._cli import _commands as commands
+from amplify_auth_client._cli._errors import (
+    FAILED,
+    INTERRUPTED,
+    NOT_ALLOWED,
+    OK,
+    USAGE,
+    CLIError,
+    explain,
+)
+from amplify_auth_client._cli._parser import PROG, build_parser
+from amplify_auth_client._cli._settings import admin_token, auth_url
+from amplify_auth_client._client import AuthClient
+from amplify_auth_client._exceptions import AuthError
+from amplify_auth_client._models import TokenInfo
+
+_INSTALL_RICH = "pip install 'amplify-auth[cli]'"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``auth-cli`` with ``argv`` (default: the process's arguments); return the exit code.
+
+    >>> main(["--json", "list"])  # doctest: +SKIP
+    0
+    """
+    _quiet_sdk_logs()
+    try:
+        return _run(argv)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else USAGE
+    except CLIError as exc:
+        _fail(str(exc))
+        return exc.code
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`auth-cli list | head -1`). As Python's docs
+        # advise: point stdout at devnull so the exit's flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return FAILED
+    except Exception as exc:  # a bug of ours: still one line, with what to report
+        _fail(f"unexpected error, please report it: {type(exc).__name__}: {exc}")
+        return FAILED
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
+
+
+def _quiet_sdk_logs() -> None:
+    """Keep the SDK's warnings (one per failed attempt) off the terminal.
+
+    Without a handler on its logger, Python's last-resort handler prints them
+    on stderr, next to the one line that already says what went wrong.
+    """
+    logger = logging.getLogger("amplify_auth_client")
+    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+def _renderer() -> ModuleType:
+    """:mod:`._render`, imported now: before any call, so that ``create`` never mints a token
+    it then cannot show."""
+    try:
+        from amplify_auth_client._cli import _render
+    except ImportError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "rich":
+            raise
+        raise CLIError(f"rich is not installed: {_INSTALL_RICH}, or use --json", FAILED) from None
+    return _render
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    render = None if args.json else _renderer()
+    url = auth_url(args.auth_url)
+    token = admin_token(args.admin_token, url)
+    if token.value is None:
+        raise CLIError(
+            f"no admin token ({token.source}): pass --admin-token or set AUTH_ADMIN_TOKEN",
+            NOT_ALLOWED,
+        )
+    sent: dict[str, object] = {}
+    try:
+        with AuthClient(url, admin_token=token.value) as client:
+            result, show = _dispatch(args, client, sent)
+    except AuthError as exc:
+        raise explain(exc, url=url, token_source=token.source, sent=sent) from None
+    if render is None:
+        json.dump(commands.to_json(result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        show(render.console(sys.stdout), render, result)
+    sys.stdout.flush()
+    return OK
+
+
+Show = Callable[[Any, ModuleType, Any], None]
+
+
+def _dispatch(
+    args: argparse.Namespace, client: AuthClient, sent: dict[str, object]
+) -> tuple[Any, Show]:
+    """Run the command; return its result and how to show it with rich.
+
+    ``sent`` is filled with the request's fields first, so that an error can
+    name the option the server refused.
+    """
+    if args.command == "create":
+        sent.update(name=args.name, scopes=args.scopes, ttl_days=args.ttl)
+        created = commands.create(client, args.name, args.scopes, args.ttl)
+        return created, lambda out, render, value: render.created(out, value)
+    if args.command == "list":
+        tokens = commands.list_tokens(client, include_all=args.all)
+        include_all = args.all
+        return tokens, lambda out, render, value: render.token_table(
+            out, value, include_all=include_all
+        )
+    if args.command == "info":
+        detail = commands.info(client, args.token_id)
+        return detail, lambda out, render, value: render.detail(out, value)
+    if args.command == "revoke":
+        if not args.yes:
+            _confirm_revoke(client, args.token_id)
+        revoked = commands.revoke(client, args.token_id)
+        return revoked, lambda out, render, value: render.changed(out, value, "Revoked")
+    if args.command == "extend":
+        sent.update(days=args.days)
+        extended = commands.extend(client, args.token_id, args.days)
+        return extended, lambda out, render, value: render.changed(out, value, "Extended")
+    raise AssertionError(f"unknown command {args.command!r}")  # argparse refuses it first
+
+
+def _confirm_revoke(client: AuthClient, token_id: str) -> None:
+    """Ask on the terminal; refuse at once when there is none, rather than wait on a pipe."""
+    if not sys.stdin.isatty():
+        raise CLIError(
+            "revoke asks for confirmation and stdin is not a terminal: pass --yes", USAGE
+        )
+    token = commands.get(client, token_id)
+    if token.status == "revoked":
+        return  # Revoking again changes nothing: no need to ask.
+    sys.stderr.write(f"Revoke {_describe(token)}? This cannot be undone. [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer:  # end of input: no answer is no
+        sys.stderr.write("\n")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CLIError(f"not revoked: {token_id} is unchanged", FAILED)
+
+
+def _describe(token: TokenInfo) -> str:
+    expires = (
+        "never expires" if token.expires_at is None else f"expires {token.expires_at:%Y-%m-%d}"
+    )
+    return f"{token.token_id} ({token.name!r}, scopes {' '.join(token.scopes)}, {expires})"

@@ -1,0 +1,124 @@
+"""``auth-cli``'s command line, with argparse: the seed's syntax, every option described.
+
+The global options (``--auth-url``, ``--admin-token``, ``--json``) are
+accepted before the command, as the seed writes them, and after it too
+(``auth-cli list --json``), since that is where people add them to a line
+they have already typed. They are declared once on the main parser and
+again on each command's, there with ``default=SUPPRESS``: an option left out
+after the command must not overwrite the one given before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn
+
+from amplify_auth_client._cli._errors import USAGE
+from amplify_auth_client._cli._settings import DEFAULT_AUTH_URL
+from amplify_auth_client._version import __version__
+
+PROG = "auth-cli"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, pointing at the help, instead of argparse's usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(USAGE)
+
+
+def _days(text: str) -> int:
+    """A whole number of days, at least 1: argparse's ``type=`` for ``--ttl`` and ``--days``."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of days must be 1 or more")
+    return days
+
+
+def _global_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    # After the command, an absent option must leave the earlier value alone.
+    unset: Any = argparse.SUPPRESS if after_command else None
+    group = parser.add_argument_group("connection and output (also before the command)")
+    group.add_argument(
+        "--auth-url",
+        metavar="URL",
+        help=f"the auth server (default: env AUTH_URL, else AUTH_SERVICE_URL, else "
+        f"{DEFAULT_AUTH_URL})",
+        default=unset,
+    )
+    group.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="an admin token (default: env AUTH_ADMIN_TOKEN, else the amplify_auth.admin-token "
+        "file beside a local embedded server's database); prefer the variable: options "
+        "show in the process list",
+        default=unset,
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON for scripts instead of tables and panels",
+        default=unset if after_command else False,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; ``auth-cli --help`` and each ``COMMAND --help`` show it."""
+    parser = _Parser(
+        prog=PROG,
+        description="Manage AMPLIfy Auth tokens: create, list, inspect, revoke, extend.",
+        epilog="exit codes: 0 done, 1 not done (declined, conflict, other), 2 usage, "
+        "3 auth service unavailable, 4 admin token missing or refused, 5 no such token, "
+        "130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _global_options(parser, after_command=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        _global_options(sub, after_command=True)
+        return sub
+
+    create = command("create", "Create a token and show its secret, once.")
+    create.add_argument("name", metavar="NAME", help="what the token is for, e.g. orders-service")
+    create.add_argument(
+        "--scopes",
+        nargs="+",
+        required=True,
+        metavar="SCOPE",
+        help="one or more scopes, space-separated: --scopes read write",
+    )
+    create.add_argument(
+        "--ttl",
+        type=_days,
+        metavar="DAYS",
+        help="days until the token expires (default: never)",
+    )
+
+    listing = command("list", "List active tokens (with --all, revoked and expired ones too).")
+    listing.add_argument("--all", action="store_true", help="include revoked and expired tokens")
+
+    info = command("info", "Show a token's details and its audit trail.")
+    info.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…)")
+
+    revoke = command("revoke", "Revoke a token now, after asking for confirmation.")
+    revoke.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…)")
+    revoke.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do not ask for confirmation (needed when stdin is not a terminal)",
+    )
+
+    extend = command("extend", "Push a token's expiry further.")
+    extend.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…)")
+    extend.add_argument(
+        "--days", type=_days, required=True, metavar="N", help="days to add to its expiry"
+    )
+    return parser

@@ -1,0 +1,126 @@
+"""Where ``auth-cli`` finds the server and the admin token, from the command line or the shell.
+
+The server's URL: ``--auth-url``, else env ``AUTH_URL`` (the CLI's own, as
+the seed names it), else env ``AUTH_SERVICE_URL`` (the SDK's, so that a
+shell set up for the SDK needs nothing more), else ``http://localhost:8000``.
+
+The admin token: ``--admin-token``, else env ``AUTH_ADMIN_TOKEN``, else the
+file the embedded server mints beside its SQLite database
+(``amplify_auth.admin-token``), so that the quick start needs no secret
+handling. That file is read only when the server is on this machine: its
+token is this machine's server's admin token, and sending it to any other
+host would hand that host the keys.
+
+This module must not import :mod:`amplify_auth_server` (the CLI ships in the
+slim client package), so :func:`admin_token_file` repeats the server's small
+rule for the file's path; a test pins the two together.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+DEFAULT_AUTH_URL: Final = "http://localhost:8000"
+ENV_AUTH_URLS: Final = ("AUTH_URL", "AUTH_SERVICE_URL")
+ENV_ADMIN_TOKEN: Final = "AUTH_ADMIN_TOKEN"
+
+# The server's settings that place the file (amplify_auth_server.config).
+_ENV_ADMIN_TOKEN_FILE: Final = "ADMIN_TOKEN_FILE"
+_ENV_DATABASE_URL: Final = "DATABASE_URL"
+_DEFAULT_SQLITE_FILE: Final = "amplify_auth.db"
+_ADMIN_TOKEN_FILE_SUFFIX: Final = ".admin-token"
+_SQLITE_PREFIXES: Final = ("sqlite+aiosqlite:///", "sqlite:///")
+
+
+def _env(name: str) -> str | None:
+    # Exported but empty means unset, as the SDK and the server read it.
+    return os.environ.get(name, "").strip() or None
+
+
+def auth_url(option: str | None) -> str:
+    """The server's base URL: the option, the environment, or the default."""
+    if option:
+        return option
+    for name in ENV_AUTH_URLS:
+        value = _env(name)
+        if value is not None:
+            return value
+    return DEFAULT_AUTH_URL
+
+
+def admin_token_file() -> Path | None:
+    """Where the embedded server, started from this directory and environment, keeps its token.
+
+    >>> admin_token_file()  # no DATABASE_URL, no ADMIN_TOKEN_FILE  # doctest: +SKIP
+    PosixPath('amplify_auth.admin-token')
+
+    None when ``DATABASE_URL`` names PostgreSQL: that server mints no file.
+    """
+    explicit = _env(_ENV_ADMIN_TOKEN_FILE)
+    if explicit is not None:
+        return Path(explicit)
+    database_url = _env(_ENV_DATABASE_URL)
+    if database_url is None:
+        database = Path(_DEFAULT_SQLITE_FILE)
+    else:
+        prefix = next((p for p in _SQLITE_PREFIXES if database_url.startswith(p)), None)
+        if prefix is None:
+            return None
+        database = Path(database_url.removeprefix(prefix).split("?", 1)[0])
+    return database.with_name(database.stem + _ADMIN_TOKEN_FILE_SUFFIX)
+
+
+def is_local(url: str) -> bool:
+    """Whether ``url`` points at this machine (``localhost`` or a loopback address)."""
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """The admin token to send, and where it came from (for error messages: never the value)."""
+
+    value: str | None
+    source: str
+
+
+def admin_token(option: str | None, url: str) -> AdminToken:
+    """The admin token for ``url``: the option, env, or (for a local server) the token file.
+
+    ``value`` is None when none was found; ``source`` then says where the
+    CLI looked, so that the error can say what to do.
+    """
+    if option:
+        return AdminToken(option, "--admin-token")
+    value = _env(ENV_ADMIN_TOKEN)
+    if value is not None:
+        return AdminToken(value, ENV_ADMIN_TOKEN)
+    path = admin_token_file()
+    if path is None:
+        return AdminToken(None, f"no --admin-token, no {ENV_ADMIN_TOKEN}")
+    if not is_local(url):
+        return AdminToken(
+            None,
+            f"no --admin-token, no {ENV_ADMIN_TOKEN}; the admin token file ({path}) "
+            "is only sent to a server on this machine",
+        )
+    try:
+        value = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "not found" if isinstance(exc, FileNotFoundError) else type(exc).__name__
+        return AdminToken(None, f"no --admin-token, no {ENV_ADMIN_TOKEN}, no {path} ({reason})")
+    return AdminToken(value or None, f"the admin token file {path}")

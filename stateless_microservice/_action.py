@@ -1,0 +1,143 @@
+"""``StatelessAction``: one endpoint of a service, checked when it is built.
+
+Checked at construction, as Starlette checks its routes, so that a typo in a
+scope, a path without its leading slash or a handler with the wrong
+parameters stops the service at start-up with a message, instead of turning
+into a 404, a 500 or, worst, an endpoint that lets everyone in.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeAlias
+
+from stateless_microservice._identity import ActionRequest, Caller
+
+HttpMethod: TypeAlias = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+METHODS: Final[frozenset[str]] = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+
+#: A public action's handler: ``handler(request)``.
+PublicHandler: TypeAlias = Callable[[ActionRequest], Any | Awaitable[Any]]
+#: A protected action's handler: ``handler(request, caller)``.
+ProtectedHandler: TypeAlias = Callable[[ActionRequest, Caller], Any | Awaitable[Any]]
+
+# The auth server's scope grammar (amplify_auth_server.schemas.SCOPE_PATTERN;
+# a test pins the two equal). A scope no token can hold would make the action
+# unreachable, so it is refused here rather than found out in production.
+SCOPE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/*-]{0,63}")
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
+_PATH: Final = re.compile(r"/[A-Za-z0-9_.~!$&'()*+,;=:@%{}/-]*")
+_PATH_PARAM: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class StatelessAction:
+    """An endpoint: ``method path`` answered by ``handler``, open only to tokens holding
+    every one of ``required_scopes``.
+
+    ``required_scopes=()`` (the default) makes a public action: no token is
+    asked for or looked at, and the handler is called as ``handler(request)``;
+    it keeps answering while the auth service is down, which is what a
+    ``/health`` endpoint needs. A protected action's handler is called as
+    ``handler(request, caller)``, only after the token was validated::
+
+        StatelessAction(
+            name="my_endpoint",
+            path="/my-endpoint",
+            handler=self.my_handler,          # def my_handler(self, request, caller): ...
+            required_scopes=["read", "write"],  # requires both scopes
+        )
+
+    ``method`` defaults to POST (actions do things; a GET must be asked for);
+    ``handler`` may be a plain function, run in a worker thread so it cannot
+    block the event loop, or a coroutine function, awaited in the loop.
+    ``description`` defaults to the handler's docstring, for the OpenAPI
+    documentation. Paths may hold ``{parameters}``, given to the handler in
+    ``request.path_params``.
+    """
+
+    name: str
+    path: str
+    handler: PublicHandler | ProtectedHandler
+    required_scopes: Collection[str] = ()
+    method: HttpMethod = "POST"
+    description: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise ValueError(
+                f"action name {self.name!r}: use letters, digits, '_', '.' or '-', "
+                "starting with a letter or '_' (it is the OpenAPI operationId)"
+            )
+        if not isinstance(self.path, str) or not _PATH.fullmatch(self.path):
+            raise ValueError(
+                f"action {self.name!r}: path {self.path!r} must start with '/' and hold only "
+                "URL path characters (no query string, no spaces)"
+            )
+        method = self.method.upper() if isinstance(self.method, str) else self.method
+        if method not in METHODS:
+            raise ValueError(
+                f"action {self.name!r}: method {self.method!r} is not one of "
+                f"{', '.join(sorted(METHODS))}"
+            )
+        # Frozen: normalised values are set the way dataclasses set them.
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "required_scopes", _scopes(self.name, self.required_scopes))
+        _check_handler(self.name, self.handler, protected=bool(self.required_scopes))
+
+    @property
+    def public(self) -> bool:
+        """Whether the action needs no token."""
+        return not self.required_scopes
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        """The ``{parameters}`` of the path, in order."""
+        return tuple(_PATH_PARAM.findall(self.path))
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the handler is awaited in the event loop (else run in a thread)."""
+        handler = self.handler
+        return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004 - an instance with async __call__
+        )
+
+
+def _scopes(name: str, scopes: Collection[str]) -> tuple[str, ...]:
+    if isinstance(scopes, str | bytes) or scopes is None:
+        # Iterating "read" would require the scopes "r", "e", "a" and "d".
+        raise TypeError(
+            f"action {name!r}: required_scopes must be a collection of scope names, "
+            f"not {type(scopes).__name__}: write [{scopes!r}]"
+        )
+    unique = tuple(dict.fromkeys(scopes))
+    for scope in unique:
+        if not isinstance(scope, str) or not SCOPE.fullmatch(scope):
+            raise ValueError(
+                f"action {name!r}: {scope!r} is not a scope a token can hold (letters, digits "
+                "and _ . : / * -, starting with a letter or digit, at most 64 characters)"
+            )
+    return unique
+
+
+def _check_handler(name: str, handler: object, *, protected: bool) -> None:
+    if not callable(handler):
+        raise TypeError(f"action {name!r}: handler must be callable, got {type(handler).__name__}")
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):  # some builtins have none: let the call decide
+        return
+    arguments = (None, None) if protected else (None,)
+    try:
+        signature.bind(*arguments)
+    except TypeError:
+        shape = "handler(request, caller)" if protected else "handler(request)"
+        why = "it requires scopes" if protected else "it is public (no required_scopes)"
+        raise TypeError(
+            f"action {name!r}: its handler is called as {shape}, since {why}; "
+            f"{getattr(handler, '__qualname__', handler)!s}{signature} does not accept that"
+        ) from None

@@ -1,0 +1,436 @@
+"""``StatelessService``: list your actions, get a FastAPI app that authenticates them.
+
+A request to a protected action goes through four steps, in this order, and
+the handler runs only if all of them pass:
+
+1. the bearer token is taken from ``Authorization`` (nowhere else: a token in
+   a query string ends up in access logs);
+2. the SDK's :class:`~amplify_auth_client.AsyncAuthClient` validates it with
+   the action's scopes: a cache hit costs about a microsecond, a miss one
+   request shared by every concurrent caller of the same token;
+3. the body is read, at most ``max_body_bytes`` of it: after the token, so an
+   anonymous client cannot make the service read large bodies;
+4. the handler is called, in the event loop if it is a coroutine function,
+   else in a worker thread.
+
+The auth client is created in the app's lifespan, inside the event loop that
+serves the requests (an ``AsyncAuthClient`` belongs to one loop), and closed
+with it. By default it is configured from the environment: ``AUTH_SERVICE_URL``
+and ``AUTH_CACHE_TTL``; pass ``auth_client=`` to :meth:`StatelessService.create_app`
+to build it yourself (tests do, with :mod:`stateless_microservice.testing`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, cast
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from amplify_auth_client import (
+    DEFAULT_CACHE_TTL,
+    AsyncAuthClient,
+    AuthConfigError,
+    AuthServiceUnavailable,
+)
+from stateless_microservice._action import StatelessAction
+from stateless_microservice._errors import (
+    ActionError,
+    ambiguous_credentials,
+    auth_unavailable,
+    insufficient_scope,
+    invalid_token,
+    missing_token,
+    payload_too_large,
+)
+from stateless_microservice._identity import ActionRequest, Caller
+
+logger = logging.getLogger("stateless_microservice")
+
+#: Bodies over this many bytes are refused with 413 (1 MiB).
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+#: Seconds the service may reuse a positive validation (the SDK's ``cache_ttl``).
+ENV_CACHE_TTL: Final = "AUTH_CACHE_TTL"
+ENV_BASE_URL: Final = "AUTH_SERVICE_URL"
+#: The OpenAPI name of the bearer scheme every protected action requires.
+SECURITY_SCHEME: Final = "bearerAuth"
+
+AuthClientFactory = Callable[[], AsyncAuthClient]
+
+# A realm is put between quotes in WWW-Authenticate: nothing that could end them.
+_REALM: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:-]{0,99}")
+_ERROR_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+}
+_HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed"}
+
+
+def auth_client_from_environment() -> AsyncAuthClient:
+    """The default auth client: ``AUTH_SERVICE_URL``, and ``AUTH_CACHE_TTL`` seconds of cache.
+
+    ``AUTH_CACHE_TTL`` (default: the SDK's 30 s) is the longest a revoked token
+    can still be accepted by this service; ``0`` asks the auth service on every
+    request (concurrent requests with one token still share one call).
+    Raises :class:`~amplify_auth_client.AuthConfigError` naming the variable
+    to fix.
+    """
+    return AsyncAuthClient(cache_ttl=cache_ttl_from_environment())
+
+
+def cache_ttl_from_environment() -> float:
+    """``AUTH_CACHE_TTL`` as seconds; the SDK's default when unset or empty."""
+    raw = os.environ.get(ENV_CACHE_TTL, "").strip()
+    if not raw:
+        return DEFAULT_CACHE_TTL
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise AuthConfigError(
+            f"{ENV_CACHE_TTL} must be a number of seconds, zero or more, got {raw!r}"
+        )
+    return seconds
+
+
+@dataclass
+class _Runtime:
+    """What exists only while the app runs: the auth client of its event loop."""
+
+    realm: str
+    client: AsyncAuthClient | None = None
+
+    async def authenticate(self, request: Request, action: StatelessAction) -> Caller:
+        headers = request.headers.getlist("authorization")
+        if len(headers) > 1:
+            raise ambiguous_credentials(self.realm)
+        scheme, _, token = (headers[0] if headers else "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            # No credentials, or another scheme (Basic...): RFC 6750 asks for a
+            # bare challenge here, without an error code.
+            raise missing_token(self.realm)
+        if self.client is None:
+            raise RuntimeError(
+                "the service's auth client is not running: serve the app with its lifespan "
+                "(uvicorn does; in tests use `with TestClient(app)` or "
+                "stateless_microservice.testing.service_client)"
+            )
+        try:
+            result = await self.client.validate(token, action.required_scopes)
+        except AuthServiceUnavailable as exc:
+            # Fail closed, and say so honestly: not a 401 (the token may be
+            # fine), and never a pass.
+            logger.warning("action %s refused with 503: %s", action.name, exc)
+            raise auth_unavailable() from exc
+        if result.reason == "insufficient_scope":
+            raise insufficient_scope(self.realm, action.required_scopes, result.missing_scopes)
+        if not result:
+            raise invalid_token(self.realm, result.reason)
+        if result.token_id is None or result.name is None:
+            logger.warning("the auth service called a token valid without naming it")
+            raise auth_unavailable()
+        return Caller(
+            token_id=result.token_id,
+            name=result.name,
+            scopes=result.scopes,
+            expires_at=result.expires_at,
+        )
+
+
+class StatelessService:
+    """A service: subclass it, list its actions, and serve :meth:`create_app`.
+
+    ::
+
+        class Orders(StatelessService):
+            name = "orders"
+
+            def actions(self) -> list[StatelessAction]:
+                return [
+                    StatelessAction(name="health", path="/health", method="GET",
+                                    handler=self.health),
+                    StatelessAction(name="create", path="/orders", handler=self.create,
+                                    required_scopes=["orders:write"]),
+                ]
+
+            def health(self, request: ActionRequest) -> dict[str, str]:
+                return {"status": "healthy"}
+
+            async def create(self, request: ActionRequest, caller: Caller) -> dict[str, Any]:
+                return {"order": request.json(), "created_by": caller.name}
+
+        app = Orders().create_app()   # or Orders().run() to serve on HOST:PORT
+
+    ``name`` is the OpenAPI title and the ``realm`` of authentication
+    challenges; ``version`` the OpenAPI version. Override :meth:`lifespan` for
+    resources of your own (a database pool): it runs inside the app's.
+    """
+
+    name: ClassVar[str] = "stateless-service"
+    version: ClassVar[str] = "0.1.0"
+    max_body_bytes: ClassVar[int] = DEFAULT_MAX_BODY_BYTES
+
+    def actions(self) -> Iterable[StatelessAction]:
+        """The service's endpoints. Called once, by :meth:`create_app`."""
+        raise NotImplementedError(f"{type(self).__name__} must define actions()")
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Set up before the first request, tear down after the last; nothing by default."""
+        yield
+
+    def create_app(self, *, auth_client: AuthClientFactory | None = None) -> FastAPI:
+        """A FastAPI app serving the actions, each behind its token and scope check.
+
+        ``auth_client`` builds the :class:`~amplify_auth_client.AsyncAuthClient`
+        when the app starts (default: :func:`auth_client_from_environment`).
+        It is not called when every action is public.
+        """
+        if not isinstance(self.name, str) or not _REALM.fullmatch(self.name):
+            raise ValueError(
+                f"service name {self.name!r}: use letters, digits, spaces and . _ : - "
+                "(it is the realm of WWW-Authenticate)"
+            )
+        actions = _checked(list(self.actions()))
+        runtime = _Runtime(realm=self.name)
+        factory = auth_client or auth_client_from_environment
+        needs_auth = any(not action.public for action in actions)
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            client = factory() if needs_auth else None
+            runtime.client = client
+            try:
+                async with self.lifespan():
+                    yield
+            finally:
+                runtime.client = None
+                if client is not None:
+                    await client.aclose()
+
+        app = FastAPI(
+            title=self.name,
+            version=self.version,
+            description=inspect.getdoc(type(self)) or "",
+            lifespan=lifespan,
+        )
+        for action in actions:
+            app.add_api_route(
+                action.path,
+                _endpoint(action, runtime, self.max_body_bytes),
+                methods=[action.method],
+                name=action.name,
+                operation_id=action.name,
+                description=action.description or inspect.getdoc(action.handler) or "",
+                responses=_responses(action),
+                openapi_extra=_openapi_extra(action),
+            )
+        app.add_exception_handler(HTTPException, _http_error)
+        app.openapi = _openapi(app, needs_auth)  # type: ignore[method-assign]
+        return app
+
+    def run(self, *, host: str | None = None, port: int | None = None) -> None:
+        """Serve the app with uvicorn on ``host:port`` (default: env ``HOST``/``PORT``,
+        else ``127.0.0.1:8000``); a bad setting stops it with one line on stderr."""
+        import uvicorn
+
+        try:
+            host = host or os.environ.get("HOST", "").strip() or "127.0.0.1"
+            port = port or _port(os.environ.get("PORT", "").strip() or "8000")
+            if not os.environ.get(ENV_BASE_URL, "").strip():
+                raise AuthConfigError(
+                    f"{ENV_BASE_URL} is not set: point it at the auth service, "
+                    "e.g. http://127.0.0.1:8000"
+                )
+            cache_ttl_from_environment()
+        except AuthConfigError as exc:
+            print(f"{self.name}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        uvicorn.run(self.create_app(), host=host, port=port, server_header=False)
+
+
+def _port(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise AuthConfigError(f"PORT must be a port number (1-65535), got {raw!r}")
+    return int(raw)
+
+
+def _checked(actions: Sequence[StatelessAction]) -> Sequence[StatelessAction]:
+    names: set[str] = set()
+    routes: set[tuple[str, str]] = set()
+    for action in actions:
+        if not isinstance(action, StatelessAction):
+            raise TypeError(f"actions() must give StatelessAction objects, got {action!r}")
+        if action.name in names:
+            raise ValueError(f"two actions are named {action.name!r}: names must be unique")
+        route = (action.method, _PATH_PARAM_SHAPE.sub("{}", action.path))
+        if route in routes:
+            raise ValueError(f"two actions answer {action.method} {action.path}")
+        names.add(action.name)
+        routes.add(route)
+    return actions
+
+
+_PATH_PARAM_SHAPE: Final = re.compile(r"\{[^}]*\}")
+
+
+def _endpoint(
+    action: StatelessAction, runtime: _Runtime, max_body_bytes: int
+) -> Callable[[Request], Awaitable[Response]]:
+    handler = cast(Callable[..., Any], action.handler)
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            caller = None if action.public else await runtime.authenticate(request, action)
+            data = ActionRequest(
+                method=request.method,
+                path=request.url.path,
+                path_params=dict(request.path_params),
+                query=dict(request.query_params),
+                headers=_headers(request),
+                body=await _body(request, max_body_bytes),
+            )
+            arguments = (data,) if caller is None else (data, caller)
+            if action.is_async:
+                result = await handler(*arguments)
+            else:
+                result = await run_in_threadpool(handler, *arguments)
+                if inspect.isawaitable(result):  # a plain function that returned a coroutine
+                    result = await result
+            return _render(result)
+        except ActionError as error:
+            return _error_response(error)
+        except Exception:
+            # Logged with its traceback here, answered without it: a traceback
+            # may hold anything the handler had in hand.
+            logger.exception("action %s failed", action.name)
+            return _error_response(
+                ActionError(
+                    "the service failed to answer; the error is in its log",
+                    status_code=500,
+                    code="internal_error",
+                )
+            )
+
+    endpoint.__name__ = action.name.replace("-", "_").replace(".", "_")
+    return endpoint
+
+
+def _headers(request: Request) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        if name == "authorization":
+            continue  # never handed to handlers: see _identity's docstring
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise payload_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a chunked body declares no length: count as it comes
+            raise payload_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _render(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status_code=204)
+    return JSONResponse(jsonable_encoder(result))
+
+
+def _error_response(error: ActionError) -> Response:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    # An unknown path or a wrong method: Starlette's, put in our JSON shape.
+    assert isinstance(exc, HTTPException)
+    error = ActionError(
+        str(exc.detail),
+        status_code=exc.status_code,
+        code=_HTTP_CODES.get(exc.status_code, "http_error"),
+        headers=exc.headers,
+    )
+    return _error_response(error)
+
+
+def _responses(action: StatelessAction) -> dict[int | str, dict[str, Any]]:
+    def error(description: str) -> dict[str, Any]:
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+        }
+
+    responses: dict[int | str, dict[str, Any]] = {}
+    if action.method in ("POST", "PUT", "PATCH"):
+        responses[413] = error("The body is over the service's limit.")
+    if not action.public:
+        responses[401] = error(
+            "No bearer token, or one that is malformed, unknown, revoked or expired."
+        )
+        responses[403] = error(f"The token lacks some of: {', '.join(action.required_scopes)}.")
+        responses[503] = error("The auth service could not be asked; retry later.")
+    return responses
+
+
+def _openapi_extra(action: StatelessAction) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if not action.public:
+        # OpenAPI 3.1 lets a non-OAuth scheme list the "roles" it requires: the scopes.
+        extra["security"] = [{SECURITY_SCHEME: list(action.required_scopes)}]
+    if action.path_params:
+        extra["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in action.path_params
+        ]
+    if action.method in ("POST", "PUT", "PATCH"):
+        extra["requestBody"] = {"required": False, "content": {"application/json": {"schema": {}}}}
+    return extra
+
+
+def _openapi(app: FastAPI, needs_auth: bool) -> Callable[[], dict[str, Any]]:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            if needs_auth:
+                schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+                schemes[SECURITY_SCHEME] = {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An AMPLIfy Auth token (amp_live_...) holding the "
+                    "action's scopes.",
+                }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi

@@ -8,8 +8,8 @@ code   meaning
        state forbids the change (409), an unexpected error
 2      usage: arguments refused by auth-cli or by the server (400/422),
        or revoke without ``--yes`` and without a terminal to ask on
-3      the auth service is unavailable: unreachable, timed out, or a
-       server error (5xx); retrying later may help
+3      the auth service is unavailable: unreachable, timed out, a
+       server error (5xx), or no auth API at that URL
 4      not allowed: no admin token, a token the server refuses (401),
        or one without the ``admin`` scope (403)
 5      no token has this id (404)
@@ -79,8 +79,8 @@ def explain(exc: AuthError, *, url: str, token_source: str, sent: dict[str, obje
     """The SDK's error ``exc`` as the CLI reports it: one line, and an exit code.
 
     ``token_source`` says where the admin token came from (never its value);
-    ``sent`` holds the command's arguments by request field, to name the
-    option the server refused.
+    ``sent`` holds the command's arguments by request field (and
+    ``token_id``), to name the option the server refused.
     """
     if isinstance(exc, AuthServiceUnavailable):
         cause = exc.__cause__
@@ -103,6 +103,13 @@ def explain(exc: AuthError, *, url: str, token_source: str, sent: dict[str, obje
             "use a token holding the admin scope",
             NOT_ALLOWED,
         )
+    if isinstance(exc, TokenNotFound) and "token_id" not in sent:
+        # A 404 for a call that names no token: the URL is not the auth API's.
+        return CLIError(
+            f"the server at {url} has no auth API there ({exc.detail}{_where(exc)}): "
+            "check --auth-url (or AUTH_URL); it is the server's base URL, e.g. http://auth:8000",
+            UNAVAILABLE,
+        )
     if isinstance(exc, TokenNotFound):
         return CLIError(
             f"{exc.detail}{_where(exc)}: `auth-cli list --all` shows every token", NOT_FOUND
@@ -113,5 +120,9 @@ def explain(exc: AuthError, *, url: str, token_source: str, sent: dict[str, obje
     if isinstance(exc, TokenConflict):
         return CLIError(f"{exc.detail}{_where(exc)}: `auth-cli info ID` shows its state", FAILED)
     if isinstance(exc, AuthConfigError):
-        return CLIError(str(exc), USAGE)
+        # The SDK names its arguments; say which option to change instead.
+        message = (
+            str(exc).replace("base_url", "--auth-url").replace("admin_token", "the admin token")
+        )
+        return CLIError(message, USAGE)
     return CLIError(str(exc), FAILED)

@@ -136,6 +136,8 @@ def _dispatch(
         return tokens, lambda out, render, value: render.token_table(
             out, value, include_all=include_all
         )
+    if "token_id" in args:
+        sent.update(token_id=args.token_id)
     if args.command == "info":
         detail = commands.info(client, args.token_id)
         return detail, lambda out, render, value: render.detail(out, value)
@@ -160,11 +162,16 @@ def _confirm_revoke(client: AuthClient, token_id: str) -> None:
     token = commands.get(client, token_id)
     if token.status == "revoked":
         return  # Revoking again changes nothing: no need to ask.
-    sys.stderr.write(f"Revoke {_describe(token)}? This cannot be undone. [y/N] ")
-    sys.stderr.flush()
-    answer = sys.stdin.readline()
-    if not answer:  # end of input: no answer is no
-        sys.stderr.write("\n")
+    answer = ""
+    try:
+        sys.stderr.write(f"Revoke {_describe(token)}? This cannot be undone. [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()  # end of input ("") is a no
+    finally:
+        # End the prompt's line unless the terminal echoed the user's Enter
+        # there: after Ctrl-C or Ctrl-D, or when stderr is not that terminal.
+        if not answer.endswith("\n") or not sys.stderr.isatty():
+            sys.stderr.write("\n")
     if answer.strip().lower() not in ("y", "yes"):
         raise CLIError(f"not revoked: {token_id} is unchanged", FAILED)
 

@@ -12,6 +12,7 @@ none with ``NO_COLOR`` set, forced with ``FORCE_COLOR``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, Final
@@ -34,14 +35,23 @@ _TABLE: Final[dict[str, Any]] = {
     "pad_edge": False,
     "title_justify": "left",
 }
+_PIPE_WIDTH: Final = 1000
 _STATUS_STYLES = {"active": "green", "expired": "yellow", "revoked": "red"}
 
 
 def console(file: IO[str]) -> Console:
-    """A console on ``file``; rich reads the terminal, ``NO_COLOR`` and ``COLUMNS`` itself."""
+    """A console on ``file``; rich reads the terminal, ``NO_COLOR`` and ``COLUMNS`` itself.
+
+    Output that is not a terminal (``auth-cli list | grep orders``) is not
+    wrapped at rich's default 80 columns: one token per line is what a pipe
+    wants. ``COLUMNS`` still sets a width when given.
+    """
     # highlight=False: rich's automatic highlighting would colour ids and
     # dates at random, and make the output depend on its heuristics.
-    return Console(file=file, highlight=False, soft_wrap=False)
+    out = Console(file=file, highlight=False, soft_wrap=False)
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out.width = _PIPE_WIDTH
+    return out
 
 
 def _when(moment: datetime | None, *, never: str = "never", date_only: bool = False) -> str:

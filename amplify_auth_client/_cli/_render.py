@@ -62,8 +62,15 @@ def _when(moment: datetime | None, *, never: str = "never", date_only: bool = Fa
 
 
 def _detail(value: object) -> str:
-    # As the API's JSON shows it (null, ["read"]), not as Python's repr would.
-    return value if isinstance(value, str) else json.dumps(value)
+    """An audit detail: times as the rest of the view shows them, the rest as JSON shows it."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        # Only the API's own times carry a zone; a name like "2025-01-01" is text.
+        return _when(moment) if moment.tzinfo is not None else value
+    return json.dumps(value)  # null and ["read"], not Python's None and ['read']
 
 
 def _status(status: str) -> Text:

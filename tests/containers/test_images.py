@@ -1,4 +1,4 @@
-"""Each image runs what the tests run natively; the auth entrypoint, run here, migrates then serves."""
+"""Each image runs what the tests run natively; the auth entrypoint, run here, migrates, serves."""
 
 from __future__ import annotations
 

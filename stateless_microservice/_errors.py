@@ -64,7 +64,7 @@ class ActionError(Exception):
     ) -> None:
         if not 400 <= status_code <= 599:
             raise ValueError(
-                f"an ActionError is an error: status_code {status_code} is not 4xx/5xx"
+                f"an ActionError answers an error: status_code {status_code} is not 4xx or 5xx"
             )
         super().__init__(detail)
         self.detail = detail

@@ -16,6 +16,8 @@ How each fenced block is treated, by its language:
   commands are not run (they would rewrite the environment under test), but
   the extras, scripts and dependencies they name must exist.
 * ``json`` and ``text``: samples. JSON samples must parse.
+* ``yaml``, ``ini`` and ``dockerfile``: excerpts of the files we ship
+  (:data:`EXCERPTS`): each block must appear, verbatim, in one of them.
 * Anything else, or no language, fails: no block goes untested by accident.
 
 Both kinds of runnable block see what a reader who followed the quick start
@@ -30,6 +32,7 @@ Test ids are ``page.md:LINE-language``, LINE being the opening fence's line.
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import json
 import os
@@ -63,6 +66,12 @@ BIN = Path(sys.executable).parent
 
 RUNNABLE = frozenset({"python", "bash"})
 SAMPLES = frozenset({"console", "json", "text"})
+#: Languages whose blocks quote a shipped file, and the files they may quote.
+EXCERPTS = {
+    "yaml": ("docker-compose.yml",),
+    "ini": (".env.example",),
+    "dockerfile": ("Dockerfile", "examples/authenticated_service/Dockerfile"),
+}
 
 #: Every command a ``console`` block may show, and the test that proves it.
 CONSOLE_PROOFS = {
@@ -230,8 +239,14 @@ def test_json_sample_parses(block: Block) -> None:
 
 
 def test_every_block_has_a_known_language() -> None:
-    unknown = [b.id for b in BLOCKS if b.language not in RUNNABLE | SAMPLES]
+    unknown = [b.id for b in BLOCKS if b.language not in RUNNABLE | SAMPLES | set(EXCERPTS)]
     assert unknown == [], "use python or bash (run), console (proven), json or text (samples)"
+
+
+@pytest.mark.parametrize("block", blocks_of(*EXCERPTS))
+def test_excerpt_is_in_a_shipped_file(block: Block) -> None:
+    files = [(ROOT / name).read_text(encoding="utf-8") for name in EXCERPTS[block.language]]
+    assert any(block.code in text for text in files), f"not in {EXCERPTS[block.language]}"
 
 
 def console_commands() -> list[tuple[str, str]]:
@@ -250,7 +265,16 @@ def test_console_commands_are_proven() -> None:
     assert unproven == [], "add a proof to CONSOLE_PROOFS, or make the block runnable"
     shown = {command for _, command in console_commands()}
     assert set(CONSOLE_PROOFS) <= shown, "a proof for a command the docs no longer show"
-    assert set(CONSOLE_PROOFS.values()) <= set(globals())
+    assert all(map(proof_exists, CONSOLE_PROOFS.values()))
+
+
+def proof_exists(proof: str) -> bool:
+    """A test of this module, or ``tests/path.py::test_name`` elsewhere."""
+    path, _, name = proof.rpartition("::")
+    if not path:
+        return proof in globals()
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return name.startswith("test_") and callable(getattr(module, name, None))
 
 
 def test_docs_hold_no_usable_token() -> None:

@@ -137,3 +137,9 @@ def test_errors_from_the_installed_script_are_one_line_too(cli_server: CLIServer
     }
     # Also: the SDK's per-attempt warnings stay off stderr.
     assert_one_line_error(run_auth_cli("list", cwd=tmp_path, env=unreachable), 3)
+
+
+def test_an_unusable_admin_token_is_refused_without_echoing_it(cli) -> None:
+    result = cli("--admin-token", "s3cret with spaces", "list")
+    assert_one_line_error(result, 2, "the admin token")
+    assert "s3cret" not in result.err

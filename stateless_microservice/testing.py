@@ -36,8 +36,9 @@ from typing import Any
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from amplify_auth_client import AsyncAuthClient
 from amplify_auth_client.testing import FakeAuthServer, set_testing
-from stateless_microservice._service import StatelessService
+from stateless_microservice._service import AuthClientFactory, StatelessService
 
 __all__ = ["FakeAuthServer", "service_client"]
 
@@ -69,7 +70,11 @@ class _PortalTransport(httpx.BaseTransport):
 
 @contextmanager
 def service_client(
-    service: StatelessService, auth: FakeAuthServer | None = None, **client_options: Any
+    service: StatelessService,
+    auth: FakeAuthServer | None = None,
+    *,
+    auth_client: AuthClientFactory | None = None,
+    **client_options: Any,
 ) -> Iterator[httpx.Client]:
     """An ``httpx.Client`` on ``service``'s app, its lifespan running, its auth client
     talking to ``auth`` (a new :class:`FakeAuthServer` when None).
@@ -77,11 +82,22 @@ def service_client(
     ``client_options`` go to the :class:`~amplify_auth_client.AsyncAuthClient`
     (``cache_ttl`` defaults to 0 here, so that revocations in a test are seen
     at once). The SDK's retries do not wait meanwhile (``set_testing``), so an
-    outage test is instant.
+    outage test is instant. To test against a real auth server instead, pass
+    ``auth_client=`` a factory, e.g.
+    :func:`~stateless_microservice.auth_client_from_environment`.
     """
-    server = auth if auth is not None else FakeAuthServer()
-    client_options.setdefault("cache_ttl", 0)
-    app = service.create_app(auth_client=lambda: server.async_client(**client_options))
+    if auth_client is not None:
+        if auth is not None or client_options:
+            raise TypeError("pass either auth_client= or a FakeAuthServer and its options")
+        factory = auth_client
+    else:
+        server = auth if auth is not None else FakeAuthServer()
+        client_options.setdefault("cache_ttl", 0)
+
+        def factory() -> AsyncAuthClient:
+            return server.async_client(**client_options)
+
+    app = service.create_app(auth_client=factory)
     with (
         set_testing(),
         start_blocking_portal() as portal,

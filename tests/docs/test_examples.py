@@ -73,6 +73,10 @@ EXCERPTS = {
     "dockerfile": ("Dockerfile", "examples/authenticated_service/Dockerfile"),
 }
 
+_COMPOSE = "tests/containers/test_compose.py::"
+_IMAGES = "tests/containers/test_images.py::"
+_EXAMPLE = "tests/examples/test_authenticated_service.py::"
+
 #: Every command a ``console`` block may show, and the test that proves it.
 CONSOLE_PROOFS = {
     "python -m pip install '.[server]'": "test_install_commands_name_what_exists",
@@ -82,6 +86,29 @@ CONSOLE_PROOFS = {
     'export AUTH_ADMIN_TOKEN="$(cat amplify_auth.admin-token)"': "test_quick_start_session",
     "python -m amplify_auth_server": "test_start_commands_serve",
     "uvicorn amplify_auth_server.app:create_app --factory": "test_start_commands_serve",
+    # docs/deployment.md: no Docker engine here; each proof reads the file the command uses.
+    "docker compose --profile auth up -d": _COMPOSE
+    + "test_the_auth_profile_runs_postgres_redis_and_the_auth_service_with_healthchecks",
+    "docker compose exec auth-service auth-cli create readonly-token --scopes read --ttl 365": (
+        _IMAGES + "test_the_entrypoint_migrates_then_serves_and_auth_cli_works_inside"
+    ),
+    (
+        "AUTH_SERVICE_PORT=8001 POSTGRES_PORT=5433 POSTGRES_DB=my_auth_db POSTGRES_USER=my_user "
+        "POSTGRES_PASSWORD=my_pass docker compose --profile auth up -d"
+    ): _COMPOSE + "test_the_seeds_overrides_move_ports_and_credentials",
+    "cp .env.example .env": _COMPOSE
+    + "test_env_example_sets_the_seeds_variables_and_shows_the_others",
+    "docker build -f examples/authenticated_service/Dockerfile -t authenticated-service .": (
+        _IMAGES + "test_the_example_image_runs_the_command_the_tests_run"
+    ),
+    (
+        "docker run -p 8002:8000 --network auth-service_amplify-net "
+        "-e AUTH_SERVICE_URL=http://auth-service:8000 authenticated-service"
+    ): _COMPOSE + "test_the_project_and_its_network_have_the_seeds_names",
+    (
+        "AUTH_SERVICE_URL=http://127.0.0.1:8000 PORT=8001 "
+        "python examples/authenticated_service/app.py"
+    ): _EXAMPLE + "test_echo_returns_the_body_and_the_token_name",
 }
 
 _FENCE = re.compile(r"^```(\S*)\s*$")

@@ -35,9 +35,7 @@ class AuthenticatedService(StatelessService):
     def actions(self) -> list[StatelessAction]:
         return [
             StatelessAction(name="health", path="/health", method="GET", handler=self.health),
-            StatelessAction(
-                name="echo", path="/echo", handler=self.echo, required_scopes=["read"]
-            ),
+            StatelessAction(name="echo", path="/echo", handler=self.echo, required_scopes=["read"]),
             StatelessAction(
                 name="process",
                 path="/process",

@@ -61,6 +61,7 @@ class AsyncAuthClient(BaseAuthClient):
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry_deadline: float = DEFAULT_RETRY_DEADLINE,
         stale_if_error: float | None = None,
+        subscribe_revocations: bool | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._transport = transport
@@ -78,6 +79,8 @@ class AsyncAuthClient(BaseAuthClient):
             max_retries=max_retries,
             retry_deadline=retry_deadline,
             stale_if_error=stale_if_error,
+            subscribe_revocations=subscribe_revocations,
+            custom_transport=transport is not None,
         )
 
     def _new_http(self) -> httpx.AsyncClient:
@@ -95,8 +98,12 @@ class AsyncAuthClient(BaseAuthClient):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool. Cached answers stay usable; requests do not."""
+        """Close the connection pool and end the revocation subscription. Cached
+        answers stay usable (for their TTLs); requests do not."""
         await self._http.aclose()
+        if self._subscription is not None:
+            # In a thread: the subscription's own thread is joined, briefly.
+            await asyncio.to_thread(self._subscription.stop)
 
     # -- validation ----------------------------------------------------------
 
@@ -115,6 +122,7 @@ class AsyncAuthClient(BaseAuthClient):
         if not isinstance(found, str):
             return found
         loop = self._running_loop()
+        self._subscribe()
         joined = self._cache.join(found, required_scopes, loop.create_future)
         if isinstance(joined, ValidationResult):
             return joined

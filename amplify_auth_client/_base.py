@@ -28,7 +28,7 @@ import weakref
 from base64 import b64encode
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar, cast
 
@@ -47,6 +47,7 @@ from amplify_auth_client._config import (
 from amplify_auth_client._exceptions import (
     AdminPermissionDenied,
     AdminTokenInvalid,
+    AuthConfigError,
     AuthRequestError,
     AuthServiceUnavailable,
     InvalidRequest,
@@ -62,7 +63,8 @@ from amplify_auth_client._models import (
     TokenStatus,
     ValidationResult,
 )
-from amplify_auth_client._retry import LOCAL, RETRIABLE_STATUS, Attempts, RetryPolicy
+from amplify_auth_client._retry import LOCAL, RETRIABLE_STATUS, Attempts, RetryPolicy, is_testing
+from amplify_auth_client._subscription import Subscription
 from amplify_auth_client._version import __version__
 
 logger = logging.getLogger("amplify_auth_client")
@@ -317,6 +319,8 @@ class BaseAuthClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry_deadline: float = DEFAULT_RETRY_DEADLINE,
         stale_if_error: float | None = None,
+        subscribe_revocations: bool | None = None,
+        custom_transport: bool = False,
     ) -> None:
         self._config = config = ClientConfig.resolve(
             base_url,
@@ -353,7 +357,36 @@ class BaseAuthClient:
         # For messages and logs.
         self._where = str(self._url.copy_with(query=None, fragment=None))
         self._http = self._new_http()
+        self._subscription: Subscription | None = None
+        if self._subscribes(subscribe_revocations, custom_transport):
+            options = self._http_options()
+            if self._basic_auth is not None:
+                options["headers"]["Authorization"] = self._basic_auth
+            self._subscription = Subscription(self._cache, http_options=options, where=self._where)
+            # Collected without close(): the thread must not outlive the client.
+            weakref.finalize(self, self._subscription.stop, 0)
         _CLIENTS.add(self)
+
+    @staticmethod
+    def _subscribes(requested: bool | None, custom_transport: bool) -> bool:
+        """Whether to keep the revocation subscription: asked, or by default.
+
+        By default yes, unless ``transport`` replaces the network (a test
+        double offers no event stream) or :func:`set_testing` is on (tests
+        want no background thread talking to the server).
+        """
+        if requested is not None and not isinstance(requested, bool):
+            raise AuthConfigError(
+                f"subscribe_revocations must be True, False or None, got {type(requested).__name__}"
+            )
+        if requested is None:
+            return not custom_transport and not is_testing()
+        if requested and custom_transport:
+            raise AuthConfigError(
+                "subscribe_revocations=True needs the network, and a custom transport replaces "
+                "it: leave subscribe_revocations unset (or False) with transport="
+            )
+        return requested
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._where!r})"
@@ -367,8 +400,11 @@ class BaseAuthClient:
         raise NotImplementedError  # each shell makes its own kind
 
     def _after_fork(self) -> None:
-        """In a forked child: a connection pool and cache lock of its own (see ``_forked``)."""
+        """In a forked child: a connection pool, cache lock and subscription of its own
+        (see ``_forked``)."""
         self._cache.after_fork()
+        if self._subscription is not None:
+            self._subscription.after_fork()
         if not self._http.is_closed:
             # Not closed: closing could write to sockets the parent still uses.
             _ABANDONED.append(self._http)
@@ -404,8 +440,24 @@ class BaseAuthClient:
         )
 
     def cache_stats(self) -> CacheStats:
-        """Counters of the validation cache, for metrics and debugging."""
-        return self._cache.stats()
+        """Counters of the validation cache and the state of its revocation subscription."""
+        stats = self._cache.stats()
+        subscription = self._subscription
+        if subscription is None:
+            return stats
+        return replace(
+            stats,
+            subscription=subscription.state,
+            last_event_at=subscription.last_event_at,
+            events=subscription.events,
+            resets=subscription.resets,
+        )
+
+    def _subscribe(self) -> None:
+        """Start the revocation subscription, with the first request to the server."""
+        subscription = self._subscription
+        if subscription is not None and not subscription.started:
+            subscription.start()
 
     def clear_cache(self) -> None:
         """Forget every cached answer, e.g. after revoking tokens from this process."""

@@ -29,10 +29,12 @@ coalescing; it is held for a dictionary operation or two, never across I/O.
 own kind of future (``concurrent.futures`` for threads, ``asyncio`` for
 tasks). :meth:`~ValidationCache.join` finds or starts the flight for a token
 and hands out the cache's *generation*; :meth:`~ValidationCache.settle` stores
-the fetched answer only if the generation is unchanged. :meth:`forget` and
-:meth:`clear` (a revoke, an extend, ``clear_cache()``) bump it and detach every
-flight: an answer fetched before the change is then never stored, and a
-validation that starts after it never joins a request sent before it.
+the fetched answer only if the generation is unchanged and the flight is still
+the table's. :meth:`forget` and :meth:`clear` (a revoke, an extend,
+``clear_cache()``, a reset of the event stream) bump it and detach every
+flight; :meth:`evict` (a change event) detaches its token's flight. Either
+way, an answer fetched before the change is never stored, and a validation
+that starts after it never joins a request sent before it.
 
 The clocks are this module's ``monotonic`` and ``wall_time`` (imported names,
 which also spares the hot path an attribute lookup each): tests replace them
@@ -274,16 +276,18 @@ class ValidationCache(Generic[F]):
 
         ``answer`` None means the fetch failed. The answer is stored only if no
         :meth:`forget` or :meth:`clear` came since :meth:`join` handed out
-        ``generation``, and the flight is ended only if it is still this one.
+        ``generation`` and no :meth:`evict` detached this flight, and the
+        flight is ended only if it is still this one.
         Both under one lock, so that no caller can find neither the entry nor
         the flight.
         """
         with self._lock:
+            current = self._inflight.get(key) is future
             if answer is None:
                 self._errors += 1
-            elif generation == self._generation:
+            elif generation == self._generation and current:
                 self._store(key, answer)
-            if self._inflight.get(key) is future:
+            if current:
                 del self._inflight[key]
 
     def _store(self, key: str, answer: Answer) -> None:
@@ -356,6 +360,18 @@ class ValidationCache(Generic[F]):
             stale = [k for k, e in self._entries.items() if e.answer.token_id == token_id]
             for key in stale:
                 del self._entries[key]
+
+    def evict(self, key: str) -> None:
+        """Drop the entry of token hash ``key``, which the server says changed.
+
+        Its flight, if any, is detached: the answer it brings may predate the
+        change, so it is not stored, and a validation that starts now sends a
+        request of its own. Flights for other tokens go on undisturbed.
+        """
+        with self._lock:
+            self._inflight.pop(key, None)
+            if self._entries is not None:
+                self._entries.pop(key, None)
 
     def clear(self) -> None:
         """Forget every entry and detach every flight (counters are kept)."""

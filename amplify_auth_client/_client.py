@@ -65,6 +65,7 @@ class AuthClient(BaseAuthClient):
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry_deadline: float = DEFAULT_RETRY_DEADLINE,
         stale_if_error: float | None = None,
+        subscribe_revocations: bool | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._transport = transport
@@ -78,6 +79,8 @@ class AuthClient(BaseAuthClient):
             max_retries=max_retries,
             retry_deadline=retry_deadline,
             stale_if_error=stale_if_error,
+            subscribe_revocations=subscribe_revocations,
+            custom_transport=transport is not None,
         )
 
     def _new_http(self) -> httpx.Client:
@@ -95,8 +98,11 @@ class AuthClient(BaseAuthClient):
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool. Cached answers stay usable; requests do not."""
+        """Close the connection pool and end the revocation subscription. Cached
+        answers stay usable (for their TTLs); requests do not."""
         self._http.close()
+        if self._subscription is not None:
+            self._subscription.stop()
 
     # -- validation ----------------------------------------------------------
 
@@ -115,6 +121,7 @@ class AuthClient(BaseAuthClient):
         found = self._cache.lookup(token, required_scopes)
         if not isinstance(found, str):
             return found
+        self._subscribe()
         joined = self._cache.join(found, required_scopes, Future)
         if isinstance(joined, ValidationResult):
             return joined

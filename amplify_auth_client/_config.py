@@ -14,12 +14,15 @@ argument               default                         meaning
                                                        it, each attempt's timeouts are cut to it
 ``stale_if_error``     None (off)                      seconds a positive answer may outlive
                                                        ``cache_ttl`` while the server is down
+``subscribe_...``      None (on, but off with a        evict entries as the server announces
+                       transport or set_testing)       changes (see ``_subscription``)
 =====================  ==============================  ===========================================
 
 ``cache_ttl`` is also the longest a revoked token can still be accepted by a
-client that cached it just before the revocation; ``stale_if_error`` adds to
-that, but only while the server cannot be reached. No entry is ever served
-past the token's own ``expires_at``.
+client that cached it just before the revocation, while its revocation
+subscription is down (or off); ``stale_if_error`` adds to that, but only
+while the server cannot be reached. No entry is ever served past the
+token's own ``expires_at``.
 """
 
 from __future__ import annotations

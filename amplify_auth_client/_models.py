@@ -15,6 +15,8 @@ from typing import Any, Literal
 Reason = Literal["malformed", "unknown", "revoked", "expired", "insufficient_scope"]
 #: A token's state as management reports it.
 TokenStatus = Literal["active", "expired", "revoked"]
+#: Where a client's revocation subscription stands (see ``CacheStats.subscription``).
+SubscriptionState = Literal["off", "idle", "connecting", "live", "unavailable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,15 @@ class CacheStats:
     - ``errors``: requests that ended without an answer (after retries).
     - ``stale``: validations answered from a stale entry (``stale_if_error``).
     - ``size`` / ``maxsize``: entries held now / at most.
+    - ``subscription``: the revocation event stream. ``"live"``: changes
+      evict entries as they happen. ``"off"``: not subscribed (turned off,
+      or the client closed). ``"idle"``: not started yet (it starts with the
+      first request to the server). ``"connecting"``: (re)connecting; entries
+      live for ``cache_ttl`` meanwhile. ``"unavailable"``: the server offers
+      no stream (an older server, or turned off there); tried again later.
+    - ``last_event_at``: when the last change or reset arrived (UTC).
+    - ``events``: entries evicted on the server's word; ``resets``: whole
+      cache drops after a gap the server could not replay.
 
     Malformed tokens are answered locally and counted in none of these.
     """
@@ -121,6 +132,15 @@ class CacheStats:
     stale: int
     size: int
     maxsize: int
+    subscription: SubscriptionState = "off"
+    last_event_at: datetime | None = None
+    events: int = 0
+    resets: int = 0
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether revocations reach this cache as they happen, not only when entries expire."""
+        return self.subscription == "live"
 
     @property
     def requests(self) -> int:

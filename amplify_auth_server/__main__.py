@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Coroutine, Sequence
 
@@ -43,22 +44,35 @@ def _configure_logging(level: str) -> None:
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
-    from amplify_auth_server.app import create_app
+    from amplify_auth_server.app import SHUTDOWN_GRACE, create_app, end_event_streams
 
     if settings.migrate_on_start:
         # Before uvicorn, so that an unreachable database is one clear line
         # and exit code 1, not a start-up traceback.
         _run(_migrate(settings), settings)
         settings = settings.model_copy(update={"migrate_on_start": False})
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # uvicorn waits for every open response to end before it stops
+            # the app, and an event stream never ends by itself: end them
+            # first. Their subscribers reconnect, to another replica or to
+            # this one once it is back, and resume where they were.
+            end_event_streams(app)
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
+        app,
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
         log_level=settings.log_level,
         access_log=settings.access_log,
         server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
+    Server(config).run()
 
 
 async def _migrate(settings: Settings) -> None:

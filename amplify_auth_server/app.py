@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Final
 
 import redis.asyncio as redis
 from fastapi import FastAPI
@@ -27,11 +28,12 @@ from amplify_auth_server.commands import CommandQueue, Writer
 from amplify_auth_server.config import Settings
 from amplify_auth_server.database import WRITE_POOL_SIZE, create_engine, migrate
 from amplify_auth_server.deps import Services
+from amplify_auth_server.events import EventFeed, MemoryEventFeed, RedisEventFeed
 from amplify_auth_server.invalidation import InvalidationBus
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.middleware import BodySizeLimit, RequestLatency
 from amplify_auth_server.outbox import OutboxReplay
-from amplify_auth_server.routes import errors, health, tokens, validate
+from amplify_auth_server.routes import errors, events, health, tokens, validate
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.validation import Validator
 
@@ -60,7 +62,7 @@ async def _closing(stack: AsyncExitStack, client: redis.Redis) -> redis.Redis:
 
 async def _build_cache(
     settings: Settings, store: TokenStore, metrics: Metrics, stack: AsyncExitStack
-) -> TokenCache:
+) -> tuple[TokenCache, EventFeed]:
     if settings.redis_url is None:
         if not settings.is_embedded:
             logger.warning(
@@ -73,7 +75,8 @@ async def _build_cache(
             ttl=settings.token_cache_ttl,
             negative_ttl=settings.negative_cache_ttl,
         )
-        return TokenCache(local)
+        feed = MemoryEventFeed(max_subscribers=settings.events_max_subscribers)
+        return TokenCache(local, feed=feed), feed
     local = LocalCache(
         maxsize=settings.local_cache_size,
         ttl=min(settings.local_cache_ttl, settings.token_cache_ttl),
@@ -105,13 +108,25 @@ async def _build_cache(
     cache.publisher = bus
     bus.start()
     stack.push_async_callback(bus.stop)
-    if not await bus.wait_live(_REDIS_STARTUP_WAIT):
+    # The event stream's reader blocks on XREAD: a connection of its own,
+    # which (like the listener's) never reconnects behind our back.
+    reader = await _closing(stack, _redis_client(settings.redis_url, retries=0))
+    announced = RedisEventFeed(
+        client,
+        reader,
+        stream=shared.stream,
+        max_subscribers=settings.events_max_subscribers,
+    )
+    announced.on_event = cache.evict_local
+    announced.start()
+    stack.push_async_callback(announced.stop)
+    if not await bus.wait_live(_REDIS_STARTUP_WAIT) or not await announced.wait_live(0.5):
         logger.warning("redis is not answering; serving from the database until it does")
     replay = OutboxReplay(store, cache, shared)
     replay.start()
     stack.push_async_callback(replay.stop)
     metrics.watch_suspects(lambda: len(cache.suspects))
-    return cache
+    return cache, announced
 
 
 @asynccontextmanager
@@ -126,7 +141,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await migrate(write_engine)
         store = TokenStore(engine, write_engine)
-        cache = await _build_cache(settings, store, metrics, stack)
+        cache, feed = await _build_cache(settings, store, metrics, stack)
+        metrics.watch_subscribers(lambda: feed.subscribers)
         queue = CommandQueue(Writer(store, cache), metrics)
         queue.start()
         # Unwound first: the writer drains while caches and database still work.
@@ -138,9 +154,22 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             cache=cache,
             validator=Validator(store, cache, metrics),
             queue=queue,
+            events=feed,
         )
         await register_admin_token(settings, queue)
         yield
+
+
+#: How long a stopping server waits for requests under way before it cancels
+#: them (``--timeout-graceful-shutdown`` when run under uvicorn directly).
+SHUTDOWN_GRACE: Final = 10
+
+
+def end_event_streams(app: FastAPI) -> None:
+    """End every ``/auth/events`` stream: the first step of stopping the server."""
+    services: Services | None = getattr(app.state, "services", None)
+    if services is not None:
+        services.events.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -156,10 +185,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics = Metrics()
     errors.install(app)
     app.include_router(validate.router)
+    app.include_router(events.router)
     app.include_router(tokens.router)
     app.include_router(health.router)
     # Outermost last: latency sees everything, the size cap guards the fast path.
     app.add_middleware(validate.ValidateFastPath)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestLatency, histogram=metrics.request_latency)
+    app.add_middleware(
+        RequestLatency,
+        histogram=metrics.request_latency,
+        streams=frozenset({events.EVENTS_PATH}),
+    )
     return app

@@ -38,6 +38,7 @@ import redis.asyncio as redis
 from cachetools import LRUCache
 from redis.exceptions import RedisError
 
+from amplify_auth_server.events import ANNOUNCE, EVENT_BACKLOG, Change, MemoryEventFeed
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.store import TokenRecord
 
@@ -236,12 +237,18 @@ class RedisCache:
         ttl: float,
         negative_ttl: float,
         metrics: Metrics,
+        stream: str | None = None,
+        backlog: int = EVENT_BACKLOG,
     ) -> None:
         self.client = client
         self.prefix = f"{prefix}:tok:"
+        #: Where committed changes are announced (see :mod:`amplify_auth_server.events`).
+        self.stream = stream or f"{prefix}:events"
+        self.backlog = backlog
         self.ttl_ms = int(ttl * 1000)
         self.negative_ttl_ms = int(negative_ttl * 1000)
         self._put_if_newer = client.register_script(_PUT_IF_NEWER)
+        self._announce = client.register_script(ANNOUNCE)
         self._down_until = 0.0
         self._metrics = metrics
 
@@ -296,6 +303,27 @@ class RedisCache:
             return False
         return True
 
+    async def announce(self, key: str, state: TokenState, change: Change) -> bool:
+        """Store a committed change's ``state`` and append its event, in one script.
+
+        Whether Redis took both: a change whose event is not in the stream
+        must stay in the outbox until it is, or subscribers would never hear it.
+        """
+        if self.down:
+            self._metrics.redis_skipped.inc()
+            return False
+        ttl_ms = self.ttl_ms if state.known else self.negative_ttl_ms
+        try:
+            await self._announce(
+                keys=[self.prefix + key, self.stream],
+                # A zero TTL (caching off) still needs a valid PX: 1 ms.
+                args=[state.version, state.dumps(), max(ttl_ms, 1), change, key, self.backlog],
+            )
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return False
+        return True
+
     async def unlink(self, key: str) -> bool:
         """Drop ``key``: allowed even where a write is refused (a full Redis)."""
         try:
@@ -330,10 +358,13 @@ class TokenCache:
         local: LocalCache,
         shared: RedisCache | None = None,
         publisher: Publisher | None = None,
+        feed: MemoryEventFeed | None = None,
     ) -> None:
         self.local = local
         self.shared = shared
         self.publisher = publisher
+        #: Without Redis: where committed changes are announced to subscribers.
+        self.feed = feed
         #: Hashes whose new state Redis may not hold: answered from the database.
         self.suspects: set[str] = set()
         self._listeners: list[Callable[[str | None], None]] = []
@@ -391,27 +422,45 @@ class TokenCache:
         self.local.clear()
         self._notify(None)
 
-    async def apply(self, key: str, state: TokenState) -> tuple[bool, Awaitable[None] | None]:
-        """Make a committed change visible in every tier and replica.
+    async def apply(
+        self, key: str, state: TokenState, change: Change
+    ) -> tuple[bool, Awaitable[None] | None]:
+        """Make a committed change visible in every tier and replica, and announce it.
 
-        Returns whether Redis took it, and the replicas' confirmation to
-        await (outside the writer: a slow replica must not slow every write).
+        Returns whether Redis took it (state and event), and the replicas'
+        confirmation to await (outside the writer: a slow replica must not
+        slow every write).
         """
         self.changed(key, state)
         stored = True
         if self.shared is not None:
-            stored = await self.shared.put(key, state) or await self.shared.unlink(key)
+            stored = await self.shared.announce(key, state, change)
             if not stored:
+                # At least the old state must go (a full Redis still unlinks);
+                # the event waits in the outbox for the replay.
+                await self.shared.unlink(key)
                 self.suspect(key)
                 logger.warning(
                     "redis did not take a change to token %s; it is answered from the "
-                    "database until the outbox replays it",
+                    "database, and announced to subscribers, once the outbox replays it",
                     state.token_id,
                 )
+        elif self.feed is not None:
+            self.feed.append(change, key, state.version)
         confirmation = None
         if self.publisher is not None:
             confirmation = await self.publisher.publish(key, state)
         return stored, confirmation
+
+    def evict_local(self, key: str) -> None:
+        """Another replica announced a change to ``key``: drop this replica's entry.
+
+        The announcement can reach this replica's event subscribers before
+        the invalidation channel brings the new state; a subscriber that
+        validates again at once must not get the old state from here.
+        """
+        self.local.evict(key)
+        self._notify(key)
 
     async def forget(self, key: str) -> None:
         """A change whose outcome is unknown (the commit failed midway): drop ``key``."""

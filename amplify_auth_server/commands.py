@@ -36,6 +36,7 @@ from amplify_auth_server.errors import (
     ServiceUnavailable,
     ShuttingDown,
 )
+from amplify_auth_server.events import Change
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import utcnow
 from amplify_auth_server.store import (
@@ -65,12 +66,13 @@ class Writer:
     #: awaited by the command's caller, not by the writer (see CommandQueue).
     confirmations: list[Awaitable[None]] = field(default_factory=list)
 
-    async def apply(self, record: TokenRecord) -> bool:
-        """Show ``record``'s committed state to every cache; whether Redis took it."""
+    async def apply(self, record: TokenRecord, change: Change) -> bool:
+        """Show ``record``'s committed state to every cache and announce it; whether
+        Redis took it."""
         if self.cache is None:
             return True
         stored, confirmation = await self.cache.apply(
-            record.token_hash, TokenState.from_record(record)
+            record.token_hash, TokenState.from_record(record), change
         )
         if confirmation is not None:
             self.confirmations.append(confirmation)
@@ -151,7 +153,7 @@ class RegisterToken(Command[TokenRecord]):
         record = await self._register(writer)
         # Someone may have tried this token before it was registered: its
         # "unknown" answer must not outlive the registration.
-        await writer.apply(record)
+        await writer.apply(record, "registered")
         return record
 
     async def _register(self, writer: Writer) -> TokenRecord:
@@ -240,7 +242,11 @@ class _Change(Command[TokenRecord]):
                 raise
             # Also when nothing changed: a previous attempt may have
             # committed and then failed to reach a cache.
-            if await writer.apply(updated) and writer.durable and values is not None:
+            if (
+                await writer.apply(updated, self.change_kind)
+                and writer.durable
+                and values is not None
+            ):
                 with contextlib.suppress(DatabaseUnavailable):
                     # Left behind, the row only costs a harmless replay.
                     await writer.store.outbox_done(updated.token_hash, updated.version)
@@ -250,6 +256,11 @@ class _Change(Command[TokenRecord]):
     @property
     @abstractmethod
     def action(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def change_kind(self) -> Change:
+        """What subscribers of the event stream are told happened."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +273,10 @@ class RevokeToken(_Change):
     @property
     def action(self) -> str:
         return "revoke"
+
+    @property
+    def change_kind(self) -> Change:
+        return "revoked"
 
     def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
         if current.revoked_at is not None:
@@ -280,6 +295,10 @@ class ExtendToken(_Change):
     @property
     def action(self) -> str:
         return "extend"
+
+    @property
+    def change_kind(self) -> Change:
+        return "extended"
 
     def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
         status = current.status(now)

@@ -70,6 +70,19 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     redis_key_prefix: str = Field(default="amplify:auth", pattern=r"^[A-Za-z0-9:_.-]{1,64}$")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    events_max_subscribers: int = Field(
+        default=1000,
+        ge=0,
+        description="Event stream subscribers one server process serves at most; 0 turns "
+        "the stream off.",
+    )
+    events_keepalive: float = Field(
+        default=15.0,
+        gt=0,
+        # The SDK takes a stream silent for 60 s for dead.
+        le=30,
+        description="Seconds of silence after which the event stream sends a keepalive comment.",
+    )
     invalidation_ack_timeout: float = Field(
         default=1.0,
         gt=0,

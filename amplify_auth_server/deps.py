@@ -15,6 +15,7 @@ from amplify_auth_server.cache import TokenCache
 from amplify_auth_server.commands import CommandQueue
 from amplify_auth_server.config import Settings
 from amplify_auth_server.errors import Forbidden, Unauthorized
+from amplify_auth_server.events import EventFeed
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.store import Actor, TokenStore
 from amplify_auth_server.validation import Validator
@@ -32,6 +33,7 @@ class Services:
     cache: TokenCache
     validator: Validator
     queue: CommandQueue
+    events: EventFeed
 
 
 def services(request: Request) -> Services:

@@ -70,11 +70,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.event_subscribers = Gauge(
+            "amplify_auth_event_subscribers",
+            "Clients streaming token changes from this process (GET /auth/events).",
+            registry=self.registry,
+        )
         self.suspects = Gauge(
             "amplify_auth_cache_suspects",
             "Tokens answered from the database because Redis may not hold their last change.",
             registry=self.registry,
         )
+
+    def watch_subscribers(self, count: Callable[[], int]) -> None:
+        self.event_subscribers.set_function(lambda: float(count()))
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(lambda: float(depth()))

@@ -91,9 +91,12 @@ class RequestLatency:
     not one series per token id).
     """
 
-    def __init__(self, app: ASGIApp, *, histogram: Histogram) -> None:
+    def __init__(
+        self, app: ASGIApp, *, histogram: Histogram, streams: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.histogram = histogram
+        self.streams = streams
         self._children: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,7 +111,12 @@ class RequestLatency:
             # Unmatched requests share one series whatever their method or
             # path, so that a scanner cannot mint label values.
             key = ("*", "unmatched") if route is None else (scope["method"], route.path)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = self.histogram.labels(*key)
-            child.observe(time.perf_counter() - started)
+            # A stream lasts as long as its subscriber: not a latency.
+            if key[1] not in self.streams:
+                self._observe(key, time.perf_counter() - started)
+
+    def _observe(self, key: tuple[str, str], seconds: float) -> None:
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.histogram.labels(*key)
+        child.observe(seconds)

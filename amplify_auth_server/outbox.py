@@ -10,8 +10,9 @@ stays, and every replica's :class:`OutboxReplay` finds it within
 * it marks the token *suspect*, so that this replica answers it from the
   database rather than from a cache that may hold the old state;
 * it tries to write the token's current state to Redis (a versioned
-  compare-and-set, so replicas racing to replay cannot go backwards), tells
-  the other replicas, and deletes the row.
+  compare-and-set, so replicas racing to replay cannot go backwards) and
+  to append its event to the stream that event subscribers read, tells the
+  other replicas, and deletes the row.
 
 So a change reaches every replica's answers within one poll interval even
 when Redis cannot take it, and the replay survives the replica that made
@@ -27,6 +28,7 @@ from typing import Final
 from amplify_auth_server.background import Background
 from amplify_auth_server.cache import UNKNOWN, RedisCache, TokenCache, TokenState
 from amplify_auth_server.errors import DatabaseUnavailable
+from amplify_auth_server.events import Change
 from amplify_auth_server.store import TokenStore
 
 logger = logging.getLogger("amplify_auth_server.outbox")
@@ -74,7 +76,10 @@ class OutboxReplay(Background):
     async def _replay(self, key: str) -> None:
         record = await self.store.get_by_hash(key)
         state = UNKNOWN if record is None else TokenState.from_record(record)
-        if not await self.shared.put(key, state):
+        # Whatever the change was, this is its final state: a revoke, or an
+        # extend not revoked since.
+        change: Change = "extended" if state.known and not state.revoked else "revoked"
+        if not await self.shared.announce(key, state, change):
             return
         if self.cache.publisher is not None:
             # Not waiting for confirmations: the other replicas keep answering

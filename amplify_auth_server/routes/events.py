@@ -1,0 +1,110 @@
+"""``GET /auth/events``: token changes as Server-Sent Events, for SDK caches to evict.
+
+The stream, in order:
+
+1. ``event: reset`` (with the id to resume from) when the subscriber must
+   drop its whole cache: it sent no ``Last-Event-ID``, or one the log no
+   longer leads on from. Otherwise, the events it missed.
+2. ``event: ready``, whose data gives the keepalive interval: from here on,
+   every change is delivered as it is committed.
+3. ``event: revoked`` / ``extended`` / ``registered``, each with an ``id``
+   and ``{"token_hash": …, "version": …}``; a ``: keepalive`` comment when
+   nothing happened for ``EVENTS_KEEPALIVE`` seconds, so that idle proxies
+   keep the connection, and the subscriber can tell a quiet stream from a
+   dead one.
+
+The stream ends when this server can no longer promise every change (Redis
+stopped answering), when the subscriber falls too far behind, and when the
+server stops; the subscriber reconnects with its last id and catches up.
+
+Who may subscribe: anyone who may call ``/auth/validate``, which needs no
+credentials either. An event tells only that the token with some SHA-256
+changed: no id, name or scopes, and a hash cannot be turned back into a
+token (see docs/security.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+
+import orjson
+from fastapi import APIRouter, Depends, Header
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from amplify_auth_server.deps import ServicesDep
+from amplify_auth_server.errors import NotFound
+from amplify_auth_server.events import Subscription, TokenEvent
+from amplify_auth_server.schemas import ErrorResponse
+
+EVENTS_PATH: Final = "/auth/events"
+
+router = APIRouter(prefix="/auth", tags=["validation"])
+
+
+async def subscription(
+    parts: ServicesDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=128,
+            description="The id of the last event received, to resume after it.",
+        ),
+    ] = None,
+) -> AsyncIterator[Subscription]:
+    # A dependency, not the generator's first step: a refusal must be a 503
+    # before the stream starts, not an error in the middle of a 200.
+    if parts.settings.events_max_subscribers == 0:
+        raise NotFound("the event stream is turned off on this server (EVENTS_MAX_SUBSCRIBERS=0)")
+    subscribed = await parts.events.subscribe(last_event_id)
+    try:
+        yield subscribed
+    finally:
+        parts.events.unsubscribe(subscribed)
+
+
+def _event(event: TokenEvent) -> ServerSentEvent:
+    return ServerSentEvent(event=event.change, id=event.id, raw_data=event.data())
+
+
+def _raw(data: dict[str, Any]) -> str:
+    return orjson.dumps(data).decode()
+
+
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    summary="Stream token changes (Server-Sent Events)",
+    responses={
+        200: {
+            "description": "The event stream: `reset` or the missed events, `ready`, then "
+            "every change as it commits."
+        },
+        422: {"model": ErrorResponse},
+        404: {"model": ErrorResponse, "description": "The stream is turned off"},
+        503: {"model": ErrorResponse, "description": "Too many subscribers, or Redis is down"},
+    },
+)
+async def events(
+    parts: ServicesDep, subscribed: Annotated[Subscription, Depends(subscription)]
+) -> AsyncIterator[ServerSentEvent]:
+    """Every revoke and extend, as it commits, for caches to evict the token's entry."""
+    keepalive = parts.settings.events_keepalive
+    if subscribed.reset:
+        yield ServerSentEvent(event="reset", id=subscribed.head, raw_data=_raw({}))
+    for missed in subscribed.backlog:
+        yield _event(missed)
+    yield ServerSentEvent(event="ready", raw_data=_raw({"keepalive": keepalive}))
+    queue = subscribed.queue
+    while True:
+        try:
+            async with asyncio.timeout(keepalive):
+                event = await queue.get()
+        except TimeoutError:
+            yield ServerSentEvent(comment="keepalive")
+            continue
+        if event is None:
+            return
+        yield _event(event)

@@ -19,6 +19,7 @@ import redis
 from amplify_auth_client import generate_token, hash_token
 from tests.server.conftest import create, validate
 from tests.support.server import Backend, ServerProcess, running_server
+from tests.support.waiting import wait_for
 from tests.support.services import (
     PrivatePostgres,
     PrivateRedis,
@@ -29,15 +30,6 @@ from tests.support.services import (
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-
-
-def wait_for(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition that the server reaches on its own schedule (a reconnect)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -16,32 +16,20 @@ import pytest
 
 from amplify_auth_client.cli import main
 from amplify_auth_client.testing import set_testing
-from tests.support.server import Backend, ServerProcess, clean_environment, running_server
+from tests.support.server import QuickStartServer, clean_environment, quick_start_server
 
 BIN = Path(sys.executable).parent
 AUTH_CLI = str(BIN / "auth-cli")
 
 
-@dataclass(frozen=True)
-class CLIServer:
-    """A real server started as in the quick start, so it minted ``amplify_auth.admin-token``."""
-
-    process: ServerProcess
-    directory: Path
-    admin_token: str
-
-    @property
-    def url(self) -> str:
-        return self.process.base_url
+#: A real server started as in the quick start, so it minted ``amplify_auth.admin-token``.
+CLIServer = QuickStartServer
 
 
 @pytest.fixture(scope="session")
 def cli_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CLIServer]:
-    directory = tmp_path_factory.mktemp("cli-server")
-    # An empty AUTH_ADMIN_TOKEN is unset: the server mints its token file.
-    with running_server(Backend("embedded", directory), env={"AUTH_ADMIN_TOKEN": ""}) as process:
-        token = (directory / "amplify_auth.admin-token").read_text(encoding="ascii").strip()
-        yield CLIServer(process, directory, token)
+    with quick_start_server(tmp_path_factory.mktemp("cli-server")) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,11 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.containers import (
@@ -28,6 +26,7 @@ from tests.support.containers import (
     instructions,
     native,
 )
+from tests.support.readiness import wait_until_serving
 from tests.support.server import clean_environment
 from tests.support.services import free_port, fresh_database, redis_namespace
 
@@ -130,19 +129,6 @@ def entrypoint(directory: Path, env: dict[str, str]) -> Iterator[subprocess.Pope
             process.wait()
 
 
-def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        try:
-            response = httpx.get(url + "/health", timeout=1.0)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)  # readiness polling: the process has no other signal
-    assert response.status_code == 200, response.text
-
-
 def compose_like_environment(
     directory: Path, database_url: str, redis_url: str, prefix: str, port: int
 ) -> dict[str, str]:
@@ -182,7 +168,9 @@ def test_the_entrypoint_migrates_then_serves_and_auth_cli_works_inside(tmp_path:
             tmp_path, database_url, namespace.url, namespace.prefix, port
         )
         with entrypoint(tmp_path, env) as process:
-            wait_healthy(process, url, log)
+            # Migrations first, then the server: a slower start than a bare server's.
+            response = wait_until_serving(process, url, log, timeout=60)
+            assert response.status_code == 200, response.text
             # exec: the server itself is the entrypoint's process, so SIGTERM reaches it.
             cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
             assert any(part.endswith(b"amplify-auth-server") for part in cmdline), cmdline
@@ -193,25 +181,21 @@ def test_the_entrypoint_migrates_then_serves_and_auth_cli_works_inside(tmp_path:
             # `docker compose exec auth-service auth-cli create ...`: the same
             # working directory and environment; only the port differs here.
             cli_env = {**env, "AUTH_URL": f"http://localhost:{port}"}
-            created = subprocess.run(
-                ["auth-cli", "create", "readonly-token", "--scopes", "read", "--ttl", "365"],
-                cwd=tmp_path,
-                env=cli_env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert created.returncode == 0, created.stderr
-            listed = subprocess.run(
-                ["auth-cli", "--json", "list"],
-                cwd=tmp_path,
-                env=cli_env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert listed.returncode == 0, listed.stderr
-            assert "readonly-token" in listed.stdout
+
+            def auth_cli(*args: str) -> str:
+                run = subprocess.run(
+                    ["auth-cli", *args],
+                    cwd=tmp_path,
+                    env=cli_env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert run.returncode == 0, run.stderr
+                return run.stdout
+
+            auth_cli("create", "readonly-token", "--scopes", "read", "--ttl", "365")
+            assert "readonly-token" in auth_cli("--json", "list")
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) in (0, -signal.SIGTERM)
         assert subprocess.run(probe, env=env, timeout=30, capture_output=True).returncode != 0

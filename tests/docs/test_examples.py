@@ -42,7 +42,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,7 +56,8 @@ import amplify_auth_client
 from amplify_auth_client import AsyncAuthClient, AuthClient, token_is_well_formed
 from amplify_auth_client._config import ENV_ADMIN_TOKEN, ENV_BASE_URL
 from amplify_auth_server.config import Settings
-from tests.support.server import Backend, ServerProcess, clean_environment, running_server
+from tests.support.readiness import wait_until_serving
+from tests.support.server import QuickStartServer, clean_environment, quick_start_server
 from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,14 +157,8 @@ def blocks_of(*languages: str) -> list[Any]:
 
 
 @dataclass(frozen=True)
-class DocsServer:
-    process: ServerProcess
-    directory: Path
-    admin_token: str
-
-    @property
-    def url(self) -> str:
-        return self.process.base_url
+class DocsServer(QuickStartServer):
+    """The quick start's server, and the shell of a reader who followed it."""
 
     def environment(self) -> dict[str, str]:
         """What the examples' process sees: the reader's shell after the quick start."""
@@ -177,12 +171,9 @@ class DocsServer:
 
 @pytest.fixture(scope="module")
 def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsServer]:
-    directory = tmp_path_factory.mktemp("docs-server")
-    # An empty AUTH_ADMIN_TOKEN is unset: the server mints the token file, as
-    # in the quick start, and the examples read the token from there.
-    with running_server(Backend("embedded", directory), env={"AUTH_ADMIN_TOKEN": ""}) as process:
-        token = (directory / "amplify_auth.admin-token").read_text(encoding="ascii").strip()
-        yield DocsServer(process, directory, token)
+    # The examples read the admin token from the file the server minted.
+    with quick_start_server(tmp_path_factory.mktemp("docs-server")) as server:
+        yield DocsServer(server.process, server.directory, server.admin_token)
 
 
 @pytest.fixture
@@ -384,28 +375,21 @@ def test_install_commands_name_what_exists() -> None:
 @contextmanager
 def started(command: str, directory: Path, env: dict[str, str], port: int) -> Iterator[str]:
     """``command`` run as a shell would run it, until it answers ``/health``."""
-    log = (directory / "server.log").open("ab")
+    log_path = directory / "server.log"
+    log = log_path.open("ab")
     process = subprocess.Popen(
         ["bash", "-c", f"exec {command}"], cwd=directory, env=env, stdout=log, stderr=log
     )
     log.close()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (directory / "server.log").read_text()
-            assert time.monotonic() < deadline, (directory / "server.log").read_text()
-            try:
-                response = httpx.get(url + "/health", timeout=1.0)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)  # readiness polling: the process has no other signal
+        response = wait_until_serving(process, url, log_path)
         assert response.status_code == 200, response.text
         yield url
         process.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
         assert process.wait(timeout=20) in (0, -signal.SIGTERM)
-        assert "Application shutdown complete" in (directory / "server.log").read_text()
+        assert "Application shutdown complete" in log_path.read_text()
     finally:
         if process.poll() is None:
             process.kill()

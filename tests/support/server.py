@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from amplify_auth_client import generate_token
+from tests.support.readiness import wait_until_serving
 from tests.support.services import RedisNamespace, free_port
 
 # Settings a developer may have exported; a test server must not inherit them.
@@ -102,18 +102,8 @@ class ServerProcess:
             self.wait_ready()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                httpx.get(self.base_url + "/health", timeout=1.0)
-                return
-            except httpx.TransportError:
-                # Readiness polling: the process has no other way to tell us.
-                time.sleep(0.05)
-        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+        assert self.process is not None
+        wait_until_serving(self.process, self.base_url, self.log_path, timeout=timeout)
 
     def stop(self) -> int:
         """SIGTERM, as an orchestrator would; returns the exit code."""
@@ -161,3 +151,26 @@ def running_server(
     finally:
         if server.process is not None:
             server.stop()
+
+
+@dataclass(frozen=True)
+class QuickStartServer:
+    """The embedded server started as the quick start starts it: with no
+    ``AUTH_ADMIN_TOKEN``, so it minted ``amplify_auth.admin-token`` in ``directory``."""
+
+    process: ServerProcess
+    directory: Path
+    admin_token: str
+
+    @property
+    def url(self) -> str:
+        return self.process.base_url
+
+
+@contextmanager
+def quick_start_server(directory: Path) -> Iterator[QuickStartServer]:
+    """A :class:`QuickStartServer` working in ``directory``; stopped on exit."""
+    # An empty AUTH_ADMIN_TOKEN is unset: the server mints its token file.
+    with running_server(Backend("embedded", directory), env={"AUTH_ADMIN_TOKEN": ""}) as process:
+        token = (directory / "amplify_auth.admin-token").read_text(encoding="ascii").strip()
+        yield QuickStartServer(process, directory, token)

@@ -18,6 +18,12 @@ serves the requests (an ``AsyncAuthClient`` belongs to one loop), and closed
 with it. By default it is configured from the environment: ``AUTH_SERVICE_URL``
 and ``AUTH_CACHE_TTL``; pass ``auth_client=`` to :meth:`StatelessService.create_app`
 to build it yourself (tests do, with :mod:`stateless_microservice.testing`).
+
+A revocation reaches the service through that client: it keeps the auth
+server's change events open (``GET /auth/events``) and drops a revoked
+token's cached answer as the event arrives, so the service refuses the
+token within milliseconds. ``AUTH_CACHE_TTL`` bounds the staleness only
+while that stream is down.
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ logger = logging.getLogger("stateless_microservice")
 
 #: Bodies over this many bytes are refused with 413 (1 MiB).
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
-#: Seconds the service may reuse a positive validation (the SDK's ``cache_ttl``).
+#: Seconds the service may reuse a positive validation (the SDK's ``cache_ttl``)
+#: while no revocation event says otherwise.
 ENV_CACHE_TTL: Final = "AUTH_CACHE_TTL"
 ENV_BASE_URL: Final = "AUTH_SERVICE_URL"
 #: The OpenAPI name of the bearer scheme every protected action requires.
@@ -83,9 +90,12 @@ _HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed"}
 def auth_client_from_environment() -> AsyncAuthClient:
     """The default auth client: ``AUTH_SERVICE_URL``, and ``AUTH_CACHE_TTL`` seconds of cache.
 
+    The client subscribes to the auth server's revocation events (the SDK's
+    default), so a revoked token is refused here within milliseconds.
     ``AUTH_CACHE_TTL`` (default: the SDK's 30 s) is the longest a revoked token
-    can still be accepted by this service; ``0`` asks the auth service on every
-    request (concurrent requests with one token still share one call).
+    can still be accepted while that subscription is down (the auth server
+    unreachable, a proxy cutting the stream); ``0`` asks the auth service on
+    every request (concurrent requests with one token still share one call).
     Raises :class:`~amplify_auth_client.AuthConfigError` naming the variable
     to fix.
     """

@@ -18,7 +18,9 @@ builds for production; only its auth client is wired to the
 the real server). Set ``auth.available = False`` to see your service answer
 503 while the auth service is down; ``auth.revoke(token_id)`` takes effect at
 the next request, since the client's cache is off here unless you pass
-``cache_ttl=``.
+``cache_ttl=``. It has to be: a fake server has no revocation event stream
+(and the SDK keeps none under ``set_testing``), so nothing else would evict
+a cached answer.
 
 Why not Starlette's ``TestClient``: it now asks for a different HTTP package
 (``httpx2``) and warns without it. This helper needs only what the SDK
@@ -84,7 +86,10 @@ def service_client(
     at once). The SDK's retries do not wait meanwhile (``set_testing``), so an
     outage test is instant. To test against a real auth server instead, pass
     ``auth_client=`` a factory, e.g.
-    :func:`~stateless_microservice.auth_client_from_environment`.
+    :func:`~stateless_microservice.auth_client_from_environment`; under
+    ``set_testing`` its revocation subscription is off unless the factory asks
+    for it (``subscribe_revocations=True``), so set ``AUTH_CACHE_TTL=0`` to see
+    a revocation at the next request.
     """
     if auth_client is not None:
         if auth is not None or client_options:

@@ -9,8 +9,10 @@ Run it against an auth server (see README.md beside this file)::
 - ``POST /process``: needs ``read`` and ``write``; upper-cases ``{"text": ...}``.
 
 Settings, from the environment: ``AUTH_SERVICE_URL`` (required), ``AUTH_CACHE_TTL``
-(seconds a validation is reused, default 30: the longest a revoked token
-still works here), ``HOST`` (default 127.0.0.1) and ``PORT`` (default 8000).
+(seconds a validation is reused, default 30), ``HOST`` (default 127.0.0.1) and
+``PORT`` (default 8000). A revoked token is refused within milliseconds: the
+SDK follows the auth server's revocation events and evicts it from its cache;
+``AUTH_CACHE_TTL`` bounds how long it still works only while that stream is down.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from amplify_auth_client._cli._errors import (
     explain,
 )
 from amplify_auth_client._cli._parser import PROG, build_parser
-from amplify_auth_client._cli._settings import admin_token, auth_url
+from amplify_auth_client._cli._settings import admin_token, auth_url, shown_url
 from amplify_auth_client._client import AuthClient
 from amplify_auth_client._exceptions import AuthError
 from amplify_auth_client._models import TokenInfo
@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> None:
+    # One line whatever the message holds (a server's detail, an exception's
+    # text): scripts and log collectors read errors line by line.
+    message = " ".join(message.splitlines())
     sys.stderr.write(f"{PROG}: error: {message}\n")
     sys.stderr.flush()
 
@@ -102,10 +105,12 @@ def _run(argv: Sequence[str] | None) -> int:
         )
     sent: dict[str, object] = {}
     try:
-        with AuthClient(url, admin_token=token.value) as client:
+        # No revocation subscription: a one-shot command validates no token,
+        # so a stream of evictions would have no cache to act on.
+        with AuthClient(url, admin_token=token.value, subscribe_revocations=False) as client:
             result, show = _dispatch(args, client, sent)
     except AuthError as exc:
-        raise explain(exc, url=url, token_source=token.source, sent=sent) from None
+        raise explain(exc, url=shown_url(url), token_source=token.source, sent=sent) from None
     if render is None:
         json.dump(commands.to_json(result), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -26,6 +26,8 @@ from typing import Final
 
 import httpx
 
+from amplify_auth_client._cli._errors import USAGE, CLIError
+
 DEFAULT_AUTH_URL: Final = "http://localhost:8000"
 ENV_AUTH_URLS: Final = ("AUTH_URL", "AUTH_SERVICE_URL")
 ENV_ADMIN_TOKEN: Final = "AUTH_ADMIN_TOKEN"
@@ -44,14 +46,37 @@ def _env(name: str) -> str | None:
 
 
 def auth_url(option: str | None) -> str:
-    """The server's base URL: the option, the environment, or the default."""
-    if option:
-        return option
-    for name in ENV_AUTH_URLS:
-        value = _env(name)
-        if value is not None:
-            return value
-    return DEFAULT_AUTH_URL
+    """The server's base URL: the option, the environment, or the default.
+
+    Checked here, before the admin token is looked for: a URL that is not
+    one would otherwise be reported as "not on this machine", or worse, be
+    taken for a host to send the token to.
+    """
+    url = option or next(filter(None, map(_env, ENV_AUTH_URLS)), DEFAULT_AUTH_URL)
+    if not url.startswith(("http://", "https://")):
+        # Not echoed whole: a misplaced secret is a classic thing to find here.
+        raise CLIError(
+            f"--auth-url must start with http:// or https:// (got a value starting with "
+            f"{url[:8]!r}); e.g. {DEFAULT_AUTH_URL}",
+            USAGE,
+        )
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL:
+        host = ""
+    if not host:
+        raise CLIError(f"--auth-url is not a URL with a host; e.g. {DEFAULT_AUTH_URL}", USAGE)
+    return url
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: without credentials, query or fragment.
+
+    ``http://user:password@host/?key=...`` is a valid ``--auth-url``, and an
+    error line ends up in terminals, CI logs and bug reports.
+    """
+    parsed = httpx.URL(url)  # auth_url() has parsed it already
+    return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
 
 
 def admin_token_file() -> Path | None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from amplify_auth_client import generate_token
-from amplify_auth_client._cli import _errors
+from amplify_auth_client._cli import _errors, _main
+from amplify_auth_client._cli._parser import build_parser
 from tests.cli.conftest import CLIServer, assert_one_line_error, run_auth_cli
 from tests.support.services import free_port
+
+CLI_PAGE = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 def test_exit_codes_are_the_documented_ones() -> None:
@@ -22,10 +28,53 @@ def test_exit_codes_are_the_documented_ones() -> None:
     ) == (0, 1, 2, 3, 4, 5, 130)
 
 
-def test_unreachable_server_exits_3(cli) -> None:
+def test_every_exit_code_is_in_the_docs_and_the_help() -> None:
+    codes = {
+        value for name, value in vars(_errors).items() if name.isupper() and type(value) is int
+    }
+    documented = re.findall(r"^\| `(\d+)` \|", CLI_PAGE.read_text(encoding="utf-8"), re.MULTILINE)
+    assert sorted(map(int, documented)) == sorted(codes)
+    epilog = build_parser().epilog or ""
+    assert sorted(map(int, re.findall(r"(\d+) [a-z]", epilog))) == sorted(codes)
+
+
+@pytest.mark.parametrize("mode", [(), ("--json",)], ids=["rich", "json"])
+def test_unreachable_server_exits_3(cli, mode: tuple[str, ...]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    result = cli("--auth-url", url, "list")
+    result = cli(*mode, "--auth-url", url, "list")
     assert_one_line_error(result, 3, "cannot reach the auth service", url, "--auth-url")
+
+
+def test_credentials_and_query_of_the_url_stay_out_of_errors(cli) -> None:
+    port = free_port()
+    result = cli("--auth-url", f"http://user:s3cret@127.0.0.1:{port}/?key=k3y#frag", "list")
+    assert_one_line_error(result, 3, f"cannot reach the auth service at http://127.0.0.1:{port}/ ")
+    for secret in ("user", "s3cret", "k3y", "frag"):
+        assert secret not in result.err
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("localhost:8000", "--auth-url must start with http:// or https://"),
+        ("ftp://auth", "--auth-url must start with http:// or https://"),
+        ("http://", "--auth-url is not a URL with a host"),
+        ("http://[::1", "--auth-url is not a URL with a host"),
+    ],
+)
+def test_a_bad_url_is_a_usage_error_before_any_admin_token_is_looked_for(
+    cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, fragment: str
+) -> None:
+    monkeypatch.delenv("AUTH_ADMIN_TOKEN")
+    monkeypatch.chdir(tmp_path)  # no token file either: the URL is what is wrong
+    assert_one_line_error(cli("--auth-url", url, "list"), 2, fragment)
+    monkeypatch.setenv("AUTH_URL", url)
+    assert_one_line_error(cli("list"), 2, fragment)
+
+
+def test_a_message_over_several_lines_is_printed_on_one(capsys: pytest.CaptureFixture[str]) -> None:
+    _main._fail("the server said:\nsomething\r\nlong")
+    assert capsys.readouterr().err == "auth-cli: error: the server said: something long\n"
 
 
 def test_a_url_that_is_not_the_auth_api_exits_3(cli, cli_server: CLIServer) -> None:
@@ -46,9 +95,10 @@ def test_non_admin_token_exits_4(cli) -> None:
     assert reader not in result.err
 
 
-def test_unknown_id_exits_5(cli) -> None:
+@pytest.mark.parametrize("mode", [(), ("--json",)], ids=["rich", "json"])
+def test_unknown_id_exits_5(cli, mode: tuple[str, ...]) -> None:
     for command in (("info",), ("revoke", "--yes"), ("extend", "--days", "3")):
-        result = cli(command[0], "tok_0000000000000000", *command[1:])
+        result = cli(*mode, command[0], "tok_0000000000000000", *command[1:])
         assert_one_line_error(result, 5, "tok_0000000000000000", "HTTP 404", "list --all")
 
 
@@ -143,3 +193,16 @@ def test_an_unusable_admin_token_is_refused_without_echoing_it(cli) -> None:
     result = cli("--admin-token", "s3cret with spaces", "list")
     assert_one_line_error(result, 2, "the admin token")
     assert "s3cret" not in result.err
+
+
+def test_the_error_lines_shown_in_the_docs_are_the_ones_printed(cli) -> None:
+    # docs/cli.md runs these three commands in a bash block (exit codes only),
+    # then shows their stderr as a sample: that sample must stay true.
+    after = CLI_PAGE.read_text(encoding="utf-8").split("and the lines they print on stderr:", 1)[1]
+    sample = after.split("```text\n", 1)[1].split("```", 1)[0]
+    commands = [
+        ("info", "tok_0000000000000000"),
+        ("create", "broken", "--scopes", "not a scope"),
+        ("--auth-url", "http://127.0.0.1:9", "list"),
+    ]
+    assert "".join(cli(*command).err for command in commands) == sample

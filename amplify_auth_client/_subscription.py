@@ -55,7 +55,7 @@ EVENTS_PATH: Final = "/auth/events"
 SILENCE_LIMIT: Final = 60.0
 #: Reconnection backoff: full jitter, doubling from the first to the last.
 RECONNECT_INITIAL: Final = 0.1
-RECONNECT_MAX: Final = 30.0
+RECONNECT_MAX: Final = 10.0
 #: How long closing a client waits for the thread to end.
 STOP_TIMEOUT: Final = 5.0
 
@@ -167,7 +167,13 @@ class Subscription:
                     was_live = await self._listen(http)
                     if was_live:
                         cap = RECONNECT_INITIAL
-                    await asyncio.sleep(random.uniform(0, cap))  # noqa: S311 - jitter, not crypto
+                    # Full jitter (not crypto: S311 does not apply).
+                    wait = random.uniform(0, cap)  # noqa: S311
+                    if self.state == "unavailable":
+                        # No stream on that server (an older version, or
+                        # turned off): ask again now and then, not at once.
+                        wait = random.uniform(RECONNECT_MAX / 2, RECONNECT_MAX)  # noqa: S311
+                    await asyncio.sleep(wait)
                     cap = min(cap * 2, RECONNECT_MAX)
 
     async def _listen(self, http: httpx.AsyncClient) -> bool:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from amplify_auth_client import generate_token, hash_token
 from tests.support.server import Backend, ServerProcess, running_server
-from tests.support.services import fresh_database, redis_namespace
+from tests.support.services import PrivateRedis, fresh_database, private_redis, redis_namespace
 
 # Variables the SDK and the server read; no test may inherit a developer's.
 _ENVIRONMENT = (
@@ -46,6 +47,29 @@ def backend(
         return
     with fresh_database() as url, redis_namespace() as namespace:
         yield Backend("postgres", directory, url, namespace)
+
+
+@pytest.fixture(scope="module")
+def own_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of the module's own, which its tests may stop and start again."""
+    with private_redis() as instance:
+        yield instance
+
+
+@pytest.fixture
+def replicas(
+    tmp_path: Path, own_redis: PrivateRedis
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two server processes on one fresh PostgreSQL database and ``own_redis``."""
+    with fresh_database() as url:
+        backend = Backend("postgres", tmp_path, url)
+        env = {"REDIS_URL": own_redis.url}
+        admin_token = generate_token()
+        with (
+            running_server(backend, env=env, admin_token=admin_token) as one,
+            running_server(backend, env=env, admin_token=admin_token) as two,
+        ):
+            yield one, two
 
 
 @pytest.fixture(scope="module")

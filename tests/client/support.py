@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import select
+import signal
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,3 +114,32 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.mono += seconds
         self.wall += seconds
+
+
+def in_child(work: Callable[[], str], timeout: float = 10.0) -> str:
+    """``work()`` in a forked child: what it returned or raised, or that it hung."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        try:
+            os.close(read_end)
+            try:
+                report = work()
+            except BaseException as exc:
+                report = f"{type(exc).__name__}: {exc}"
+            os.write(write_end, report.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            return "the child hung"
+        chunks = []
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode()
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)

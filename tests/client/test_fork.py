@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import respx
 
 from amplify_auth_client import AsyncAuthClient, AuthClient, generate_token
-from tests.client.support import BASE_URL, valid
+from tests.client.support import BASE_URL, in_child, valid
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform"),
@@ -65,35 +63,6 @@ def url() -> Iterator[str]:
             yield f"http://127.0.0.1:{port}"
         finally:
             process.kill()
-
-
-def in_child(work: Callable[[], str], timeout: float = 10.0) -> str:
-    """``work()`` in a forked child: what it returned or raised, or that it hung."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running pytest's teardown
-        try:
-            os.close(read_end)
-            try:
-                report = work()
-            except BaseException as exc:
-                report = f"{type(exc).__name__}: {exc}"
-            os.write(write_end, report.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        ready, _, _ = select.select([read_end], [], [], timeout)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-            return "the child hung"
-        chunks = []
-        while chunk := os.read(read_end, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks).decode()
-    finally:
-        os.close(read_end)
-        os.waitpid(pid, 0)
 
 
 def connection_of(client: AuthClient) -> str:

@@ -12,13 +12,13 @@ import httpx
 import pytest
 import redis
 
-from amplify_auth_client import generate_token, hash_token
+from amplify_auth_client import hash_token
 from amplify_auth_server.errors import ShuttingDown
 from amplify_auth_server.events import MemoryEventFeed, TooManySubscribers
 from tests.server.conftest import create, validate
 from tests.support.events import EventStream, stream_status
 from tests.support.server import Backend, ServerProcess, running_server
-from tests.support.services import PrivateRedis, fresh_database, private_redis
+from tests.support.services import PrivateRedis
 from tests.support.waiting import wait_for
 
 # -- the feed's log, without a server -------------------------------------------
@@ -264,27 +264,6 @@ def test_a_stopping_server_ends_its_streams_and_exits(backend: Backend) -> None:
 
 
 # -- several replicas on one Redis ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def own_redis() -> Iterator[PrivateRedis]:
-    with private_redis() as instance:
-        yield instance
-
-
-@pytest.fixture
-def replicas(
-    tmp_path: Path, own_redis: PrivateRedis
-) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    with fresh_database() as url:
-        backend = Backend("postgres", tmp_path, url)
-        env = {"REDIS_URL": own_redis.url}
-        admin = generate_token()
-        with (
-            running_server(backend, env=env, admin_token=admin) as one,
-            running_server(backend, env=env, admin_token=admin) as two,
-        ):
-            yield one, two
 
 
 @pytest.mark.postgres

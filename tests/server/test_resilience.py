@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import redis
 from amplify_auth_client import generate_token, hash_token
 from tests.server.conftest import create, validate
 from tests.support.server import Backend, ServerProcess, running_server
-from tests.support.waiting import wait_for
 from tests.support.services import (
     PrivatePostgres,
     PrivateRedis,
@@ -28,12 +26,14 @@ from tests.support.services import (
     private_postgres,
     private_redis,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
 @pytest.fixture
 def own_redis() -> Iterator[PrivateRedis]:
+    """Per test here, not per module: these tests leave Redis paused or full."""
     with private_redis() as instance:
         yield instance
 
@@ -176,21 +176,6 @@ def test_with_the_database_down_cached_answers_serve_and_misses_are_503(
             assert "Traceback" not in server.log()
 
 
-@pytest.fixture
-def two_replicas(
-    tmp_path: Path, own_redis: PrivateRedis
-) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    with fresh_database() as url:
-        backend = Backend("postgres", tmp_path, url)
-        env = {"REDIS_URL": own_redis.url}
-        admin = generate_token()
-        with (
-            running_server(backend, env=env, admin_token=admin) as one,
-            running_server(backend, env=env, admin_token=admin) as two,
-        ):
-            yield one, two
-
-
 def test_a_revoke_that_only_its_replica_could_not_write_reaches_the_others(
     tmp_path: Path, own_redis: PrivateRedis
 ) -> None:
@@ -233,9 +218,9 @@ def test_a_revoke_that_only_its_replica_could_not_write_reaches_the_others(
 
 
 def test_a_dropped_subscription_is_noticed_and_the_local_cache_forgotten(
-    two_replicas: tuple[ServerProcess, ServerProcess], own_redis: PrivateRedis
+    replicas: tuple[ServerProcess, ServerProcess], own_redis: PrivateRedis
 ) -> None:
-    one, two = two_replicas
+    one, two = replicas
     probe = redis.Redis(port=own_redis.port)
     with one.client() as first, two.client() as second:
         created = create(first)

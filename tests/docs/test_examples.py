@@ -85,7 +85,7 @@ CONSOLE_PROOFS = {
     "export AUTH_SERVICE_URL=http://127.0.0.1:8000": "test_quick_start_session",
     'export AUTH_ADMIN_TOKEN="$(cat amplify_auth.admin-token)"': "test_quick_start_session",
     "python -m amplify_auth_server": "test_start_commands_serve",
-    "uvicorn amplify_auth_server.app:create_app --factory": "test_start_commands_serve",
+    "uvicorn amplify_auth_server.app:create_app --factory --timeout-graceful-shutdown 10": "test_start_commands_serve",
     # docs/deployment.md: no Docker engine here; each proof reads the file the command uses.
     "docker compose --profile auth up -d": _COMPOSE
     + "test_the_auth_profile_runs_postgres_redis_and_the_auth_service_with_healthchecks",
@@ -369,7 +369,7 @@ def test_install_commands_name_what_exists() -> None:
     assert "amplify-auth-server" in project["scripts"]
     # client.md says what the base install brings.
     base = {re.split(r"[<>=\[ ]", requirement)[0] for requirement in project["dependencies"]}
-    assert base == {"httpx", "cachetools", "sniffio"}
+    assert base == {"httpx", "httpx-sse", "cachetools", "sniffio"}
 
 
 @contextmanager
@@ -429,7 +429,7 @@ def test_quick_start_session(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["python -m amplify_auth_server", "uvicorn amplify_auth_server.app:create_app --factory"],
+    ["python -m amplify_auth_server", "uvicorn amplify_auth_server.app:create_app --factory --timeout-graceful-shutdown 10"],
 )
 def test_start_commands_serve(command: str, tmp_path: Path) -> None:
     port = free_port()

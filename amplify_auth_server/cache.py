@@ -432,6 +432,14 @@ class TokenCache:
         slow every write).
         """
         self.changed(key, state)
+        confirmation = None
+        if self.publisher is not None:
+            # Before the event: a subscriber told of this change may validate
+            # at once on another replica, which must already have been handed
+            # the new state (PUBLISH has reached every listener once it
+            # returns), or its local cache answers the old state and the
+            # subscriber caches that for its whole TTL.
+            confirmation = await self.publisher.publish(key, state)
         stored = True
         if self.shared is not None:
             stored = await self.shared.announce(key, state, change)
@@ -447,9 +455,6 @@ class TokenCache:
                 )
         elif self.feed is not None:
             self.feed.append(change, key, state.version)
-        confirmation = None
-        if self.publisher is not None:
-            confirmation = await self.publisher.publish(key, state)
         return stored, confirmation
 
     def evict_local(self, key: str) -> None:
@@ -462,9 +467,17 @@ class TokenCache:
         self.local.evict(key)
         self._notify(key)
 
-    async def forget(self, key: str) -> None:
-        """A change whose outcome is unknown (the commit failed midway): drop ``key``."""
+    async def forget(self, key: str, change: Change, version: int) -> None:
+        """A change whose outcome is unknown (the commit failed midway): drop ``key``.
+
+        ``version`` is the one the row has if the change committed. With Redis, the
+        outbox row written in the change's transaction announces it if it
+        committed; embedded, there is no outbox, so subscribers are told now
+        (an eviction too many, if it did not commit, costs one request).
+        """
         self.local.evict(key)
         self._notify(key)
         if self.shared is not None and not await self.shared.unlink(key):
             self.suspect(key)
+        elif self.shared is None and self.feed is not None:
+            self.feed.append(change, key, version)

@@ -238,7 +238,9 @@ class _Change(Command[TokenRecord]):
                 if current is not None and writer.cache is not None:
                     # The commit may or may not have happened: whatever the
                     # caches hold for this token may now be wrong.
-                    await writer.cache.forget(current.token_hash)
+                    await writer.cache.forget(
+                        current.token_hash, self.change_kind, current.version + 1
+                    )
                 raise
             # Also when nothing changed: a previous attempt may have
             # committed and then failed to reach a cache.

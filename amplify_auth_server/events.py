@@ -70,7 +70,9 @@ SUBSCRIBER_QUEUE: Final = 1_000
 READ_BLOCK_MS: Final = 500
 RECONNECT_DELAYS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _MARKER: Final = b"marker"
-_REDIS_ID: Final = re.compile(r"\d{1,20}-\d{1,20}")
+_REDIS_ID: Final = re.compile(r"(\d{1,20})-(\d{1,20})")
+#: A Redis stream id is two unsigned 64-bit numbers; Redis refuses larger ones.
+_REDIS_ID_PART_MAX: Final = 2**64 - 1
 _MEMORY_ID: Final = re.compile(r"([0-9a-f]{16}):(\d{1,20})")
 
 
@@ -369,7 +371,10 @@ class RedisEventFeed(EventFeed, Background):
         return entry_id
 
     async def backlog(self, since: str) -> list[TokenEvent] | None:
-        if _REDIS_ID.fullmatch(since) is None:
+        match = _REDIS_ID.fullmatch(since)
+        if match is None or max(int(match[1]), int(match[2])) > _REDIS_ID_PART_MAX:
+            # Not an id of this log (nor one Redis would take: an error from
+            # XRANGE would be a 503, and the subscriber would retry it forever).
             return None
         try:
             entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.client.xrange(  # type: ignore[assignment]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -189,7 +189,18 @@ def test_a_subscriber_that_reconnects_gets_what_it_missed(
 
 
 @pytest.mark.parametrize(
-    "last_event_id", ["not-an-id", "0-0", "ffffffffffffffff:1", "99999999999999-0", "é"]
+    "last_event_id",
+    [
+        "not-an-id",
+        "0-0",
+        "ffffffffffffffff:1",
+        "99999999999999-0",
+        "é",
+        # The shape of a Redis id, past what one can hold (two unsigned 64-bit
+        # numbers): Redis refuses them with an error, which must not be a 503.
+        "99999999999999999999-0",
+        "1-18446744073709551616",
+    ],
 )
 def test_an_unknown_last_event_id_gets_a_reset_not_an_error(
     server: ServerProcess, last_event_id: str
@@ -337,3 +348,102 @@ def test_a_revoke_redis_missed_is_announced_when_the_outbox_replays_it(
             event = stream.until("revoked")
         assert event.data["token_hash"] == hash_token(created["token"])
     probe.close()
+
+
+# -- review findings ------------------------------------------------------------
+
+
+def test_other_replicas_hear_a_change_before_its_event_is_in_the_stream() -> None:
+    """A subscriber told of a revoke may validate at once on another replica: that
+    replica must have been handed the new state already, or it answers from its
+    local cache "valid", which the subscriber then caches for its whole TTL."""
+    import redis.asyncio as aioredis
+
+    from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache, TokenState
+    from amplify_auth_server.metrics import Metrics
+    from tests.support.services import redis_namespace
+
+    async def scenario(url: str, prefix: str) -> None:
+        client = aioredis.Redis.from_url(url)
+        shared = RedisCache(client, prefix=prefix, ttl=60, negative_ttl=5, metrics=Metrics())
+        in_stream_at_publish: list[int] = []
+
+        class Publisher:
+            live = True
+
+            async def publish(self, key: str, state: TokenState) -> asyncio.Future[None]:
+                in_stream_at_publish.append(int(await client.xlen(shared.stream)))
+                done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+                return done
+
+        cache = TokenCache(
+            LocalCache(maxsize=10, ttl=1, negative_ttl=1), shared, publisher=Publisher()
+        )
+        try:
+            state = TokenState(version=2, token_id="t", revoked=True)
+            stored, _ = await cache.apply("ab" * 32, state, "revoked")
+            assert stored
+            assert await client.xlen(shared.stream) == 1
+            assert in_stream_at_publish == [0]
+        finally:
+            await client.aclose()
+
+    with redis_namespace() as namespace:
+        asyncio.run(scenario(namespace.url, namespace.prefix))
+
+
+def test_a_revoke_whose_commit_reply_was_lost_is_still_announced_embedded(
+    tmp_path: Path,
+) -> None:
+    """Embedded, there is no outbox to replay a change later: when the writer cannot
+    tell whether the commit happened, subscribers must still be told to evict."""
+    from contextlib import asynccontextmanager
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from amplify_auth_server.cache import LocalCache, TokenCache
+    from amplify_auth_server.commands import CommandQueue, CreateToken, RevokeToken, Writer
+    from amplify_auth_server.database import create_engine, migrate
+    from amplify_auth_server.errors import DatabaseUnavailable
+    from amplify_auth_server.metrics import Metrics
+    from amplify_auth_server.store import SYSTEM, TokenStore
+
+    class LostReply(TokenStore):
+        """Commits, then (once armed) fails as if the commit's reply was lost."""
+
+        lose = False
+
+        @asynccontextmanager
+        async def transaction(self) -> AsyncIterator[AsyncConnection]:
+            async with super().transaction() as connection:
+                yield connection
+            if self.lose:
+                self.lose = False
+                raise DatabaseUnavailable()
+
+    async def scenario() -> None:
+        engine = create_engine(f"sqlite:///{tmp_path / 'lost.db'}")
+        await migrate(engine)
+        store = LostReply(engine)
+        feed = MemoryEventFeed(max_subscribers=10)
+        cache = TokenCache(LocalCache(maxsize=10, ttl=60, negative_ttl=5), feed=feed)
+        queue = CommandQueue(Writer(store, cache), Metrics())
+        queue.start()
+        try:
+            created = await queue.submit(CreateToken(actor=SYSTEM, name="n", scopes=("read",)))
+            subscription = await feed.subscribe(feed.head)
+            store.lose = True
+            with pytest.raises(DatabaseUnavailable):
+                await queue.submit(RevokeToken(actor=SYSTEM, token_id=created.record.id))
+            revoked = await store.get_by_hash(created.record.token_hash)
+            assert revoked is not None
+            assert revoked.revoked_at is not None  # it did commit
+            event = subscription.queue.get_nowait()
+            assert event is not None
+            assert event.token_hash == created.record.token_hash
+        finally:
+            await queue.stop()
+            await engine.dispose()
+
+    asyncio.run(scenario())

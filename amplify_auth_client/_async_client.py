@@ -120,6 +120,8 @@ class AsyncAuthClient(BaseAuthClient):
             required_scopes = scopes_of(required_scopes)
         found = self._cache.lookup(token, required_scopes)
         if not isinstance(found, str):
+            if self._resubscribe:  # a forked child's first answer (see _after_fork)
+                self._subscribe()
             return found
         loop = self._running_loop()
         self._subscribe()

@@ -358,6 +358,9 @@ class BaseAuthClient:
         self._where = str(self._url.copy_with(query=None, fragment=None))
         self._http = self._new_http()
         self._subscription: Subscription | None = None
+        #: Start the subscription with the next answer, even a cache hit: set in a
+        #: forked child whose inherited entries the parent's stream vouched for.
+        self._resubscribe = False
         if self._subscribes(subscribe_revocations, custom_transport):
             options = self._http_options()
             if self._basic_auth is not None:
@@ -404,7 +407,9 @@ class BaseAuthClient:
         (see ``_forked``)."""
         self._cache.after_fork()
         if self._subscription is not None:
-            self._subscription.after_fork()
+            # The parent's stream kept the inherited entries honest; the child
+            # answers them without a miss, so its own stream must not wait for one.
+            self._resubscribe = self._subscription.after_fork()
         if not self._http.is_closed:
             # Not closed: closing could write to sockets the parent still uses.
             _ABANDONED.append(self._http)
@@ -458,6 +463,7 @@ class BaseAuthClient:
         subscription = self._subscription
         if subscription is not None and not subscription.started:
             subscription.start()
+        self._resubscribe = False
 
     def clear_cache(self) -> None:
         """Forget every cached answer, e.g. after revoking tokens from this process."""

@@ -120,6 +120,8 @@ class AuthClient(BaseAuthClient):
             required_scopes = scopes_of(required_scopes)
         found = self._cache.lookup(token, required_scopes)
         if not isinstance(found, str):
+            if self._resubscribe:  # a forked child's first answer (see _after_fork)
+                self._subscribe()
             return found
         self._subscribe()
         joined = self._cache.join(found, required_scopes, Future)

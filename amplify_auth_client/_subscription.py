@@ -120,16 +120,20 @@ class Subscription:
             thread.join(timeout)
         self.state = "off"
 
-    def after_fork(self) -> None:
+    def after_fork(self) -> bool:
         """In a forked child: the parent's thread did not come along; start afresh on demand.
 
         ``last_event_id`` stays: the cache the child inherited is as fresh
-        as that event, so the child's stream resumes from it.
+        as that event, so the child's stream resumes from it. Returns whether
+        the parent's stream was running: then the child must start its own
+        with its next answer, a cache hit included.
         """
+        running = self._thread is not None and not self._stopped
         self._mutex = threading.Lock()
         self._thread = self._loop = self._task = None
         if not self._stopped:
             self.state = "idle"
+        return running
 
     # -- the thread ----------------------------------------------------------
 

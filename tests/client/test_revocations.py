@@ -315,3 +315,23 @@ def test_the_subscription_sends_no_admin_token(server: ServerProcess) -> None:
         live(client)
     assert seen
     assert all("authorization" not in r.headers for r in seen)
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_forked_child_that_only_hits_its_inherited_cache_still_hears_revokes(
+    server: ServerProcess,
+) -> None:
+    """The child inherits entries the parent's subscription vouched for; answering
+    them (cache hits, never a miss) must not go on without a subscription."""
+    with subscribed(server) as client:
+        created = create(server)
+        assert client.validate(created["token"]).valid
+
+        def child() -> str:
+            assert client.validate(created["token"]).cached
+            live(client, timeout=8)
+            revoke(server, created["token_id"])
+            wait_for(lambda: not client.validate(created["token"]).valid, timeout=8)
+            return str(client.validate(created["token"]).reason)
+
+        assert in_child(child, timeout=30) == "revoked"

@@ -77,6 +77,8 @@ _COMPOSE = "tests/containers/test_compose.py::"
 _IMAGES = "tests/containers/test_images.py::"
 _EXAMPLE = "tests/examples/test_authenticated_service.py::"
 
+UVICORN = "uvicorn amplify_auth_server.app:create_app --factory --timeout-graceful-shutdown 10"
+
 #: Every command a ``console`` block may show, and the test that proves it.
 CONSOLE_PROOFS = {
     "python -m pip install '.[server]'": "test_install_commands_name_what_exists",
@@ -85,7 +87,7 @@ CONSOLE_PROOFS = {
     "export AUTH_SERVICE_URL=http://127.0.0.1:8000": "test_quick_start_session",
     'export AUTH_ADMIN_TOKEN="$(cat amplify_auth.admin-token)"': "test_quick_start_session",
     "python -m amplify_auth_server": "test_start_commands_serve",
-    "uvicorn amplify_auth_server.app:create_app --factory --timeout-graceful-shutdown 10": "test_start_commands_serve",
+    UVICORN: "test_start_commands_serve",
     # docs/deployment.md: no Docker engine here; each proof reads the file the command uses.
     "docker compose --profile auth up -d": _COMPOSE
     + "test_the_auth_profile_runs_postgres_redis_and_the_auth_service_with_healthchecks",
@@ -429,7 +431,7 @@ def test_quick_start_session(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["python -m amplify_auth_server", "uvicorn amplify_auth_server.app:create_app --factory --timeout-graceful-shutdown 10"],
+    ["python -m amplify_auth_server", UVICORN],
 )
 def test_start_commands_serve(command: str, tmp_path: Path) -> None:
     port = free_port()

@@ -65,6 +65,11 @@ Change = Literal["revoked", "extended", "registered"]
 EVENT_BACKLOG: Final = 10_000
 #: Events a subscriber may fall behind by before it is disconnected.
 SUBSCRIBER_QUEUE: Final = 1_000
+#: Events replayed to a reconnecting subscriber at most; one that missed more
+#: gets a reset. It bounds the memory a reconnection takes, as the queue
+#: bounds a live subscriber's: a thousand subscribers each far behind must
+#: not hold ten million events at once.
+MAX_REPLAY: Final = SUBSCRIBER_QUEUE
 #: How long one XREAD waits for new events; under the client's 1 s socket
 #: timeout, so that a quiet stream is not mistaken for a dead Redis.
 READ_BLOCK_MS: Final = 500
@@ -249,6 +254,8 @@ class MemoryEventFeed(EventFeed):
         oldest = self._log[0][0] if self._log else self._sequence + 1
         if sequence > self._sequence or sequence < oldest - 1:
             return None
+        if self._sequence - sequence > MAX_REPLAY:
+            return None
         return [event for number, event in self._log if number > sequence]
 
 
@@ -378,7 +385,7 @@ class RedisEventFeed(EventFeed, Background):
             return None
         try:
             entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.client.xrange(  # type: ignore[assignment]
-                self.stream, min=since, max=self._head
+                self.stream, min=since, max=self._head, count=MAX_REPLAY + 2
             )
         except (RedisError, OSError) as exc:
             raise FeedUnavailable() from exc
@@ -386,6 +393,8 @@ class RedisEventFeed(EventFeed, Background):
         # trimmed, or Redis restarted empty, what came after it is unknown.
         if not entries or entries[0][0].decode() != since:
             return None
+        if len(entries) > MAX_REPLAY + 1:
+            return None  # too far behind: see MAX_REPLAY
         events = (_decode(entry_id.decode(), fields) for entry_id, fields in entries[1:])
         return [event for event in events if event is not None]
 

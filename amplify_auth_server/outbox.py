@@ -5,7 +5,7 @@ the token's hash and new version; once Redis holds that state, the row is
 deleted. If Redis refuses the write (down, full, paused, partitioned from
 this replica only) or the replica dies right after the commit, the row
 stays, and every replica's :class:`OutboxReplay` finds it within
-``OUTBOX_POLL_INTERVAL``:
+``OUTBOX_GRACE`` + ``OUTBOX_POLL_INTERVAL``:
 
 * it marks the token *suspect*, so that this replica answers it from the
   database rather than from a cache that may hold the old state;
@@ -23,17 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Final
 
 from amplify_auth_server.background import Background
 from amplify_auth_server.cache import UNKNOWN, RedisCache, TokenCache, TokenState
 from amplify_auth_server.errors import DatabaseUnavailable
 from amplify_auth_server.events import Change
+from amplify_auth_server.models import utcnow
 from amplify_auth_server.store import TokenStore
 
 logger = logging.getLogger("amplify_auth_server.outbox")
 
 OUTBOX_POLL_INTERVAL: Final = 1.0
+#: Rows younger than this are left to the writer that is applying them.
+OUTBOX_GRACE: Final = 0.25
 
 
 class OutboxReplay(Background):
@@ -66,11 +70,16 @@ class OutboxReplay(Background):
 
     async def replay_once(self) -> None:
         pending = await self.store.outbox_pending()
-        for key in pending.keys() - self.cache.suspects:
+        # A row younger than the grace is most likely a change its writer is
+        # still applying: replaying it too would only duplicate its event and
+        # answer the token from the database for a second, for nothing.
+        settled = utcnow() - timedelta(seconds=OUTBOX_GRACE)
+        due = {key for key, changed_at in pending.items() if changed_at <= settled}
+        for key in due - self.cache.suspects:
             self.cache.suspect(key)  # learned from another replica
         for key in self.cache.suspects - pending.keys():
             self.cache.suspects.discard(key)  # replayed by someone
-        for key in pending:
+        for key in due:
             await self._replay(key)
 
     async def _replay(self, key: str) -> None:

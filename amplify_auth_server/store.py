@@ -278,11 +278,11 @@ class TokenStore:
             insert(cache_outbox).values(token_hash=token_hash, version=version, created_at=now)
         )
 
-    async def outbox_pending(self) -> dict[str, int]:
-        """Token hashes whose new state Redis may not hold yet, with their versions."""
+    async def outbox_pending(self) -> dict[str, datetime]:
+        """Token hashes whose new state Redis may not hold yet, with when they changed."""
         async with _mapped_errors(), self.write_engine.connect() as connection:
             rows = (await connection.execute(select(cache_outbox))).all()
-        return {row.token_hash: row.version for row in rows}
+        return {row.token_hash: row.created_at for row in rows}
 
     async def outbox_done(self, token_hash: str, version: int) -> None:
         """Redis holds ``version`` (or newer): nothing left to replay for it."""

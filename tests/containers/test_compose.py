@@ -119,6 +119,12 @@ def test_the_defaults_give_the_seeds_ports_and_database() -> None:
     assert environment["REDIS_URL"] == "redis://redis:6379/0"
 
 
+def test_redis_keeps_nothing_across_restarts() -> None:
+    # Restored from a snapshot, it would serve token states older than the database's.
+    command = resolved({})["redis"]["command"]
+    assert command == ["redis-server", "--save", "", "--appendonly", "no"]
+
+
 def test_the_seeds_overrides_move_ports_and_credentials() -> None:
     """The seed's override example, from the shell or from .env: what Compose then runs."""
     services = resolved(SEED_OVERRIDES)

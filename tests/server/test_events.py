@@ -76,6 +76,18 @@ def test_an_id_the_log_cannot_lead_on_from_means_reset(last_event_id: str) -> No
     asyncio.run(scenario())
 
 
+def test_a_subscriber_that_missed_more_than_a_replay_holds_is_reset() -> None:
+    async def scenario() -> None:
+        from amplify_auth_server.events import MAX_REPLAY
+
+        feed = feed_with(MAX_REPLAY + 2, backlog=MAX_REPLAY + 10)
+        assert (await feed.subscribe(f"{feed.epoch}:2")).reset is False
+        assert len((await feed.subscribe(f"{feed.epoch}:2")).backlog) == MAX_REPLAY
+        assert (await feed.subscribe(f"{feed.epoch}:1")).reset is True
+
+    asyncio.run(scenario())
+
+
 def test_the_oldest_kept_event_still_resumes_from_just_before_it() -> None:
     async def scenario() -> None:
         feed = feed_with(10, backlog=5)  # 6..10 kept: resuming after 5 misses nothing
@@ -447,3 +459,42 @@ def test_a_revoke_whose_commit_reply_was_lost_is_still_announced_embedded(
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.redis
+def test_the_shared_log_replays_at_most_max_replay_events() -> None:
+    import redis.asyncio as aioredis
+
+    from amplify_auth_server.events import MAX_REPLAY, RedisEventFeed
+    from tests.support.services import redis_namespace
+
+    async def scenario(url: str, prefix: str) -> None:
+        client, reader = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+        feed = RedisEventFeed(client, reader, stream=f"{prefix}:events", max_subscribers=10)
+        feed.start()
+        try:
+            assert await feed.wait_live(10)
+            marker = feed.head
+            watcher = await feed.subscribe(None)
+            async with client.pipeline(transaction=False) as pipe:
+                for number in range(MAX_REPLAY + 1):
+                    fields = {"change": "revoked", "hash": f"{number:064x}", "version": 2}
+                    pipe.xadd(feed.stream, fields)  # type: ignore[arg-type]
+                ids = [entry_id.decode() for entry_id in await pipe.execute()]
+            async with asyncio.timeout(10):  # until the reader has dispatched them all
+                seen = None
+                while seen != ids[-1]:
+                    event = await watcher.queue.get()
+                    assert event is not None
+                    seen = event.id
+            resumed = await feed.subscribe(ids[0])
+            assert (resumed.reset, len(resumed.backlog)) == (False, MAX_REPLAY)
+            assert resumed.backlog[-1].id == ids[-1]
+            assert (await feed.subscribe(marker)).reset is True  # one event too many
+        finally:
+            await feed.stop()
+            await client.aclose()
+            await reader.aclose()
+
+    with redis_namespace() as namespace:
+        asyncio.run(scenario(namespace.url, namespace.prefix))

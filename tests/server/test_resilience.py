@@ -313,3 +313,59 @@ def _line(text: str, outcome: str) -> str:
         for line in text.splitlines()
         if line.startswith("amplify_auth_cache_requests_total") and f'outcome="{outcome}"' in line
     )
+
+
+def test_the_outbox_replays_rows_left_behind_not_changes_still_being_applied() -> None:
+    """A row its writer is still applying is not replayed (it would only duplicate
+    the event, and make the token a database lookup for nothing); one left behind is."""
+    import asyncio
+    from datetime import timedelta
+
+    import redis.asyncio as aioredis
+
+    from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache
+    from amplify_auth_server.database import create_engine, migrate
+    from amplify_auth_server.metrics import Metrics
+    from amplify_auth_server.models import utcnow
+    from amplify_auth_server.outbox import OUTBOX_GRACE, OutboxReplay
+    from amplify_auth_server.store import TokenRecord, TokenStore
+    from tests.support.services import redis_namespace
+
+    async def scenario(database: str, url: str, prefix: str) -> None:
+        engine = create_engine(database)
+        client = aioredis.Redis.from_url(url)
+        try:
+            await migrate(engine)
+            store = TokenStore(engine)
+            shared = RedisCache(client, prefix=prefix, ttl=60, negative_ttl=5, metrics=Metrics())
+            cache = TokenCache(LocalCache(maxsize=10, ttl=5, negative_ttl=5), shared)
+            replay = OutboxReplay(store, cache, shared)
+            now = utcnow()
+            young, old = (
+                TokenRecord.new(
+                    token_hash=hash_token(generate_token()),
+                    name=name,
+                    scopes=("read",),
+                    created_by="test",
+                    now=now,
+                )
+                for name in ("young", "old")
+            )
+            async with store.transaction() as connection:
+                for record, age in ((young, 0.0), (old, 2 * OUTBOX_GRACE)):
+                    await store.insert(connection, record)
+                    changed_at = now - timedelta(seconds=age)
+                    await store.outbox_add(connection, record.token_hash, 1, changed_at)
+
+            await replay.replay_once()
+
+            assert set(await store.outbox_pending()) == {young.token_hash}
+            assert cache.suspects == set()
+            events = await client.xrange(shared.stream)
+            assert [fields[b"hash"].decode() for _, fields in events] == [old.token_hash]
+        finally:
+            await client.aclose()
+            await engine.dispose()
+
+    with fresh_database() as database, redis_namespace() as namespace:
+        asyncio.run(scenario(database, namespace.url, namespace.prefix))

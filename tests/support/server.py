@@ -145,10 +145,11 @@ def running_server(
         env=clean_environment({**backend.env(), "AUTH_ADMIN_TOKEN": admin_token, **(env or {})}),
         admin_token=admin_token,
     )
-    server.start()
     try:
+        server.start()
         yield server
     finally:
+        # Also when it never became ready: no process outlives its test.
         if server.process is not None:
             server.stop()
 

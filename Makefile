@@ -31,7 +31,9 @@ docs: $(BIN)/.installed
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 pytest: $(BIN)/.installed
-	$(BIN)/pytest --cov --cov-report=term
+	# Two workers, a test file each at a time (module fixtures start servers
+	# once per file): most tests wait on server processes, not on a core.
+	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run.py

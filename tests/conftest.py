@@ -21,6 +21,9 @@ _ENVIRONMENT = (
     "DATABASE_URL",
     "REDIS_URL",
     "NO_COLOR",
+    # pytest-xdist's workers set these; the CLI's output width must not depend on them.
+    "COLUMNS",
+    "LINES",
 )
 
 

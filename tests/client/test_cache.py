@@ -203,8 +203,9 @@ def test_positive_and_negative_entries_live_side_by_side(
         "Bearer abc",
         "amp_live_" + "A" * 43,  # right shape, wrong checksum
         "amp_live_" + "A" * 500,
-        generate_token()[:-1] + "!",
-        generate_token().replace("amp_live_", "amp_test_"),
+        # Random values, fixed ids: every xdist worker must collect the same tests.
+        pytest.param(generate_token()[:-1] + "!", id="bad-character"),
+        pytest.param(generate_token().replace("amp_live_", "amp_test_"), id="other-prefix"),
         "amp_live_\ud800" + "A" * 42,  # the right length, but no string a token can be
     ],
 )

@@ -31,6 +31,9 @@ _SERVER_VARIABLES = (
     "PORT",
     "LOG_LEVEL",
     "ACCESS_LOG",
+    # Terminal size: pytest-xdist's workers set them, and rich would obey.
+    "COLUMNS",
+    "LINES",
 )
 
 

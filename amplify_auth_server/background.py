@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Final
+
+from redis.exceptions import RedisError
+
+#: Waits between attempts to reconnect to Redis; the last one repeats.
+RECONNECT_DELAYS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 class Background(ABC):
@@ -26,3 +32,54 @@ class Background(ABC):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+class RedisFollower(Background):
+    """A loop holding one Redis connection whose loss must never pass unnoticed.
+
+    :meth:`follow` connects and serves until it fails; then :meth:`lost` undoes
+    whatever relied on the connection, the loss is logged once (not once per
+    failed attempt), and the loop reconnects after a growing delay. The
+    invalidation listener and the event stream reader are both this loop.
+    """
+
+    logger: ClassVar[logging.Logger]
+    #: Logged, with the error's type, when a working connection is lost.
+    lost_message: ClassVar[str]
+    #: Errors that mean "Redis is gone", not "our code failed".
+    failures: ClassVar[tuple[type[BaseException], ...]] = (RedisError, OSError)
+
+    @property
+    @abstractmethod
+    def following(self) -> bool:
+        """Whether the connection worked up to now."""
+
+    @abstractmethod
+    async def follow(self) -> None:
+        """Connect and serve; return or raise when the connection ends."""
+
+    @abstractmethod
+    def lost(self) -> None:
+        """Stop trusting anything the connection vouched for."""
+
+    async def stop(self) -> None:
+        await super().stop()
+        self.lost()
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.follow()
+            except asyncio.CancelledError:
+                raise
+            except self.failures as exc:
+                if self.following:
+                    self.logger.warning(self.lost_message, type(exc).__name__)
+                    attempt = 0
+            except Exception:
+                self.logger.exception("%s failed; restarting it", self.task_name)
+            finally:
+                self.lost()
+            await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
+            attempt += 1

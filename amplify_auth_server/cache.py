@@ -38,7 +38,7 @@ import redis.asyncio as redis
 from cachetools import LRUCache
 from redis.exceptions import RedisError
 
-from amplify_auth_server.events import ANNOUNCE, EVENT_BACKLOG, Change, MemoryEventFeed
+from amplify_auth_server.events import EVENT_BACKLOG, Change, MemoryEventFeed
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.store import TokenRecord
 
@@ -206,18 +206,28 @@ class LocalCache:
         return len(self._known) + len(self._unknown)
 
 
-# KEYS[1] = entry key. ARGV = version, payload, ttl in ms. Writes only if no
-# newer version is held (rule 1).
+# KEYS[1] = entry key; ARGV = version, payload, ttl in ms. The state is written
+# only if no newer version is held (rule 1).
+# With KEYS[2], the event stream (a committed change, see ``announce``): also
+# ARGV = change, token hash, stream length, and the event is appended in the
+# same script, whether or not the state was newer: a duplicate costs a
+# subscriber one eviction, a missing event would leave a revoked token in its
+# cache. The fields are the ones ``events._decode`` reads.
 _PUT_IF_NEWER: Final = """
 local current = redis.call('GET', KEYS[1])
+local newer = false
 if current then
   local held = tonumber(string.match(current, '^(%d+)|'))
-  if held and held > tonumber(ARGV[1]) then
-    return 0
-  end
+  newer = held and held > tonumber(ARGV[1])
 end
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
-return 1
+if not newer then
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+end
+if KEYS[2] then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*',
+             'change', ARGV[4], 'hash', ARGV[5], 'version', ARGV[1])
+end
+return newer and 0 or 1
 """
 
 
@@ -237,18 +247,16 @@ class RedisCache:
         ttl: float,
         negative_ttl: float,
         metrics: Metrics,
-        stream: str | None = None,
         backlog: int = EVENT_BACKLOG,
     ) -> None:
         self.client = client
         self.prefix = f"{prefix}:tok:"
         #: Where committed changes are announced (see :mod:`amplify_auth_server.events`).
-        self.stream = stream or f"{prefix}:events"
+        self.stream = f"{prefix}:events"
         self.backlog = backlog
         self.ttl_ms = int(ttl * 1000)
         self.negative_ttl_ms = int(negative_ttl * 1000)
         self._put_if_newer = client.register_script(_PUT_IF_NEWER)
-        self._announce = client.register_script(ANNOUNCE)
         self._down_until = 0.0
         self._metrics = metrics
 
@@ -291,17 +299,7 @@ class RedisCache:
         ttl_ms = self.ttl_ms if state.known else self.negative_ttl_ms
         if ttl_ms <= 0:
             return True
-        if self.down:
-            self._metrics.redis_skipped.inc()
-            return False
-        try:
-            await self._put_if_newer(
-                keys=[self.prefix + key], args=[state.version, state.dumps(), ttl_ms]
-            )
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
-            return False
-        return True
+        return await self._write([self.prefix + key], [state.version, state.dumps(), ttl_ms])
 
     async def announce(self, key: str, state: TokenState, change: Change) -> bool:
         """Store a committed change's ``state`` and append its event, in one script.
@@ -309,16 +307,17 @@ class RedisCache:
         Whether Redis took both: a change whose event is not in the stream
         must stay in the outbox until it is, or subscribers would never hear it.
         """
+        ttl_ms = self.ttl_ms if state.known else self.negative_ttl_ms
+        # A zero TTL (caching off) still needs a valid PX: 1 ms.
+        args = [state.version, state.dumps(), max(ttl_ms, 1), change, key, self.backlog]
+        return await self._write([self.prefix + key, self.stream], args)
+
+    async def _write(self, keys: list[str], args: list[Any]) -> bool:
         if self.down:
             self._metrics.redis_skipped.inc()
             return False
-        ttl_ms = self.ttl_ms if state.known else self.negative_ttl_ms
         try:
-            await self._announce(
-                keys=[self.prefix + key, self.stream],
-                # A zero TTL (caching off) still needs a valid PX: 1 ms.
-                args=[state.version, state.dumps(), max(ttl_ms, 1), change, key, self.backlog],
-            )
+            await self._put_if_newer(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return False

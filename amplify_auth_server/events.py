@@ -52,7 +52,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from amplify_auth_server.background import Background
+from amplify_auth_server.background import RedisFollower
 from amplify_auth_server.errors import ServiceUnavailable, ShuttingDown
 
 logger = logging.getLogger("amplify_auth_server.events")
@@ -73,7 +73,6 @@ MAX_REPLAY: Final = SUBSCRIBER_QUEUE
 #: How long one XREAD waits for new events; under the client's 1 s socket
 #: timeout, so that a quiet stream is not mistaken for a dead Redis.
 READ_BLOCK_MS: Final = 500
-RECONNECT_DELAYS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _MARKER: Final = b"marker"
 _REDIS_ID: Final = re.compile(r"(\d{1,20})-(\d{1,20})")
 #: A Redis stream id is two unsigned 64-bit numbers; Redis refuses larger ones.
@@ -259,27 +258,7 @@ class MemoryEventFeed(EventFeed):
         return [event for number, event in self._log if number > sequence]
 
 
-# KEYS[1] = the token's cache key, KEYS[2] = the event stream.
-# ARGV = version, state payload, ttl in ms, change, token hash, stream length.
-# The state is written only if no newer version is held (see cache.py); the
-# event is appended either way: a duplicate costs a subscriber one eviction,
-# a missing one would leave a revoked token in its cache.
-ANNOUNCE: Final = """
-local current = redis.call('GET', KEYS[1])
-local newer = false
-if current then
-  local held = tonumber(string.match(current, '^(%d+)|'))
-  newer = held and held > tonumber(ARGV[1])
-end
-if not newer then
-  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
-end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*',
-                  'change', ARGV[4], 'hash', ARGV[5], 'version', ARGV[1])
-"""
-
-
-class RedisEventFeed(EventFeed, Background):
+class RedisEventFeed(EventFeed, RedisFollower):
     """Every replica's reader of the shared stream, fanning it out to its subscribers.
 
     ``reader`` is a connection of its own (a blocking ``XREAD`` holds it),
@@ -289,6 +268,8 @@ class RedisEventFeed(EventFeed, Background):
     """
 
     task_name = "amplify-auth-events"
+    logger = logger
+    lost_message = "lost the event stream (%s); subscribers are disconnected until redis answers"
 
     def __init__(
         self,
@@ -323,33 +304,16 @@ class RedisEventFeed(EventFeed, Background):
             return False
         return True
 
-    async def stop(self) -> None:
-        await super().stop()
+    @property
+    def following(self) -> bool:
+        return self.live
+
+    def lost(self) -> None:
         self._live.clear()
         self.close_all()
 
-    async def run(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._read()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                if self.live:
-                    logger.warning(
-                        "lost the event stream (%s); subscribers are disconnected until "
-                        "redis answers",
-                        type(exc).__name__,
-                    )
-                    attempt = 0
-            except Exception:
-                logger.exception("event stream reader failed; restarting it")
-            finally:
-                self._live.clear()
-                self.close_all()
-            await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
-            attempt += 1
+    async def follow(self) -> None:
+        await self._read()
 
     async def _read(self) -> None:
         # A marker gives this process a head that is in the log, even when

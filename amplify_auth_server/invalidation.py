@@ -37,12 +37,11 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from amplify_auth_server.background import Background
+from amplify_auth_server.background import RedisFollower
 from amplify_auth_server.cache import TokenCache, TokenState
 
 logger = logging.getLogger("amplify_auth_server.invalidation")
 
-RECONNECT_DELAYS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 #: Ping the subscription after this long without a message.
 HEARTBEAT_INTERVAL: Final = 1.0
 #: Hearing nothing for this long (pings included) ends the lease.
@@ -67,10 +66,13 @@ class _Acks:
             self.done.set()
 
 
-class InvalidationBus(Background):
+class InvalidationBus(RedisFollower):
     """Publishes token state changes to every replica and applies theirs."""
 
     task_name = "amplify-auth-invalidation"
+    logger = logger
+    lost_message = "lost the invalidation channel (%s); local cache off until it is back"
+    failures = (RedisError, OSError, Deaf)
 
     def __init__(
         self,
@@ -104,10 +106,6 @@ class InvalidationBus(Background):
         except TimeoutError:
             return False
         return self.live
-
-    async def stop(self) -> None:
-        await super().stop()
-        self._lease_until = 0.0
 
     async def publish(self, key: str, state: TokenState) -> Awaitable[None]:
         """Hand ``state`` to every replica; returns the wait for their confirmations."""
@@ -146,26 +144,16 @@ class InvalidationBus(Background):
         finally:
             self._pending.pop(nonce, None)
 
-    async def run(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._listen()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError, Deaf) as exc:
-                if self._subscribed.is_set():
-                    logger.warning(
-                        "lost the invalidation channel (%s); local cache off until it is back",
-                        type(exc).__name__,
-                    )
-                    attempt = 0
-            except Exception:
-                logger.exception("invalidation listener failed; restarting it")
-            self._lease_until = 0.0
-            self._subscribed.clear()
-            await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
-            attempt += 1
+    @property
+    def following(self) -> bool:
+        return self._subscribed.is_set()
+
+    def lost(self) -> None:
+        self._lease_until = 0.0
+        self._subscribed.clear()
+
+    async def follow(self) -> None:
+        await self._listen()
 
     async def _listen(self) -> None:
         pubsub = self.listener.pubsub(ignore_subscribe_messages=True)

@@ -29,11 +29,12 @@ from base64 import b64encode
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Generic, TypeVar, cast
 
 import httpx
 
+from amplify_auth_client import _cache
 from amplify_auth_client._cache import Answer, ValidationCache
 from amplify_auth_client._config import (
     DEFAULT_CACHE_SIZE,
@@ -128,9 +129,12 @@ def _bool(value: Any) -> bool:
 
 
 def _time(value: Any) -> datetime:
-    # Python 3.11 reads the server's "…Z" suffix; a naive time is taken as UTC.
+    # Python 3.11 reads the server's "…Z" suffix. A time without a zone is
+    # not one the server writes, and could be any zone: refused.
     parsed = datetime.fromisoformat(_str(value))
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        raise ValueError("a time without a time zone")
+    return parsed
 
 
 def _opt_time(value: Any) -> datetime | None:
@@ -160,21 +164,54 @@ def _array(value: Any) -> list[Any]:
 def parse_answer(data: Any) -> Answer:
     """A ``/auth/validate`` body as an :class:`Answer`.
 
-    ``valid`` is read first, strictly. A positive answer must then be read
-    whole: any field we cannot read could be the one that matters, so it is a
-    protocol error. A negative answer stays a "no" even when the rest cannot
-    be read (a newer server's richer ``reason``, say), but one we do not cache.
+    ``valid`` is read first, strictly. A positive answer must then be the
+    server's whole positive answer (see :func:`_positive`): anything less is
+    a protocol error, so never valid and never cached. A negative answer
+    stays a "no" even when the rest cannot be read (a newer server's richer
+    ``reason``, say), but one we do not cache.
     """
     body = _object(data)
     if not _bool(body["valid"]):
         return _negative(body)
+    return _positive(body)
+
+
+#: Every field the server sends with ``"valid": true``, always.
+_POSITIVE_FIELDS: Final = frozenset(
+    {"valid", "scopes", "token_id", "name", "reason", "missing_scopes", "expires_at"}
+)
+
+
+def _positive(body: dict[str, Any]) -> Answer:
+    """A positive answer, taken only when it is complete and consistent.
+
+    A stub, a mock or a misconfigured proxy that answers ``{"valid": true}``
+    to everything must not let every token in: each field the server always
+    sends must be there, with its type; the token must be named by an id of
+    the server's shape; ``reason`` must be null and ``missing_scopes`` empty
+    (we asked for no scopes); and the token must not have expired already.
+    """
+    missing = _POSITIVE_FIELDS - body.keys()
+    if missing:
+        raise ValueError(f"a positive answer without {', '.join(sorted(missing))}")
+    if body["reason"] is not None:
+        raise ValueError("a positive answer that gives a reason")
+    if _array(body["missing_scopes"]):
+        raise ValueError("a positive answer with missing scopes, to a question that asked none")
+    token_id = _str(body["token_id"])
+    if not _TOKEN_ID.fullmatch(token_id):
+        raise ValueError("a positive answer whose token_id is not a token id")
+    expires_at = _opt_time(body["expires_at"])
+    # The cache's wall clock, which it judges every entry's expiry by.
+    if expires_at is not None and expires_at.timestamp() <= _cache.wall_time():
+        raise ValueError("a positive answer for a token that has expired")
     return Answer(
         positive=True,
-        scopes=_strs(body.get("scopes", [])),
-        token_id=_opt_str(body.get("token_id")),
-        name=_opt_str(body.get("name")),
+        scopes=_strs(body["scopes"]),
+        token_id=token_id,
+        name=_str(body["name"]),
         reason=None,
-        expires_at=_opt_time(body.get("expires_at")),
+        expires_at=expires_at,
     )
 
 

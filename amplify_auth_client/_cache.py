@@ -49,14 +49,18 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from hashlib import sha256
-from time import monotonic
-from time import time as wall_time
+import time
 from typing import Final, Generic, TypeVar
 
 from cachetools import LRUCache
 
 from amplify_auth_client._models import CacheStats, Reason, ValidationResult
 from amplify_auth_client._tokens import TOKEN_LENGTH, token_is_well_formed
+
+#: The clocks (see the module's docstring); also the parser's, which refuses
+#: a "valid" for a token already expired by the same wall clock.
+monotonic = time.monotonic
+wall_time = time.time
 
 #: Answered locally for any token that fails the shape or checksum test.
 MALFORMED = ValidationResult(valid=False, reason="malformed")

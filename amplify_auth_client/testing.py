@@ -113,7 +113,9 @@ class FakeAuthServer:
 
     ``admin_token`` (minted when not given) is registered with the ``admin``
     scope, and :meth:`client` passes it on. ``now`` is the wall clock the
-    server judges expiry by: pass your own to test expiry without sleeping.
+    server judges expiry by: pass your own to test expiry without sleeping,
+    moving it forward from the real time (the SDK refuses a "valid" for a
+    token that has expired by its own clock, as it would from a broken server).
     Every request the server received is in :attr:`requests`. Thread-safe, so
     it serves a multi-threaded test as the real server would.
     """

@@ -157,10 +157,12 @@ def test_expiry_follows_the_wall_clock(
     api: respx.MockRouter, client: AuthClient, token: str, clock: FakeClock
 ) -> None:
     # The server judges expiry by the wall clock; if it jumps forward, so do we.
-    route = api.post("/auth/validate").mock(return_value=valid(expires_at=clock.in_(3600)))
+    route = api.post("/auth/validate").mock(
+        side_effect=[valid(expires_at=clock.in_(3600)), invalid("expired")]
+    )
     client.validate(token)
     clock.wall += 3600
-    client.validate(token)
+    assert client.validate(token).reason == "expired"
     assert route.call_count == 2
 
 

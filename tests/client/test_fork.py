@@ -37,8 +37,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
-        body = json.dumps({"valid": True, "scopes": ["read"], "token_id": None,
-                           "name": str(self.client_address[1]), "reason": None}).encode()
+        body = json.dumps({"valid": True, "scopes": ["read"], "token_id": "tok_0123456789abcdef",
+                           "name": str(self.client_address[1]), "reason": None,
+                           "missing_scopes": [], "expires_at": None}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

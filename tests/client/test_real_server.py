@@ -19,6 +19,7 @@ from amplify_auth_client import (
     TokenNotFound,
     generate_token,
 )
+from amplify_auth_client._base import parse_answer
 from amplify_auth_client.testing import FakeAuthServer
 from tests.client.support import FakeClock
 from tests.support.server import Backend, ServerProcess, running_server
@@ -237,3 +238,23 @@ async def test_the_async_client_end_to_end(real: ServerProcess) -> None:
         assert created.expires_at is not None
         assert extended.expires_at > created.expires_at
         assert auth.cache_stats().requests == 1
+
+
+@pytest.mark.timeout(60)
+def test_both_servers_positive_answers_are_whole_to_the_sdk(real: ServerProcess) -> None:
+    # The SDK refuses a positive answer with any field missing or off-type:
+    # neither server may drift from what it reads.
+    fake = FakeAuthServer(admin_token=real.admin_token)
+    for http in (
+        httpx.Client(base_url=real.base_url, timeout=30),
+        httpx.Client(base_url=fake.base_url, transport=fake.transport()),
+    ):
+        with http:
+            admin = {"Authorization": f"Bearer {real.admin_token}"}
+            for ttl in (None, 1):
+                body = {"name": "whole", "scopes": ["read"], "ttl_days": ttl}
+                token = http.post("/auth/tokens", json=body, headers=admin).json()["token"]
+                answer = http.post("/auth/validate", json={"token": token}).json()
+                parsed = parse_answer(answer)
+                assert parsed.positive
+                assert (parsed.expires_at is None) == (ttl is None)

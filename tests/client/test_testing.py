@@ -24,7 +24,9 @@ class Now:
     """A wall clock for the fake server, moved by hand."""
 
     def __init__(self) -> None:
-        self.value = datetime(2026, 1, 1, tzinfo=UTC)
+        # From the real time on: the SDK refuses a "valid" for a token that
+        # its own clock says has expired, and this clock only moves forward.
+        self.value = datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.value

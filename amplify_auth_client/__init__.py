@@ -10,16 +10,9 @@ Everything public is imported from here; the modules behind it are private.
 Test helpers live in :mod:`amplify_auth_client.testing`.
 """
 
-from amplify_auth_client._async_client import AsyncAuthClient
-from amplify_auth_client._client import AuthClient
-from amplify_auth_client._config import (
-    DEFAULT_CACHE_SIZE,
-    DEFAULT_CACHE_TTL,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_NEGATIVE_CACHE_TTL,
-    DEFAULT_RETRY_DEADLINE,
-    DEFAULT_TIMEOUT,
-)
+import importlib
+import typing
+
 from amplify_auth_client._exceptions import (
     AdminPermissionDenied,
     AdminTokenInvalid,
@@ -40,13 +33,25 @@ from amplify_auth_client._models import (
     TokenStatus,
     ValidationResult,
 )
-from amplify_auth_client._tokens import (
+from amplify_auth_client._options import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_CACHE_TTL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_NEGATIVE_CACHE_TTL,
+    DEFAULT_RETRY_DEADLINE,
+    DEFAULT_TIMEOUT,
+)
+from amplify_auth_client._version import __version__
+from amplify_auth_client.contract import (
     TOKEN_PREFIX,
     generate_token,
     hash_token,
     token_is_well_formed,
 )
-from amplify_auth_client._version import __version__
+
+if typing.TYPE_CHECKING:
+    from amplify_auth_client._async_client import AsyncAuthClient
+    from amplify_auth_client._client import AuthClient
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
@@ -80,10 +85,37 @@ __all__ = [
     "token_is_well_formed",
 ]
 
-# As httpx does: tracebacks and reprs name the public path
-# (amplify_auth_client.TokenNotFound), not the private module behind it.
+#: Loaded on first use, not at import: they bring httpx, httpx-sse and the
+#: fork hook, which a process that only needs the contract (the server,
+#: importing amplify_auth_client.contract) must not pay for.
+_CLIENTS = {
+    "AsyncAuthClient": "amplify_auth_client._async_client",
+    "AuthClient": "amplify_auth_client._client",
+}
+
+
+def _claim(value: object) -> None:
+    # As httpx does: tracebacks and reprs name the public path
+    # (amplify_auth_client.TokenNotFound), not the private module behind it.
+    if isinstance(value, type):
+        value.__module__ = __name__
+
+
+def __getattr__(name: str) -> object:
+    module = _CLIENTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    _claim(value)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_CLIENTS))
+
+
 for _name in __all__:
-    _value = globals()[_name]
-    if isinstance(_value, type):
-        _value.__module__ = "amplify_auth_client"
-del _name, _value
+    if _name not in _CLIENTS:
+        _claim(globals()[_name])
+del _name

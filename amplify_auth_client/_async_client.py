@@ -8,20 +8,14 @@ import threading
 from asyncio import sleep
 from collections.abc import Collection, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import httpx
 
-from amplify_auth_client._base import BaseAuthClient, Call, Wait
+from amplify_auth_client import _api
+from amplify_auth_client._api import Call
+from amplify_auth_client._base import BaseAuthClient, Wait
 from amplify_auth_client._cache import SCOPE_TYPES, Answer, ValidationCache, scopes_of
-from amplify_auth_client._config import (
-    DEFAULT_CACHE_SIZE,
-    DEFAULT_CACHE_TTL,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_NEGATIVE_CACHE_TTL,
-    DEFAULT_RETRY_DEADLINE,
-    DEFAULT_TIMEOUT,
-)
 from amplify_auth_client._exceptions import AuthConfigError, AuthServiceUnavailable
 from amplify_auth_client._models import (
     AuditEntry,
@@ -29,6 +23,7 @@ from amplify_auth_client._models import (
     TokenInfo,
     ValidationResult,
 )
+from amplify_auth_client._options import ClientOptions, signature
 
 T = TypeVar("T")
 
@@ -53,35 +48,15 @@ class AsyncAuthClient(BaseAuthClient):
         self,
         base_url: str | None = None,
         *,
-        admin_token: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-        cache_ttl: float = DEFAULT_CACHE_TTL,
-        negative_cache_ttl: float = DEFAULT_NEGATIVE_CACHE_TTL,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        retry_deadline: float = DEFAULT_RETRY_DEADLINE,
-        stale_if_error: float | None = None,
-        subscribe_revocations: bool | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._transport = transport
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
         # Strong references: the loop keeps only weak ones to its tasks.
         self._fetches: set[asyncio.Task[None]] = set()
-        super().__init__(
-            base_url,
-            admin_token=admin_token,
-            timeout=timeout,
-            cache_size=cache_size,
-            cache_ttl=cache_ttl,
-            negative_cache_ttl=negative_cache_ttl,
-            max_retries=max_retries,
-            retry_deadline=retry_deadline,
-            stale_if_error=stale_if_error,
-            subscribe_revocations=subscribe_revocations,
-            custom_transport=transport is not None,
-        )
+        super().__init__(base_url, options, custom_transport=transport is not None)
 
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=self._transport, **self._http_options())
@@ -152,7 +127,7 @@ class AsyncAuthClient(BaseAuthClient):
         answer: Answer | None = None
         error: AuthServiceUnavailable | None = None
         try:
-            answer = await self._send(self._validate_call(token))
+            answer = await self._send(_api.validate(token))
         except Exception as exc:
             error = self._flight_error(exc)
         finally:
@@ -208,17 +183,15 @@ class AsyncAuthClient(BaseAuthClient):
 
         ``ttl_days=None`` makes a token that never expires.
         """
-        return await self._send(
-            self._create_token_call(name, scopes, ttl_days, description, metadata)
-        )
+        return await self._send(_api.create_token(name, scopes, ttl_days, description, metadata))
 
     async def list_tokens(self, include_revoked: bool = False) -> list[TokenInfo]:
         """Active tokens, oldest first; ``include_revoked=True`` adds revoked and expired ones."""
-        return await self._send(self._list_tokens_call(include_revoked))
+        return await self._send(_api.list_tokens(include_revoked))
 
     async def get_token(self, token_id: str) -> TokenInfo:
         """One token's details, by id (``tok_…``)."""
-        return await self._send(self._get_token_call(token_id))
+        return await self._send(_api.get_token(token_id))
 
     async def revoke_token(self, token_id: str) -> TokenInfo:
         """Revoke a token now; revoking it again is harmless.
@@ -228,19 +201,19 @@ class AsyncAuthClient(BaseAuthClient):
         every other client may accept it for up to its ``cache_ttl``. See
         :meth:`AuthClient.revoke_token`.
         """
-        return await self._send(self._revoke_token_call(token_id))
+        return await self._send(_api.revoke_token(token_id))
 
     async def extend_token(self, token_id: str, days: int) -> TokenInfo:
         """Push a token's expiry ``days`` further. :class:`TokenConflict` if revoked or endless."""
-        return await self._send(self._extend_token_call(token_id, days))
+        return await self._send(_api.extend_token(token_id, days))
 
     async def token_audit(self, token_id: str, limit: int = 100) -> list[AuditEntry]:
         """A token's audit trail, newest first."""
-        return await self._send(self._token_audit_call(token_id, limit))
+        return await self._send(_api.token_audit(token_id, limit))
 
     async def audit(self, limit: int = 100) -> list[AuditEntry]:
         """The whole audit log, newest first."""
-        return await self._send(self._audit_call(limit))
+        return await self._send(_api.audit(limit))
 
     # -- sending -------------------------------------------------------------
 
@@ -260,3 +233,7 @@ class AsyncAuthClient(BaseAuthClient):
                     return step
                 if step.seconds > 0:
                     await sleep(step.seconds)
+
+
+# help() and inspect.signature() show every option with its default.
+AsyncAuthClient.__init__.__signature__ = signature("httpx.AsyncBaseTransport")  # type: ignore[attr-defined]

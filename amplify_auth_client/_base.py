@@ -1,50 +1,38 @@
-"""Everything the two clients share that does no I/O.
+"""The call engine both clients share: everything but the sending, which does no I/O.
 
 :class:`BaseAuthClient` holds the configuration, the validation cache and the
-retry policy; it turns each method call into a :class:`Call` (what to send,
-whether it may be repeated, how to read the answer) and each HTTP answer into
-a model or an exception of our tree. :class:`~amplify_auth_client.AuthClient`
-and :class:`~amplify_auth_client.AsyncAuthClient` add only the sending, the
+retry policy; it builds each call of :mod:`._api` into a request, judges each
+attempt's outcome (retry, give up, or read the answer with :mod:`._parse`),
+and turns every failure into an exception of our tree.
+:class:`~amplify_auth_client.AuthClient` and
+:class:`~amplify_auth_client.AsyncAuthClient` add only the sending, the
 waiting between retries, and the coalescing of concurrent misses, which need
 threads or tasks respectively.
 
-Where secrets go: the raw token to validate is sent in a POST body, never a
-URL (httpx logs URLs at INFO). The admin token goes only in the
-``Authorization`` header of management calls, never to ``/auth/validate``;
-it is checked when the client is built, since h11 would put a header value
-it refuses (a trailing newline) whole in its error message. Credentials in
-``base_url`` leave the URL that httpx logs and travel as HTTP Basic.
-Token ids are checked before they become part of a URL, so a raw token
-passed by mistake where an id belongs is refused locally. Anything shaped like
-a token is scrubbed from server messages before they reach an exception.
+Where secrets go: the admin token goes only in the ``Authorization`` header
+of management calls, never to ``/auth/validate``; it is checked when the
+client is built, since h11 would put a header value it refuses (a trailing
+newline) whole in its error message. Credentials in ``base_url`` leave the
+URL that httpx logs and travel as HTTP Basic. Anything shaped like a token
+is scrubbed from server messages before they reach an exception.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import weakref
 from base64 import b64encode
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Final, Generic, TypeVar, cast
+from dataclasses import dataclass, replace
+from typing import Any, Final, TypeVar
 
 import httpx
 
-from amplify_auth_client import _cache
-from amplify_auth_client._cache import Answer, ValidationCache
-from amplify_auth_client._config import (
-    DEFAULT_CACHE_SIZE,
-    DEFAULT_CACHE_TTL,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_NEGATIVE_CACHE_TTL,
-    DEFAULT_RETRY_DEADLINE,
-    DEFAULT_TIMEOUT,
-    ClientConfig,
-)
+from amplify_auth_client._api import Call
+from amplify_auth_client._cache import ValidationCache
+from amplify_auth_client._config import ClientConfig
 from amplify_auth_client._exceptions import (
     AdminPermissionDenied,
     AdminTokenInvalid,
@@ -55,17 +43,12 @@ from amplify_auth_client._exceptions import (
     TokenConflict,
     TokenNotFound,
 )
-from amplify_auth_client._models import (
-    AuditEntry,
-    CacheStats,
-    CreatedToken,
-    Reason,
-    TokenInfo,
-    TokenStatus,
-    ValidationResult,
-)
-from amplify_auth_client._retry import LOCAL, RETRIABLE_STATUS, Attempts, RetryPolicy, is_testing
-from amplify_auth_client._subscription import Subscription
+from amplify_auth_client._models import CacheStats, ValidationResult
+from amplify_auth_client._options import ClientOptions
+from amplify_auth_client._parse import error_body, scrub
+from amplify_auth_client._retry import LOCAL, RETRIABLE_STATUS, Attempts, RetryPolicy
+from amplify_auth_client._subscription import RevocationSubscription
+from amplify_auth_client._testing import is_testing
 from amplify_auth_client._version import __version__
 
 logger = logging.getLogger("amplify_auth_client")
@@ -75,11 +58,6 @@ T = TypeVar("T")
 _USER_AGENT: Final = f"amplify-auth-client/{__version__}"
 #: An attempt that starts with (almost) no deadline left still gets this long.
 _SHORTEST_ATTEMPT: Final = 0.001
-_TOKEN_SHAPE: Final = re.compile(r"amp_live_[A-Za-z0-9_-]{20,}")
-_TOKEN_ID: Final = re.compile(r"tok_[a-z0-9]{16}")
-# The negative answers cached for negative_cache_ttl. "malformed" from the
-# server means it disagrees with our format check: never cached.
-_CACHEABLE: Final = frozenset({"unknown", "revoked", "expired"})
 _ERRORS: Final[Mapping[int, type[AuthRequestError]]] = {
     400: InvalidRequest,
     401: AdminTokenInvalid,
@@ -89,244 +67,6 @@ _ERRORS: Final[Mapping[int, type[AuthRequestError]]] = {
     413: InvalidRequest,
     422: InvalidRequest,
 }
-
-
-def _scrub(text: str, secret: str | None = None) -> str:
-    """``text`` without anything that looks like a token, nor ``secret``.
-
-    The server never echoes a token, so this is a second line of defence: a
-    proxy or a future server bug must not put one in our exception messages.
-    """
-    if secret:
-        text = text.replace(secret, "[redacted]")
-    return _TOKEN_SHAPE.sub("[redacted]", text)
-
-
-# -- reading JSON: strict, because a wrong type here must not become "valid" ---
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else _str(value)
-
-
-def _strs(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise TypeError(f"expected a list, got {type(value).__name__}")
-    return tuple(_str(item) for item in value)
-
-
-def _bool(value: Any) -> bool:
-    # Never bool(value): the string "false" is truthy, and that would fail open.
-    if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {type(value).__name__}")
-    return value
-
-
-def _time(value: Any) -> datetime:
-    # Python 3.11 reads the server's "…Z" suffix. A time without a zone is
-    # not one the server writes, and could be any zone: refused.
-    parsed = datetime.fromisoformat(_str(value))
-    if parsed.tzinfo is None:
-        raise ValueError("a time without a time zone")
-    return parsed
-
-
-def _opt_time(value: Any) -> datetime | None:
-    return None if value is None else _time(value)
-
-
-def _metadata(value: Any) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise TypeError(f"expected an object, got {type(value).__name__}")
-    return {_str(k): _str(v) for k, v in value.items()}
-
-
-def _object(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"expected an object, got {type(value).__name__}")
-    return value
-
-
-def _array(value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise TypeError(f"expected an array, got {type(value).__name__}")
-    return value
-
-
-def parse_answer(data: Any) -> Answer:
-    """A ``/auth/validate`` body as an :class:`Answer`.
-
-    ``valid`` is read first, strictly. A positive answer must then be the
-    server's whole positive answer (see :func:`_positive`): anything less is
-    a protocol error, so never valid and never cached. A negative answer
-    stays a "no" even when the rest cannot be read (a newer server's richer
-    ``reason``, say), but one we do not cache.
-    """
-    body = _object(data)
-    if not _bool(body["valid"]):
-        return _negative(body)
-    return _positive(body)
-
-
-#: Every field the server sends with ``"valid": true``, always.
-_POSITIVE_FIELDS: Final = frozenset(
-    {"valid", "scopes", "token_id", "name", "reason", "missing_scopes", "expires_at"}
-)
-
-
-def _positive(body: dict[str, Any]) -> Answer:
-    """A positive answer, taken only when it is complete and consistent.
-
-    A stub, a mock or a misconfigured proxy that answers ``{"valid": true}``
-    to everything must not let every token in: each field the server always
-    sends must be there, with its type; the token must be named by an id of
-    the server's shape; ``reason`` must be null and ``missing_scopes`` empty
-    (we asked for no scopes); and the token must not have expired already.
-    """
-    missing = _POSITIVE_FIELDS - body.keys()
-    if missing:
-        raise ValueError(f"a positive answer without {', '.join(sorted(missing))}")
-    if body["reason"] is not None:
-        raise ValueError("a positive answer that gives a reason")
-    if _array(body["missing_scopes"]):
-        raise ValueError("a positive answer with missing scopes, to a question that asked none")
-    token_id = _str(body["token_id"])
-    if not _TOKEN_ID.fullmatch(token_id):
-        raise ValueError("a positive answer whose token_id is not a token id")
-    expires_at = _opt_time(body["expires_at"])
-    # The cache's wall clock, which it judges every entry's expiry by.
-    if expires_at is not None and expires_at.timestamp() <= _cache.wall_time():
-        raise ValueError("a positive answer for a token that has expired")
-    return Answer(
-        positive=True,
-        scopes=_strs(body["scopes"]),
-        token_id=token_id,
-        name=_str(body["name"]),
-        reason=None,
-        expires_at=expires_at,
-    )
-
-
-def _negative(body: dict[str, Any]) -> Answer:
-    reason = body.get("reason")
-    if reason == "insufficient_scope":
-        # We always ask with no scopes, so a server keeping to the contract
-        # cannot say this; the answer says nothing we can rely on.
-        raise ValueError("a validation that asked for no scopes was answered insufficient_scope")
-    try:
-        return Answer(
-            positive=False,
-            scopes=_strs(body.get("scopes", [])),
-            token_id=_opt_str(body.get("token_id")),
-            name=_opt_str(body.get("name")),
-            # A reason this client does not know yet is passed on as is, but
-            # not cached: we cannot tell for how long it holds.
-            reason=cast(Reason | None, _opt_str(reason)),
-            expires_at=_opt_time(body.get("expires_at")),
-            cacheable=reason in _CACHEABLE,
-        )
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return Answer(
-            positive=False,
-            scopes=(),
-            token_id=None,
-            name=None,
-            reason=cast(Reason | None, reason if isinstance(reason, str) else None),
-            expires_at=None,
-            cacheable=False,
-        )
-
-
-def parse_token_info(data: Any) -> TokenInfo:
-    """A token record of the management API as a :class:`TokenInfo`."""
-    body = _object(data)
-    # A status this client does not know yet is passed on, not refused.
-    status = _str(body["status"])
-    return TokenInfo(
-        token_id=_str(body["token_id"]),
-        name=_str(body["name"]),
-        scopes=_strs(body["scopes"]),
-        status=cast(TokenStatus, status),
-        created_at=_time(body["created_at"]),
-        expires_at=_opt_time(body.get("expires_at")),
-        revoked_at=_opt_time(body.get("revoked_at")),
-        description=_opt_str(body.get("description")),
-        metadata=_metadata(body.get("metadata")),
-    )
-
-
-def parse_created(data: Any) -> CreatedToken:
-    """The answer to ``POST /auth/tokens`` as a :class:`CreatedToken`."""
-    body = _object(data)
-    return CreatedToken(
-        token=_str(body["token"]),
-        token_id=_str(body["token_id"]),
-        name=_str(body["name"]),
-        scopes=_strs(body["scopes"]),
-        created_at=_time(body["created_at"]),
-        expires_at=_opt_time(body.get("expires_at")),
-        description=_opt_str(body.get("description")),
-        metadata=_metadata(body.get("metadata")),
-    )
-
-
-def parse_audit_entry(data: Any) -> AuditEntry:
-    """One audit record as an :class:`AuditEntry`."""
-    body = _object(data)
-    entry_id = body["id"]
-    if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-        raise TypeError("an audit id must be an integer")
-    return AuditEntry(
-        id=entry_id,
-        at=_time(body["at"]),
-        actor_id=_str(body["actor_id"]),
-        actor_name=_opt_str(body.get("actor_name")),
-        action=_str(body["action"]),
-        token_id=_opt_str(body.get("token_id")),
-        details=_object(body.get("details", {})),
-    )
-
-
-def _list_of(parse: Callable[[Any], T]) -> Callable[[Any], list[T]]:
-    def parse_all(data: Any) -> list[T]:
-        return [parse(item) for item in _array(data)]
-
-    return parse_all
-
-
-@dataclass(frozen=True, slots=True)
-class Call(Generic[T]):
-    """One API call, described without sending it.
-
-    ``idempotent`` decides which failures may be retried (see
-    :mod:`amplify_auth_client._retry`); ``admin`` adds the admin token;
-    ``secret`` is scrubbed from any message about this call; ``fail_closed``
-    makes every non-2xx answer :class:`AuthServiceUnavailable`; ``forget``
-    names a token whose cached answers the call makes wrong.
-    """
-
-    name: str
-    method: str
-    path: str
-    parse: Callable[[Any], T]
-    #: Out of repr: a validation's body holds the raw token.
-    json: dict[str, Any] | None = field(default=None, repr=False)
-    params: dict[str, str] | None = None
-    admin: bool = True
-    idempotent: bool = True
-    secret: str | None = field(default=None, repr=False)
-    #: Every answer but a 2xx is AuthServiceUnavailable (validation: never a 4xx error).
-    fail_closed: bool = False
-    #: The id of a token this call changes: the cache forgets it around the call.
-    forget: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,31 +85,9 @@ class BaseAuthClient:
     _cache: ValidationCache[Any]
 
     def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        admin_token: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-        cache_ttl: float = DEFAULT_CACHE_TTL,
-        negative_cache_ttl: float = DEFAULT_NEGATIVE_CACHE_TTL,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        retry_deadline: float = DEFAULT_RETRY_DEADLINE,
-        stale_if_error: float | None = None,
-        subscribe_revocations: bool | None = None,
-        custom_transport: bool = False,
+        self, base_url: str | None, options: ClientOptions, *, custom_transport: bool
     ) -> None:
-        self._config = config = ClientConfig.resolve(
-            base_url,
-            admin_token=admin_token,
-            timeout=timeout,
-            cache_size=cache_size,
-            cache_ttl=cache_ttl,
-            negative_cache_ttl=negative_cache_ttl,
-            max_retries=max_retries,
-            retry_deadline=retry_deadline,
-            stale_if_error=stale_if_error,
-        )
+        self._config = config = ClientConfig.resolve(base_url, options)
         self._cache = ValidationCache(
             maxsize=config.cache_size,
             ttl=config.cache_ttl,
@@ -394,15 +112,17 @@ class BaseAuthClient:
         # For messages and logs.
         self._where = str(self._url.copy_with(query=None, fragment=None))
         self._http = self._new_http()
-        self._subscription: Subscription | None = None
+        self._subscription: RevocationSubscription | None = None
         #: Start the subscription with the next answer, even a cache hit: set in a
         #: forked child whose inherited entries the parent's stream vouched for.
         self._resubscribe = False
-        if self._subscribes(subscribe_revocations, custom_transport):
-            options = self._http_options()
+        if self._subscribes(config.subscribe_revocations, custom_transport):
+            http_options = self._http_options()
             if self._basic_auth is not None:
-                options["headers"]["Authorization"] = self._basic_auth
-            self._subscription = Subscription(self._cache, http_options=options, where=self._where)
+                http_options["headers"]["Authorization"] = self._basic_auth
+            self._subscription = RevocationSubscription(
+                self._cache, http_options=http_options, where=self._where
+            )
             # Collected without close(): the thread must not outlive the client.
             weakref.finalize(self, self._subscription.stop, 0)
         _CLIENTS.add(self)
@@ -415,10 +135,6 @@ class BaseAuthClient:
         double offers no event stream) or :func:`set_testing` is on (tests
         want no background thread talking to the server).
         """
-        if requested is not None and not isinstance(requested, bool):
-            raise AuthConfigError(
-                f"subscribe_revocations must be True, False or None, got {type(requested).__name__}"
-            )
         if requested is None:
             return not custom_transport and not is_testing()
         if requested and custom_transport:
@@ -464,23 +180,6 @@ class BaseAuthClient:
 
     # -- validation ----------------------------------------------------------
 
-    @staticmethod
-    def _validate_call(token: str) -> Call[Answer]:
-        # Always without scopes: the scopes are checked locally, so one answer
-        # serves every combination, and concurrent misses can share it.
-        return Call(
-            "validate",
-            "POST",
-            "/auth/validate",
-            parse_answer,
-            json={"token": token, "required_scopes": []},
-            admin=False,
-            secret=token,
-            # A 4xx here is no answer about the token: most likely base_url
-            # points elsewhere. Fail closed, with the status in the message.
-            fail_closed=True,
-        )
-
     def cache_stats(self) -> CacheStats:
         """Counters of the validation cache and the state of its revocation subscription."""
         stats = self._cache.stats()
@@ -505,73 +204,6 @@ class BaseAuthClient:
     def clear_cache(self) -> None:
         """Forget every cached answer, e.g. after revoking tokens from this process."""
         self._cache.clear()
-
-    # -- management ----------------------------------------------------------
-
-    @staticmethod
-    def _create_token_call(
-        name: str,
-        scopes: Collection[str],
-        ttl_days: int | None,
-        description: str | None,
-        metadata: Mapping[str, str] | None,
-    ) -> Call[CreatedToken]:
-        if isinstance(scopes, str):
-            raise TypeError(f"scopes must be a collection of scope names, not a str: [{scopes!r}]")
-        body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
-        if ttl_days is not None:
-            body["ttl_days"] = ttl_days
-        if description is not None:
-            body["description"] = description
-        if metadata is not None:
-            body["metadata"] = dict(metadata)
-        # Not idempotent: a repeat after a read timeout could mint a second token.
-        return Call(
-            "create_token", "POST", "/auth/tokens", parse_created, json=body, idempotent=False
-        )
-
-    @staticmethod
-    def _list_tokens_call(include_revoked: bool) -> Call[list[TokenInfo]]:
-        params = {"all": "true"} if include_revoked else None
-        return Call("list_tokens", "GET", "/auth/tokens", _list_of(parse_token_info), params=params)
-
-    @staticmethod
-    def _get_token_call(token_id: str) -> Call[TokenInfo]:
-        path = f"/auth/tokens/{_checked_id(token_id)}"
-        return Call("get_token", "GET", path, parse_token_info)
-
-    @staticmethod
-    def _revoke_token_call(token_id: str) -> Call[TokenInfo]:
-        # Idempotent on the server: revoking twice changes nothing the second time.
-        path = f"/auth/tokens/{_checked_id(token_id)}/revoke"
-        return Call("revoke_token", "POST", path, parse_token_info, forget=token_id)
-
-    @staticmethod
-    def _extend_token_call(token_id: str, days: int) -> Call[TokenInfo]:
-        path = f"/auth/tokens/{_checked_id(token_id)}/extend"
-        # Not idempotent: each success adds ``days`` again.
-        return Call(
-            "extend_token",
-            "POST",
-            path,
-            parse_token_info,
-            json={"days": days},
-            idempotent=False,
-            forget=token_id,
-        )
-
-    @staticmethod
-    def _token_audit_call(token_id: str, limit: int) -> Call[list[AuditEntry]]:
-        path = f"/auth/tokens/{_checked_id(token_id)}/audit"
-        return Call(
-            "token_audit", "GET", path, _list_of(parse_audit_entry), params={"limit": str(limit)}
-        )
-
-    @staticmethod
-    def _audit_call(limit: int) -> Call[list[AuditEntry]]:
-        return Call(
-            "audit", "GET", "/auth/audit", _list_of(parse_audit_entry), params={"limit": str(limit)}
-        )
 
     # -- between calls and HTTP ----------------------------------------------
 
@@ -683,7 +315,7 @@ class BaseAuthClient:
         self, call: Call[Any], attempts: Attempts, exc: httpx.HTTPError
     ) -> AuthServiceUnavailable:
         """The error for a call that got no response, after its last attempt."""
-        what = _scrub(f"{type(exc).__name__}: {exc}", self._secret(call))
+        what = scrub(f"{type(exc).__name__}: {exc}", self._secret(call))
         if isinstance(exc, LOCAL):
             # This side could not send it: no amount of waiting helps.
             logger.warning("%s to %s could not be sent: %s", call.name, self._where, what)
@@ -713,14 +345,14 @@ class BaseAuthClient:
             try:
                 return call.parse(response.json())
             except (KeyError, TypeError, ValueError, OverflowError) as exc:
-                what = _scrub(f"{type(exc).__name__}: {exc}", self._secret(call))
+                what = scrub(f"{type(exc).__name__}: {exc}", self._secret(call))
                 raise AuthServiceUnavailable(
                     f"the server at {self._where} answered {call.name} with HTTP {status} but "
                     f"not with the auth API's JSON ({what}); check that base_url points at the "
                     "auth service and that it runs a version this client speaks",
                     status_code=status,
                 ) from exc
-        code, detail, errors = _error_body(response, self._secret(call))
+        code, detail, errors = error_body(response, self._secret(call))
         if status >= 500 or call.fail_closed:
             raise self._refused(call, status, f"{code}: {detail}", attempts)
         if status not in _ERRORS:
@@ -825,53 +457,3 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
     os.register_at_fork(after_in_child=_forked)
-
-
-def _error_body(
-    response: httpx.Response, secret: str | None
-) -> tuple[str, str, list[dict[str, Any]]]:
-    """``(code, detail, errors)`` of an error answer, whatever shape it has."""
-    fallback = f"http_{response.status_code}"
-    try:
-        body = response.json()
-    except ValueError:
-        return fallback, f"unexpected answer (HTTP {response.status_code})", []
-    if not isinstance(body, dict):
-        return fallback, f"unexpected answer (HTTP {response.status_code})", []
-    code = body.get("error")
-    detail = body.get("detail")
-    errors: list[dict[str, Any]] = []
-    for item in body.get("errors") or ():
-        if isinstance(item, dict):
-            loc = item.get("loc")
-            # Every part that is text is scrubbed: a server that echoes a
-            # field's value could put it in any of them.
-            errors.append(
-                {
-                    "loc": [p if isinstance(p, int) else _scrub(str(p), secret) for p in loc]
-                    if isinstance(loc, list)
-                    else [],
-                    "msg": _scrub(str(item.get("msg", "")), secret),
-                    "type": _scrub(str(item.get("type", "")), secret),
-                }
-            )
-    return (
-        _scrub(code, secret) if isinstance(code, str) else fallback,
-        _scrub(detail if isinstance(detail, str) else "no detail given", secret),
-        errors,
-    )
-
-
-def _checked_id(token_id: str) -> str:
-    """``token_id`` if it has the ``tok_…`` shape; refused locally otherwise.
-
-    The id becomes part of a URL, and URLs end up in logs: a raw token passed
-    here by mistake must never be sent, nor echoed in the message.
-    """
-    if isinstance(token_id, str) and _TOKEN_ID.fullmatch(token_id):
-        return token_id
-    if isinstance(token_id, str) and token_id.startswith("amp_live_"):
-        detail = "this is a raw token, not a token id: never pass a token where an id belongs"
-    else:
-        detail = "token ids look like 'tok_' followed by 16 lowercase letters or digits"
-    raise InvalidRequest(detail, status_code=None, code="invalid_request")

@@ -45,17 +45,17 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from hashlib import sha256
-import time
 from typing import Final, Generic, TypeVar
 
 from cachetools import LRUCache
 
 from amplify_auth_client._models import CacheStats, Reason, ValidationResult
-from amplify_auth_client._tokens import TOKEN_LENGTH, token_is_well_formed
+from amplify_auth_client.contract import TOKEN_LENGTH, missing_scopes, token_is_well_formed
 
 #: The clocks (see the module's docstring); also the parser's, which refuses
 #: a "valid" for a token already expired by the same wall clock.
@@ -146,9 +146,7 @@ class Answer:
         """
         if not self.positive:
             return base
-        held = self.scope_set
-        # In the order asked, without repeats, as the server reports it.
-        missing = tuple(dict.fromkeys(s for s in required_scopes if s not in held))
+        missing = missing_scopes(self.scope_set, required_scopes)
         if not missing:
             return base
         return replace(base, valid=False, reason="insufficient_scope", missing_scopes=missing)

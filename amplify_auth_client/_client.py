@@ -7,20 +7,14 @@ from collections.abc import Collection, Mapping
 from concurrent.futures import Future
 from time import sleep
 from types import TracebackType
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import httpx
 
-from amplify_auth_client._base import BaseAuthClient, Call, Wait
+from amplify_auth_client import _api
+from amplify_auth_client._api import Call
+from amplify_auth_client._base import BaseAuthClient, Wait
 from amplify_auth_client._cache import SCOPE_TYPES, Answer, ValidationCache, scopes_of
-from amplify_auth_client._config import (
-    DEFAULT_CACHE_SIZE,
-    DEFAULT_CACHE_TTL,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_NEGATIVE_CACHE_TTL,
-    DEFAULT_RETRY_DEADLINE,
-    DEFAULT_TIMEOUT,
-)
 from amplify_auth_client._exceptions import AuthServiceUnavailable
 from amplify_auth_client._models import (
     AuditEntry,
@@ -28,6 +22,7 @@ from amplify_auth_client._models import (
     TokenInfo,
     ValidationResult,
 )
+from amplify_auth_client._options import ClientOptions, signature
 
 T = TypeVar("T")
 
@@ -44,7 +39,7 @@ class AuthClient(BaseAuthClient):
             if not result:
                 raise PermissionError(result.reason)
 
-    Every argument is documented in :mod:`amplify_auth_client._config`;
+    Every option is documented in :mod:`amplify_auth_client._options`;
     ``base_url`` defaults to env ``AUTH_SERVICE_URL`` and ``admin_token`` to
     env ``AUTH_ADMIN_TOKEN``. ``transport`` replaces the network, e.g. with
     :class:`amplify_auth_client.testing.FakeAuthServer`'s.
@@ -57,31 +52,11 @@ class AuthClient(BaseAuthClient):
         self,
         base_url: str | None = None,
         *,
-        admin_token: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-        cache_ttl: float = DEFAULT_CACHE_TTL,
-        negative_cache_ttl: float = DEFAULT_NEGATIVE_CACHE_TTL,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        retry_deadline: float = DEFAULT_RETRY_DEADLINE,
-        stale_if_error: float | None = None,
-        subscribe_revocations: bool | None = None,
         transport: httpx.BaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._transport = transport
-        super().__init__(
-            base_url,
-            admin_token=admin_token,
-            timeout=timeout,
-            cache_size=cache_size,
-            cache_ttl=cache_ttl,
-            negative_cache_ttl=negative_cache_ttl,
-            max_retries=max_retries,
-            retry_deadline=retry_deadline,
-            stale_if_error=stale_if_error,
-            subscribe_revocations=subscribe_revocations,
-            custom_transport=transport is not None,
-        )
+        super().__init__(base_url, options, custom_transport=transport is not None)
 
     def _new_http(self) -> httpx.Client:
         return httpx.Client(transport=self._transport, **self._http_options())
@@ -146,7 +121,7 @@ class AuthClient(BaseAuthClient):
         answer: Answer | None = None
         error: AuthServiceUnavailable | None = None
         try:
-            answer = self._send(self._validate_call(token))
+            answer = self._send(_api.validate(token))
         except Exception as exc:
             error = self._flight_error(exc)
         finally:
@@ -174,15 +149,15 @@ class AuthClient(BaseAuthClient):
 
         ``ttl_days=None`` makes a token that never expires.
         """
-        return self._send(self._create_token_call(name, scopes, ttl_days, description, metadata))
+        return self._send(_api.create_token(name, scopes, ttl_days, description, metadata))
 
     def list_tokens(self, include_revoked: bool = False) -> list[TokenInfo]:
         """Active tokens, oldest first; ``include_revoked=True`` adds revoked and expired ones."""
-        return self._send(self._list_tokens_call(include_revoked))
+        return self._send(_api.list_tokens(include_revoked))
 
     def get_token(self, token_id: str) -> TokenInfo:
         """One token's details, by id (``tok_…``)."""
-        return self._send(self._get_token_call(token_id))
+        return self._send(_api.get_token(token_id))
 
     def revoke_token(self, token_id: str) -> TokenInfo:
         """Revoke a token now; revoking it again is harmless.
@@ -193,19 +168,19 @@ class AuthClient(BaseAuthClient):
         objects in this one) may keep accepting it from its cache for up to
         its ``cache_ttl``.
         """
-        return self._send(self._revoke_token_call(token_id))
+        return self._send(_api.revoke_token(token_id))
 
     def extend_token(self, token_id: str, days: int) -> TokenInfo:
         """Push a token's expiry ``days`` further. :class:`TokenConflict` if revoked or endless."""
-        return self._send(self._extend_token_call(token_id, days))
+        return self._send(_api.extend_token(token_id, days))
 
     def token_audit(self, token_id: str, limit: int = 100) -> list[AuditEntry]:
         """A token's audit trail, newest first."""
-        return self._send(self._token_audit_call(token_id, limit))
+        return self._send(_api.token_audit(token_id, limit))
 
     def audit(self, limit: int = 100) -> list[AuditEntry]:
         """The whole audit log, newest first."""
-        return self._send(self._audit_call(limit))
+        return self._send(_api.audit(limit))
 
     # -- sending -------------------------------------------------------------
 
@@ -224,3 +199,7 @@ class AuthClient(BaseAuthClient):
                     return step
                 if step.seconds > 0:
                     sleep(step.seconds)
+
+
+# help() and inspect.signature() show every option with its default.
+AuthClient.__init__.__signature__ = signature("httpx.BaseTransport")  # type: ignore[attr-defined]

@@ -1,29 +1,6 @@
-"""The clients' options: named defaults, and where ``base_url`` and ``admin_token`` come from.
-
-=====================  ==============================  ===========================================
-argument               default                         meaning
-=====================  ==============================  ===========================================
-``base_url``           env ``AUTH_SERVICE_URL``        the auth server, e.g. ``http://auth:8000``
-``admin_token``        env ``AUTH_ADMIN_TOKEN``        only management calls need it
-``timeout``            ``DEFAULT_TIMEOUT`` = 5 s       per HTTP attempt (connect, read, write, pool)
-``cache_size``         ``DEFAULT_CACHE_SIZE`` = 10000  least recently used out first; 0 = none
-``cache_ttl``          ``DEFAULT_CACHE_TTL`` = 30 s    how long a positive answer is reused
-``negative_cache_ttl`` ``DEFAULT_NEGATIVE_..`` = 5 s   same for unknown, revoked, expired tokens
-``max_retries``        ``DEFAULT_MAX_RETRIES`` = 3     retries after the first attempt (4 in all)
-``retry_deadline``     ``DEFAULT_RETRY_DEADLINE``=10s  a call's total time: no retry starts after
-                                                       it, each attempt's timeouts are cut to it
-``stale_if_error``     None (off)                      seconds a positive answer may outlive
-                                                       ``cache_ttl`` while the server is down
-``subscribe_...``      None (on, but off with a        evict entries as the server announces
-                       transport or set_testing)       changes (see ``_subscription``)
-=====================  ==============================  ===========================================
-
-``cache_ttl`` is also the longest a revoked token can still be accepted by a
-client that cached it just before the revocation, while its revocation
-subscription is down (or off); ``stale_if_error`` adds to that, but only
-while the server cannot be reached. No entry is ever served past the
-token's own ``expires_at``.
-"""
+"""The clients' configuration, checked once: where ``base_url`` and ``admin_token`` come
+from, and what every option may be. The options and their defaults are in
+:mod:`amplify_auth_client._options`."""
 
 from __future__ import annotations
 
@@ -31,21 +8,12 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
 from amplify_auth_client._exceptions import AuthConfigError
-
-DEFAULT_TIMEOUT: Final = 5.0
-DEFAULT_CACHE_SIZE: Final = 10_000
-DEFAULT_CACHE_TTL: Final = 30.0
-DEFAULT_NEGATIVE_CACHE_TTL: Final = 5.0
-DEFAULT_MAX_RETRIES: Final = 3
-DEFAULT_RETRY_DEADLINE: Final = 10.0
-#: The first backoff cap; each retry doubles it, up to DEFAULT_RETRY_MAX_WAIT.
-DEFAULT_RETRY_INITIAL_WAIT: Final = 0.1
-DEFAULT_RETRY_MAX_WAIT: Final = 2.0
+from amplify_auth_client._options import DEFAULTS, ClientOptions
 
 ENV_BASE_URL: Final = "AUTH_SERVICE_URL"
 ENV_ADMIN_TOKEN: Final = "AUTH_ADMIN_TOKEN"
@@ -115,24 +83,21 @@ class ClientConfig:
     retry_deadline: float
     stale_if_error: float | None
 
-    @classmethod
-    def resolve(
-        cls,
-        base_url: str | None,
-        *,
-        admin_token: str | None,
-        timeout: float | httpx.Timeout,
-        cache_size: int,
-        cache_ttl: float,
-        negative_cache_ttl: float,
-        max_retries: int,
-        retry_deadline: float,
-        stale_if_error: float | None,
-    ) -> ClientConfig:
-        """Fill ``base_url`` and ``admin_token`` from the environment, then check everything.
+    #: Whether to keep the revocation subscription; None: the default (see BaseAuthClient).
+    subscribe_revocations: bool | None = None
 
-        Raises :class:`AuthConfigError` with what to change.
+    @classmethod
+    def resolve(cls, base_url: str | None, options: ClientOptions) -> ClientConfig:
+        """Fill ``options`` from :data:`DEFAULTS` and ``base_url`` and ``admin_token`` from
+        the environment, then check everything.
+
+        Raises :class:`TypeError` for an option that does not exist (as a
+        signature would) and :class:`AuthConfigError` with what to change.
         """
+        unknown = sorted(set(options) - DEFAULTS.keys())
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+        given: dict[str, Any] = {**DEFAULTS, **options}
         url = base_url or _from_env(ENV_BASE_URL)
         if url is None:
             raise AuthConfigError(
@@ -145,16 +110,23 @@ class ClientConfig:
                 "base_url must start with http:// or https:// "
                 f"(got a value starting with {url[:8]!r}); e.g. 'http://auth:8000'"
             )
+        stale_if_error = given["stale_if_error"]
+        subscribe = given["subscribe_revocations"]
+        if subscribe is not None and not isinstance(subscribe, bool):
+            raise AuthConfigError(
+                f"subscribe_revocations must be True, False or None, got {type(subscribe).__name__}"
+            )
         return cls(
             base_url=url,
-            admin_token=_admin_token(admin_token or _from_env(ENV_ADMIN_TOKEN)),
-            timeout=_timeout(timeout),
-            cache_size=_count("cache_size", cache_size),
-            cache_ttl=_seconds("cache_ttl", cache_ttl),
-            negative_cache_ttl=_seconds("negative_cache_ttl", negative_cache_ttl),
-            max_retries=_count("max_retries", max_retries),
-            retry_deadline=_seconds("retry_deadline", retry_deadline, allow_zero=False),
+            admin_token=_admin_token(given["admin_token"] or _from_env(ENV_ADMIN_TOKEN)),
+            timeout=_timeout(given["timeout"]),
+            cache_size=_count("cache_size", given["cache_size"]),
+            cache_ttl=_seconds("cache_ttl", given["cache_ttl"]),
+            negative_cache_ttl=_seconds("negative_cache_ttl", given["negative_cache_ttl"]),
+            max_retries=_count("max_retries", given["max_retries"]),
+            retry_deadline=_seconds("retry_deadline", given["retry_deadline"], allow_zero=False),
             stale_if_error=(
                 None if stale_if_error is None else _seconds("stale_if_error", stale_if_error)
             ),
+            subscribe_revocations=subscribe,
         )

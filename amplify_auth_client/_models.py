@@ -11,10 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-#: Why a token is not valid; None when it is.
-Reason = Literal["malformed", "unknown", "revoked", "expired", "insufficient_scope"]
-#: A token's state as management reports it.
-TokenStatus = Literal["active", "expired", "revoked"]
+from amplify_auth_client.contract import Reason, TokenStatus
+
+__all__ = [
+    "AuditEntry",
+    "CacheStats",
+    "CreatedToken",
+    "Reason",
+    "SubscriptionState",
+    "TokenInfo",
+    "TokenStatus",
+    "ValidationResult",
+]
+
 #: Where a client's revocation subscription stands (see ``CacheStats.subscription``).
 SubscriptionState = Literal["off", "idle", "connecting", "live", "unavailable"]
 

@@ -22,8 +22,9 @@ to what is left of it (:meth:`Attempts.remaining`), so a call ends within
 about the deadline. A server's ``Retry-After`` (in seconds) lengthens a
 wait, up to the cap.
 
-:func:`set_testing` makes every wait zero, as stamina's switch does, so that
-tests of outages run instantly while still counting attempts.
+:func:`~amplify_auth_client.testing.set_testing` makes every wait zero, as
+stamina's switch does, so that tests of outages run instantly while still
+counting attempts.
 """
 
 from __future__ import annotations
@@ -31,67 +32,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from random import uniform
 from time import monotonic
-from types import TracebackType
 from typing import Final
 
 import httpx
 
-from amplify_auth_client._config import DEFAULT_RETRY_INITIAL_WAIT, DEFAULT_RETRY_MAX_WAIT
+from amplify_auth_client._options import DEFAULT_RETRY_INITIAL_WAIT, DEFAULT_RETRY_MAX_WAIT
+from amplify_auth_client._testing import TESTING
 
 RETRIABLE_STATUS: Final = frozenset({502, 503, 504})
 #: Errors raised before any byte of the request left: always safe to repeat.
 NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Errors of this side, not of the network: the next attempt would fail alike.
 LOCAL: Final = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
-
-
-class _Testing:
-    # A mutable holder rather than a bare global, so the hot path reads one attribute.
-    __slots__ = ("enabled",)
-
-    def __init__(self) -> None:
-        self.enabled = False
-
-
-_TESTING: Final = _Testing()
-
-
-class _TestingRestorer:
-    """What :func:`set_testing` returns: usable as a context manager that restores."""
-
-    def __init__(self, previous: bool) -> None:
-        self._previous = previous
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        _TESTING.enabled = self._previous
-
-
-def set_testing(enabled: bool = True) -> _TestingRestorer:
-    """Make retry waits instant (``True``) or real again (``False``), process-wide.
-
-    Attempts are still made and counted; only the sleeping between them is
-    skipped. Use it as a plain call in a fixture, or as a context manager that
-    restores the previous setting on exit::
-
-        with set_testing(True):
-            client.validate(token)  # an outage now fails after 4 instant attempts
-    """
-    previous = _TESTING.enabled
-    _TESTING.enabled = enabled
-    return _TestingRestorer(previous)
-
-
-def is_testing() -> bool:
-    """Whether :func:`set_testing` has made retry waits instant."""
-    return _TESTING.enabled
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -160,7 +112,7 @@ class Attempts:
         wait = uniform(0.0, cap)  # noqa: S311
         if server_hint is not None:
             wait = max(wait, min(server_hint, policy.max_wait))
-        if _TESTING.enabled:
+        if TESTING.enabled:
             wait = 0.0
         if monotonic() - self._started + wait >= policy.deadline:
             return None

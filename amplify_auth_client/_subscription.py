@@ -68,7 +68,7 @@ class _Refused(Exception):
         self.status = status
 
 
-class Subscription:
+class RevocationSubscription:
     """One client's stream of change events, run by a thread of its own."""
 
     def __init__(

@@ -22,8 +22,6 @@ Set ``server.available = False`` to simulate an outage (every request gets
 from __future__ import annotations
 
 import json
-import re
-import secrets
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -35,18 +33,35 @@ import httpx
 from amplify_auth_client._async_client import AsyncAuthClient
 from amplify_auth_client._client import AuthClient
 from amplify_auth_client._models import CreatedToken
-from amplify_auth_client._retry import is_testing, set_testing
-from amplify_auth_client._tokens import generate_token, hash_token, token_is_well_formed
+from amplify_auth_client._testing import is_testing, set_testing
+from amplify_auth_client.contract import (
+    ADMIN_SCOPE,
+    MAX_AUDIT_LIMIT,
+    MAX_BODY_BYTES,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_METADATA_ITEMS,
+    MAX_METADATA_KEY_LENGTH,
+    MAX_METADATA_VALUE_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_SCOPE_LENGTH,
+    MAX_SCOPES,
+    MAX_TOKEN_FIELD,
+    MAX_TTL_DAYS,
+    TokenStatus,
+    bearer_token,
+    generate_token,
+    hash_token,
+    is_scope,
+    is_token_id,
+    iso,
+    missing_scopes,
+    new_token_id,
+    status_of,
+    token_is_well_formed,
+)
 
 __all__ = ["FakeAuthServer", "is_testing", "set_testing"]
 
-# The server's own limits (amplify_auth_server.schemas and config).
-_SCOPE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/*-]{0,63}")
-_TOKEN_ID_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
-_TOKEN_ID: Final = re.compile(r"tok_[a-z0-9]{16}")
-_MAX_SCOPES: Final = 50
-_MAX_TTL_DAYS: Final = 36_500
-_MAX_BODY_BYTES: Final = 64 * 1024
 _TRUE: Final = frozenset({"true", "1", "yes", "on", "t", "y"})
 _FALSE: Final = frozenset({"false", "0", "no", "off", "f", "n"})
 
@@ -63,12 +78,8 @@ class _Record:
     expires_at: datetime | None
     revoked_at: datetime | None
 
-    def status(self, now: datetime) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= now:
-            return "expired"
-        return "active"
+    def status(self, now: datetime) -> TokenStatus:
+        return status_of(self.revoked_at, self.expires_at, now)
 
 
 class _Refusal(Exception):
@@ -101,11 +112,7 @@ def _invalid(loc: list[str | int], msg: str, kind: str) -> _Refusal:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
-def _new_id() -> str:
-    return "tok_" + "".join(secrets.choice(_TOKEN_ID_ALPHABET) for _ in range(16))
+    return None if value is None else iso(value)
 
 
 class FakeAuthServer:
@@ -144,7 +151,7 @@ class FakeAuthServer:
         self.admin_token = admin_token or generate_token()
         admin = self._insert(
             f"admin ({origin})",
-            ("admin",),
+            (ADMIN_SCOPE,),
             None,
             "registered at start-up",
             None,
@@ -188,7 +195,7 @@ class FakeAuthServer:
             if record.revoked_at is None:
                 now = self._now()
                 self._records[token_id] = replace(record, revoked_at=now)
-                self._log(None, "revoke", token_id, {"revoked_at": _pyiso(now)})
+                self._log(None, "revoke", token_id, {"revoked_at": _iso(now)})
 
     def validation_requests(self) -> int:
         """How many ``POST /auth/validate`` requests arrived: what a cache is meant to save."""
@@ -231,8 +238,8 @@ class FakeAuthServer:
                 "the token database is unreachable; retry shortly",
                 headers={"Retry-After": "1"},
             )
-        if len(request.content) > _MAX_BODY_BYTES:
-            raise _Refusal(413, "payload_too_large", f"request body over {_MAX_BODY_BYTES} bytes")
+        if len(request.content) > MAX_BODY_BYTES:
+            raise _Refusal(413, "payload_too_large", f"request body over {MAX_BODY_BYTES} bytes")
         method, path = request.method, request.url.path
         if path == "/auth/validate":
             self._allow(method, "POST")
@@ -308,14 +315,14 @@ class FakeAuthServer:
         token = body.get("token")
         if not isinstance(token, str):
             raise _invalid(["token"], "Field required", "missing")
-        if len(token) > 1024:
+        if len(token) > MAX_TOKEN_FIELD:
             raise _invalid(
                 ["token"], "String should have at most 1024 characters", "string_too_long"
             )
         required = body.get("required_scopes", [])
-        if not isinstance(required, list) or len(required) > _MAX_SCOPES:
+        if not isinstance(required, list) or len(required) > MAX_SCOPES:
             raise _invalid(["required_scopes"], "Input should be a valid list", "list_type")
-        if not all(isinstance(s, str) and len(s) <= 64 for s in required):
+        if not all(isinstance(s, str) and len(s) <= MAX_SCOPE_LENGTH for s in required):
             raise _invalid(["required_scopes"], "Input should be a valid string", "string_type")
         return self._judge(token, required)
 
@@ -339,7 +346,7 @@ class FakeAuthServer:
         status = record.status(self._now())
         if status != "active":
             return {**answer, "reason": status}
-        missing = [s for s in dict.fromkeys(required) if s not in record.scopes]
+        missing = list(missing_scopes(record.scopes, required))
         if missing:
             return {
                 **answer,
@@ -354,6 +361,7 @@ class FakeAuthServer:
     def _admin(self, request: httpx.Request) -> _Record:
         header = request.headers.get("authorization")
         challenge = {"WWW-Authenticate": 'Bearer realm="amplify-auth"'}
+        credentials = bearer_token(header)
         if header is None:
             raise _Refusal(
                 401,
@@ -362,15 +370,14 @@ class FakeAuthServer:
                 "with a token holding the admin scope",
                 headers=challenge,
             )
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
+        if credentials is None:
             raise _Refusal(
                 401,
                 "unauthorized",
                 "the Authorization header must be `Bearer <admin token>`",
                 headers=challenge,
             )
-        verdict = self._judge(credentials.strip(), [])
+        verdict = self._judge(credentials, [])
         if not verdict["valid"]:
             raise _Refusal(
                 401,
@@ -379,7 +386,7 @@ class FakeAuthServer:
                 headers=challenge,
             )
         record = self._records[verdict["token_id"]]
-        if "admin" not in record.scopes:
+        if ADMIN_SCOPE not in record.scopes:
             raise _Refusal(
                 403, "forbidden", "this token lacks the admin scope that management requires"
             )
@@ -393,15 +400,15 @@ class FakeAuthServer:
                 ["body", sorted(extra)[0]], "Extra inputs are not permitted", "extra_forbidden"
             )
         name = body.get("name")
-        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_LENGTH:
             raise _invalid(
                 ["body", "name"], "String should have 1 to 100 characters", "string_type"
             )
         scopes = body.get("scopes")
-        if not isinstance(scopes, list) or not 1 <= len(scopes) <= _MAX_SCOPES:
+        if not isinstance(scopes, list) or not 1 <= len(scopes) <= MAX_SCOPES:
             raise _invalid(["body", "scopes"], "List should have 1 to 50 items", "too_short")
         for i, scope in enumerate(scopes):
-            if not isinstance(scope, str) or not _SCOPE.fullmatch(scope):
+            if not is_scope(scope):
                 raise _invalid(
                     ["body", "scopes", i], "String should match pattern", "string_pattern_mismatch"
                 )
@@ -409,12 +416,12 @@ class FakeAuthServer:
         if ttl_days is not None and (
             isinstance(ttl_days, bool)
             or not isinstance(ttl_days, int)
-            or not 1 <= ttl_days <= _MAX_TTL_DAYS
+            or not 1 <= ttl_days <= MAX_TTL_DAYS
         ):
             raise _invalid(["body", "ttl_days"], "Input should be between 1 and 36500", "range")
         description = body.get("description")
         if description is not None and (
-            not isinstance(description, str) or len(description) > 1000
+            not isinstance(description, str) or len(description) > MAX_DESCRIPTION_LENGTH
         ):
             raise _invalid(
                 ["body", "description"],
@@ -424,9 +431,12 @@ class FakeAuthServer:
         metadata = body.get("metadata")
         if metadata is not None and (
             not isinstance(metadata, dict)
-            or len(metadata) > 20
+            or len(metadata) > MAX_METADATA_ITEMS
             or not all(
-                isinstance(k, str) and 1 <= len(k) <= 64 and isinstance(v, str) and len(v) <= 500
+                isinstance(k, str)
+                and 1 <= len(k) <= MAX_METADATA_KEY_LENGTH
+                and isinstance(v, str)
+                and len(v) <= MAX_METADATA_VALUE_LENGTH
                 for k, v in metadata.items()
             )
         ):
@@ -464,7 +474,7 @@ class FakeAuthServer:
         days = body.get("days")
         if isinstance(days, bool) or not isinstance(days, int):
             raise _invalid(["body", "days"], "Field required", "missing")
-        if not 1 <= days <= _MAX_TTL_DAYS:
+        if not 1 <= days <= MAX_TTL_DAYS:
             raise _invalid(["body", "days"], "Input should be between 1 and 36500", "range")
         return days
 
@@ -474,7 +484,7 @@ class FakeAuthServer:
             limit = int(raw)
         except ValueError:
             limit = 0
-        if not 1 <= limit <= 1000:
+        if not 1 <= limit <= MAX_AUDIT_LIMIT:
             raise _invalid(["query", "limit"], "Input should be between 1 and 1000", "range")
         entries = [
             e for e in reversed(self._audit) if token_id is None or e["token_id"] == token_id
@@ -496,7 +506,7 @@ class FakeAuthServer:
         action: str = "create",
     ) -> _Record:
         record = _Record(
-            id=_new_id(),
+            id=new_token_id(),
             token_hash=hash_token(token),
             name=name,
             scopes=scopes,
@@ -512,14 +522,14 @@ class FakeAuthServer:
             actor,
             action,
             record.id,
-            {"name": name, "scopes": list(scopes), "expires_at": _pyiso(expires_at)},
+            {"name": name, "scopes": list(scopes), "expires_at": _iso(expires_at)},
         )
         return record
 
     def _change(self, record: _Record, actor: _Record, action: str, **values: datetime) -> _Record:
         updated = replace(record, **values)  # type: ignore[arg-type]
         self._records[record.id] = updated
-        self._log(actor, action, record.id, {k: _pyiso(v) for k, v in values.items()})
+        self._log(actor, action, record.id, {k: _iso(v) for k, v in values.items()})
         return updated
 
     def _log(
@@ -538,7 +548,7 @@ class FakeAuthServer:
         )
 
     def _known(self, token_id: str) -> _Record:
-        record = self._records.get(token_id) if _TOKEN_ID.fullmatch(token_id) else None
+        record = self._records.get(token_id) if is_token_id(token_id) else None
         if record is None:
             raise _Refusal(404, "not_found", f"no token with id {token_id!r}")
         return record
@@ -577,11 +587,6 @@ class FakeAuthServer:
         if raw.lower() in _FALSE:
             return False
         raise _invalid(["query", name], "Input should be a valid boolean", "bool_parsing")
-
-
-def _pyiso(value: datetime | None) -> str | None:
-    # Audit details carry Python's isoformat, as the server's _jsonable writes them.
-    return None if value is None else value.isoformat()
 
 
 def _created(token: str, record: _Record) -> CreatedToken:

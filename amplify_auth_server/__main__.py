@@ -86,10 +86,11 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _create_admin_token(settings: Settings, name: str) -> None:
+    from amplify_auth_client.contract import ADMIN_SCOPE
     from amplify_auth_server.commands import CreateToken, Writer
     from amplify_auth_server.database import create_engine, migrate
-    from amplify_auth_server.deps import ADMIN_SCOPE
-    from amplify_auth_server.store import SYSTEM, TokenStore
+    from amplify_auth_server.models import SYSTEM
+    from amplify_auth_server.store import TokenStore
 
     engine = create_engine(settings.database_url)
     try:

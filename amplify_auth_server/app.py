@@ -31,7 +31,7 @@ from amplify_auth_server.deps import Services
 from amplify_auth_server.events import EventFeed, MemoryEventFeed, RedisEventFeed
 from amplify_auth_server.invalidation import InvalidationBus
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.middleware import BodySizeLimit, RequestLatency
+from amplify_auth_server.middleware import BodySizeLimit, RequestLatency, ValidateFastPath
 from amplify_auth_server.outbox import OutboxReplay
 from amplify_auth_server.routes import errors, events, health, tokens, validate
 from amplify_auth_server.store import TokenStore
@@ -189,7 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router)
     app.include_router(health.router)
     # Outermost last: latency sees everything, the size cap guards the fast path.
-    app.add_middleware(validate.ValidateFastPath)
+    app.add_middleware(ValidateFastPath)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RequestLatency,

@@ -22,11 +22,15 @@ import logging
 import os
 from pathlib import Path
 
-from amplify_auth_client import generate_token, hash_token, token_is_well_formed
+from amplify_auth_client.contract import (
+    ADMIN_SCOPE,
+    generate_token,
+    hash_token,
+    token_is_well_formed,
+)
 from amplify_auth_server.commands import CommandQueue, RegisterToken
 from amplify_auth_server.config import Settings
-from amplify_auth_server.deps import ADMIN_SCOPE
-from amplify_auth_server.store import SYSTEM
+from amplify_auth_server.models import SYSTEM
 
 logger = logging.getLogger("amplify_auth_server.bootstrap")
 

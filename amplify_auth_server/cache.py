@@ -40,7 +40,7 @@ from redis.exceptions import RedisError
 
 from amplify_auth_server.events import EVENT_BACKLOG, Change, MemoryEventFeed
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.store import TokenRecord
+from amplify_auth_server.models import TokenRecord
 
 logger = logging.getLogger("amplify_auth_server.cache")
 

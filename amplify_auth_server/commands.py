@@ -26,7 +26,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
-from amplify_auth_client import generate_token, hash_token
+from amplify_auth_client.contract import MAX_TTL_DAYS, generate_token, hash_token, iso
 from amplify_auth_server.cache import TokenCache, TokenState
 from amplify_auth_server.errors import (
     AuthServerError,
@@ -38,15 +38,8 @@ from amplify_auth_server.errors import (
 )
 from amplify_auth_server.events import Change
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.models import utcnow
-from amplify_auth_server.store import (
-    MAX_TTL_DAYS,
-    Actor,
-    ConcurrentUpdate,
-    TokenRecord,
-    TokenStatus,
-    TokenStore,
-)
+from amplify_auth_server.models import Actor, TokenRecord, utcnow
+from amplify_auth_server.store import ConcurrentUpdate, TokenStore
 
 logger = logging.getLogger("amplify_auth_server.commands")
 
@@ -98,7 +91,7 @@ class Command(ABC, Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class CreatedToken:
+class Minted:
     """The one object that ever holds a raw token, on its way to the response."""
 
     record: TokenRecord
@@ -106,7 +99,7 @@ class CreatedToken:
 
 
 @dataclass(frozen=True, slots=True)
-class CreateToken(Command[CreatedToken]):
+class CreateToken(Command[Minted]):
     actor: Actor
     name: str
     scopes: tuple[str, ...]
@@ -114,7 +107,7 @@ class CreateToken(Command[CreatedToken]):
     description: str | None = None
     metadata: dict[str, str] | None = None
 
-    async def execute(self, writer: Writer) -> CreatedToken:
+    async def execute(self, writer: Writer) -> Minted:
         for attempt in range(_ATTEMPTS):
             raw = generate_token()
             now = utcnow()
@@ -136,7 +129,7 @@ class CreateToken(Command[CreatedToken]):
                 if attempt == _ATTEMPTS - 1:
                     raise
                 continue
-            return CreatedToken(record=record, token=raw)
+            return Minted(record=record, token=raw)
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -304,7 +297,7 @@ class ExtendToken(_Change):
 
     def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
         status = current.status(now)
-        if status is TokenStatus.REVOKED:
+        if status == "revoked":
             raise Conflict(f"token {current.id} is revoked; a revoked token cannot be extended")
         if current.expires_at is None:
             raise Conflict(f"token {current.id} never expires; there is nothing to extend")
@@ -318,10 +311,7 @@ class ExtendToken(_Change):
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     # Times as the rest of the API writes them: UTC with a Z.
-    return {
-        k: v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
-        for k, v in values.items()
-    }
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
 
 
 def _describe(record: TokenRecord) -> dict[str, Any]:

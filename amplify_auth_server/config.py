@@ -14,10 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from amplify_auth_client import token_is_well_formed
-
-DEFAULT_SQLITE_FILE = "amplify_auth.db"
-ADMIN_TOKEN_FILE_SUFFIX = ".admin-token"
+from amplify_auth_client import contract
 
 # No token printed in our docs or the seed passes the checksum (a test of the
 # docs checks it), so the check below also refuses every documented example.
@@ -127,7 +124,7 @@ class Settings(BaseSettings):
     def _refuse_unsafe(self) -> Settings:
         if self.auth_admin_token is not None:
             raw = self.auth_admin_token.get_secret_value()
-            if not token_is_well_formed(raw):
+            if not contract.token_is_well_formed(raw):
                 raise ValueError(
                     "AUTH_ADMIN_TOKEN is not a valid amp_live_ token (wrong shape or checksum). "
                     "Mint one with `amplify-auth-server create-admin-token`, or unset it."
@@ -140,20 +137,6 @@ class Settings(BaseSettings):
         return self.database_url is None or self.database_url.startswith("sqlite")
 
     @property
-    def sqlite_path(self) -> Path | None:
-        if self.database_url is None:
-            return Path(DEFAULT_SQLITE_FILE)
-        for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
-            if self.database_url.startswith(prefix):
-                return Path(self.database_url.removeprefix(prefix).split("?", 1)[0])
-        return None
-
-    @property
     def resolved_admin_token_file(self) -> Path | None:
         """The admin token file of the embedded default, or None outside it."""
-        if self.admin_token_file is not None:
-            return self.admin_token_file
-        path = self.sqlite_path
-        if path is None:
-            return None
-        return path.with_name(path.stem + ADMIN_TOKEN_FILE_SUFFIX)
+        return contract.admin_token_file(self.database_url, self.admin_token_file)

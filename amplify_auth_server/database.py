@@ -18,7 +18,7 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from amplify_auth_server.config import DEFAULT_SQLITE_FILE
+from amplify_auth_client.contract import DEFAULT_SQLITE_FILE
 
 logger = logging.getLogger("amplify_auth_server.database")
 

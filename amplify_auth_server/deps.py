@@ -11,16 +11,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from amplify_auth_client.contract import ADMIN_SCOPE, bearer_token
 from amplify_auth_server.cache import TokenCache
 from amplify_auth_server.commands import CommandQueue
 from amplify_auth_server.config import Settings
 from amplify_auth_server.errors import Forbidden, Unauthorized
 from amplify_auth_server.events import EventFeed
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.store import Actor, TokenStore
+from amplify_auth_server.models import Actor
+from amplify_auth_server.store import TokenStore
 from amplify_auth_server.validation import Validator
-
-ADMIN_SCOPE = "admin"
 
 
 @dataclass(slots=True)
@@ -49,10 +49,10 @@ async def require_admin(request: Request, parts: ServicesDep) -> Actor:
     header = request.headers.get("authorization")
     if header is None:
         raise Unauthorized()
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
+    credentials = bearer_token(header)
+    if credentials is None:
         raise Unauthorized("the Authorization header must be `Bearer <admin token>`")
-    verdict = parts.validator.judge(await parts.validator.state_of(credentials.strip()), ())
+    verdict = parts.validator.judge(await parts.validator.state_of(credentials), ())
     if verdict.result != "valid" or verdict.state is None or verdict.state.token_id is None:
         raise Unauthorized(f"the admin token is not valid ({verdict.result})")
     if ADMIN_SCOPE not in verdict.state.scopes:

@@ -3,7 +3,7 @@
 Split by what the caller can do about it::
 
     AuthServerError                  {"error": code, "detail": message}
-    ├── InvalidRequest       422     fix the request (never echoes the input)
+    ├── InvalidInput         422     fix the request (never echoes the input)
     ├── (payload_too_large)  413     send less; raised as Starlette's HTTPException,
     │                                the one error FastAPI lets out of body parsing
     ├── Unauthorized         401     send a valid admin token
@@ -15,13 +15,19 @@ Split by what the caller can do about it::
         └── ShuttingDown
 
 Messages never contain a raw token: none of these errors is built from one.
+:func:`render` puts ours and Starlette's own (unknown route, wrong method,
+body too large) in that one shape, for the exception handlers of
+:mod:`amplify_auth_server.routes.errors` and for the pure ASGI middleware,
+which answer before any handler runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
+from starlette.exceptions import HTTPException
 
 
 class AuthServerError(Exception):
@@ -41,7 +47,7 @@ class AuthServerError(Exception):
         return orjson.dumps(self.body())
 
 
-class InvalidRequest(AuthServerError):
+class InvalidInput(AuthServerError):
     status_code = 422
     code = "invalid_request"
     default_detail = "the request body does not match the schema"
@@ -102,3 +108,37 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 class ShuttingDown(ServiceUnavailable):
     default_detail = "the server is shutting down; retry on another replica"
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """pydantic's errors without their ``input``: the location, message and type only.
+
+    FastAPI's default 422 body echoes each invalid value back; for a token
+    field that would put a secret in a response (and in any log that
+    records responses).
+    """
+    return [
+        {
+            "loc": [str(p) if not isinstance(p, int) else p for p in e["loc"]],
+            "msg": e["msg"],
+            "type": e["type"],
+        }
+        for e in errors
+    ]
+
+
+def render(exc: AuthServerError | HTTPException) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and headers of an error: ours, or Starlette's own
+    (unknown route, wrong method, body too large) put in our shape."""
+    if isinstance(exc, AuthServerError):
+        return exc.status_code, exc.json(), exc.headers
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    body = orjson.dumps({"error": code, "detail": str(exc.detail)})
+    return exc.status_code, body, dict(exc.headers or {})

@@ -101,7 +101,7 @@ class FeedUnavailable(ServiceUnavailable):
     default_detail = "the event stream is not available right now (redis is not answering)"
 
 
-class Subscription:
+class Subscriber:
     """One subscriber: what to send first, then a queue of live events.
 
     ``reset`` True means the subscriber must drop everything it cached (it
@@ -134,7 +134,7 @@ class EventFeed(ABC):
 
     def __init__(self, *, max_subscribers: int) -> None:
         self.max_subscribers = max_subscribers
-        self._subscribers: set[Subscription] = set()
+        self._subscribers: set[Subscriber] = set()
         self._closed = False
         #: Called with each event's token hash before subscribers see it.
         self.on_event: Callable[[str], None] | None = None
@@ -157,7 +157,7 @@ class EventFeed(ABC):
     def subscribers(self) -> int:
         return len(self._subscribers)
 
-    async def subscribe(self, last_event_id: str | None) -> Subscription:
+    async def subscribe(self, last_event_id: str | None) -> Subscriber:
         """A new subscription, resumed after ``last_event_id`` when the log allows.
 
         Raises :class:`TooManySubscribers` past ``max_subscribers``, and
@@ -175,7 +175,7 @@ class EventFeed(ABC):
         # Registered before the backlog is read, with the head of this
         # moment: every later event reaches the queue, every earlier one is
         # in the backlog, and none is in both.
-        subscription = Subscription(self.head)
+        subscription = Subscriber(self.head)
         self._subscribers.add(subscription)
         try:
             if last_event_id is not None:
@@ -188,7 +188,7 @@ class EventFeed(ABC):
             raise
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: Subscriber) -> None:
         self._subscribers.discard(subscription)
 
     def _dispatch(self, event: TokenEvent) -> None:

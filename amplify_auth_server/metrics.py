@@ -14,7 +14,7 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from amplify_auth_server.schemas import Reason
+from amplify_auth_client.contract import Reason
 
 VALIDATION_RESULTS = ("valid", *get_args(Reason))
 

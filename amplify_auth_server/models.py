@@ -1,122 +1,111 @@
-"""The database schema, as SQLAlchemy Core tables.
+"""The server's domain records: a token as stored, an audit entry, who acted, and the clock.
 
-Core rather than the ORM: the validation miss path runs one compiled
-primary-key-like lookup, and an ORM session would cost several times that
-(see ../shared/PERF-NOTES.md). Alembic migrations create and upgrade these
-tables; :data:`metadata` is their reference for autogenerate.
+Plain frozen dataclasses, shared by the store (which reads and writes them),
+the commands (which decide on them), the caches and the routes (which
+answer with them). The tables they are stored in are in
+:mod:`amplify_auth_server.tables`; their wire shapes in
+:mod:`amplify_auth_server.schemas`; the rules for each field in
+:mod:`amplify_auth_client.contract`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Final
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
-    DateTime,
-    Dialect,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    TypeDecorator,
-)
-from sqlalchemy.dialects.postgresql import JSONB
-
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend.
-
-    SQLite has no timezone type and hands back naive values; this puts the
-    UTC back so that comparisons never mix naive and aware datetimes.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
-
-tokens = Table(
-    "tokens",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    # SHA-256 hex of the raw token; the raw token itself is never stored.
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("name", String(100), nullable=False),
-    Column("scopes", JSONDocument, nullable=False),
-    Column("description", Text, nullable=True),
-    Column("metadata", JSONDocument, nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("expires_at", UTCDateTime, nullable=True),
-    Column("revoked_at", UTCDateTime, nullable=True),
-    # Bumped by every change. Caches accept an entry only when it is newer
-    # than what they hold, so a slow reader can never overwrite a revocation.
-    Column("version", Integer, nullable=False, server_default="1"),
-    Column("created_by", String(32), nullable=True),
-)
-
-audit_log = Table(
-    "audit_log",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
-    Column("at", UTCDateTime, nullable=False),
-    # The token id of the admin who acted, or "system" for the server itself.
-    Column("actor_id", String(32), nullable=False),
-    Column("actor_name", String(100), nullable=True),
-    Column("action", String(32), nullable=False),
-    Column("token_id", String(32), nullable=True),
-    Column("details", JSONDocument, nullable=False),
-    Index("ix_audit_log_token_id_id", "token_id", "id"),
-)
-
-
-# Cache writes that must not be lost. A change writes its row here in the
-# same transaction as the change itself, and deletes it once Redis holds the
-# new state; any replica replays what is left (see amplify_auth_server.outbox).
-cache_outbox = Table(
-    "cache_outbox",
-    metadata,
-    Column("token_hash", String(64), primary_key=True),
-    Column("version", Integer, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-)
-
-# One row naming this database. Redis keys carry it, so that two deployments
-# sharing a Redis (and its default key prefix) can never read each other's
-# entries, nor count each other's replicas.
-installation = Table(
-    "installation",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("instance_id", String(32), nullable=False),
-)
+from amplify_auth_client.contract import TokenStatus, new_token_id, status_of
 
 
 def utcnow() -> datetime:
+    """The server's wall clock: every time it writes is this, in UTC."""
     return datetime.now(UTC)
+
+
+SYSTEM_ACTOR: Final = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A token as stored: everything but the secret, which is never stored."""
+
+    id: str
+    token_hash: str
+    name: str
+    scopes: tuple[str, ...]
+    description: str | None
+    metadata: dict[str, str] | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    version: int
+    created_by: str | None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        token_hash: str,
+        name: str,
+        scopes: tuple[str, ...],
+        created_by: str,
+        now: datetime,
+        expires_at: datetime | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> TokenRecord:
+        """A token about to be inserted: a fresh id, version 1, not revoked."""
+        return cls(
+            id=new_token_id(),
+            token_hash=token_hash,
+            name=name,
+            scopes=scopes,
+            description=description,
+            metadata=metadata,
+            created_at=now,
+            expires_at=expires_at,
+            revoked_at=None,
+            version=1,
+            created_by=created_by,
+        )
+
+    def status(self, now: datetime) -> TokenStatus:
+        return status_of(self.revoked_at, self.expires_at, now)
+
+    @classmethod
+    def from_row(cls, row: Any) -> TokenRecord:
+        return cls(
+            id=row.id,
+            token_hash=row.token_hash,
+            name=row.name,
+            scopes=tuple(row.scopes),
+            description=row.description,
+            metadata=row.metadata,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            version=row.version,
+            created_by=row.created_by,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    actor_id: str
+    actor_name: str | None
+    action: str
+    token_id: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked for a change: an admin token, or the server itself."""
+
+    id: str
+    name: str | None = None
+
+
+SYSTEM = Actor(SYSTEM_ACTOR, "amplify-auth-server")

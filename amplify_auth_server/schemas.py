@@ -1,7 +1,10 @@
 """Every request and response body of the HTTP API, as pydantic models.
 
-Text fields refuse control characters: PostgreSQL cannot store a NUL, and
-such a string must be a 422 at the door, not a 500 in the driver.
+The limits and grammars are the contract's
+(:mod:`amplify_auth_client.contract`), which the SDK, its fake server and
+``stateless_microservice`` read too. Text fields refuse control characters:
+PostgreSQL cannot store a NUL, and such a string must be a 422 at the door,
+not a 500 in the driver.
 """
 
 from __future__ import annotations
@@ -11,15 +14,27 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from amplify_auth_server.store import MAX_TTL_DAYS, AuditRecord, TokenRecord, TokenStatus
-
-SCOPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/*-]{0,63}$"
-MAX_SCOPES = 50
+from amplify_auth_client.contract import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_METADATA_ITEMS,
+    MAX_METADATA_KEY_LENGTH,
+    MAX_METADATA_VALUE_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_SCOPE_LENGTH,
+    MAX_SCOPES,
+    MAX_TOKEN_FIELD,
+    MAX_TTL_DAYS,
+    SCOPE_PATTERN,
+    Reason,
+    TokenStatus,
+    has_control_characters,
+)
+from amplify_auth_server.models import AuditRecord, TokenRecord
 
 
 def _printable(value: str) -> str:
     # Unpaired surrogates never get this far: the JSON parser refuses them.
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value if c not in "\n\t"):
+    if has_control_characters(value):
         raise ValueError("text must not contain control characters")
     return value
 
@@ -31,13 +46,20 @@ Scope = Annotated[
 ]
 Name = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=100, strip_whitespace=True),
+    StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, strip_whitespace=True),
     AfterValidator(_printable),
 ]
-Description = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_printable)]
-MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_printable)]
-MetaValue = Annotated[str, StringConstraints(max_length=500), AfterValidator(_printable)]
-Reason = Literal["malformed", "unknown", "revoked", "expired", "insufficient_scope"]
+Description = Annotated[
+    str, StringConstraints(max_length=MAX_DESCRIPTION_LENGTH), AfterValidator(_printable)
+]
+MetaKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_LENGTH),
+    AfterValidator(_printable),
+]
+MetaValue = Annotated[
+    str, StringConstraints(max_length=MAX_METADATA_VALUE_LENGTH), AfterValidator(_printable)
+]
 
 
 class _Request(BaseModel):
@@ -47,11 +69,12 @@ class _Request(BaseModel):
 class ValidateRequest(BaseModel):
     """Unknown fields are ignored here, so that older servers accept newer clients."""
 
-    token: Annotated[str, StringConstraints(max_length=1024)] = Field(
+    token: Annotated[str, StringConstraints(max_length=MAX_TOKEN_FIELD)] = Field(
         description="The raw token, as the caller presented it."
     )
     required_scopes: Annotated[
-        list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=MAX_SCOPES)
+        list[Annotated[str, StringConstraints(max_length=MAX_SCOPE_LENGTH)]],
+        Field(max_length=MAX_SCOPES),
     ] = Field(default_factory=list, description="Every one of these must be held.")
 
 
@@ -74,7 +97,9 @@ class CreateTokenRequest(_Request):
         default=None, description="Days until the token expires; null means never."
     )
     description: Description | None = None
-    metadata: Annotated[dict[MetaKey, MetaValue] | None, Field(max_length=20)] = None
+    metadata: Annotated[dict[MetaKey, MetaValue] | None, Field(max_length=MAX_METADATA_ITEMS)] = (
+        None
+    )
 
 
 class ExtendTokenRequest(_Request):

@@ -1,4 +1,4 @@
-"""Reads and writes of token records and the audit log.
+"""Reads and writes of token records and the audit log: the only module that speaks SQL.
 
 Reads are called from anywhere; the write methods are called only by the
 command writer (see :mod:`amplify_auth_server.commands`). Writes are
@@ -12,13 +12,9 @@ here, at the boundary, so callers see one error type whatever the driver.
 
 from __future__ import annotations
 
-import secrets
-import string
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Final
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -26,131 +22,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from amplify_auth_server.errors import DatabaseUnavailable
-from amplify_auth_server.models import audit_log, cache_outbox, installation, tokens
-
-TOKEN_ID_PREFIX: Final = "tok_"
-_TOKEN_ID_ALPHABET: Final = string.ascii_lowercase + string.digits
-_TOKEN_ID_LENGTH: Final = 16
-SYSTEM_ACTOR: Final = "system"
-#: No token expires further away than this (and ``datetime`` has a ceiling).
-MAX_TTL_DAYS: Final = 36_500
-
-
-def new_token_id() -> str:
-    """A printable, non-secret id: what people paste into ``auth-cli revoke``."""
-    return TOKEN_ID_PREFIX + "".join(
-        secrets.choice(_TOKEN_ID_ALPHABET) for _ in range(_TOKEN_ID_LENGTH)
-    )
-
-
-def is_token_id(value: str) -> bool:
-    """Whether ``value`` could be a token id; anything else is a 404 without a query."""
-    return (
-        len(value) == len(TOKEN_ID_PREFIX) + _TOKEN_ID_LENGTH
-        and value.startswith(TOKEN_ID_PREFIX)
-        and all(c in _TOKEN_ID_ALPHABET for c in value[len(TOKEN_ID_PREFIX) :])
-    )
-
-
-class ConcurrentUpdate(Exception):
-    """The row moved on between read and write; the command retries."""
-
-
-class TokenStatus(StrEnum):
-    ACTIVE = "active"
-    EXPIRED = "expired"
-    REVOKED = "revoked"
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    """A token as stored: everything but the secret, which is never stored."""
-
-    id: str
-    token_hash: str
-    name: str
-    scopes: tuple[str, ...]
-    description: str | None
-    metadata: dict[str, str] | None
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    version: int
-    created_by: str | None
-
-    @classmethod
-    def new(
-        cls,
-        *,
-        token_hash: str,
-        name: str,
-        scopes: tuple[str, ...],
-        created_by: str,
-        now: datetime,
-        expires_at: datetime | None = None,
-        description: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> TokenRecord:
-        """A token about to be inserted: a fresh id, version 1, not revoked."""
-        return cls(
-            id=new_token_id(),
-            token_hash=token_hash,
-            name=name,
-            scopes=scopes,
-            description=description,
-            metadata=metadata,
-            created_at=now,
-            expires_at=expires_at,
-            revoked_at=None,
-            version=1,
-            created_by=created_by,
-        )
-
-    def status(self, now: datetime) -> TokenStatus:
-        if self.revoked_at is not None:
-            return TokenStatus.REVOKED
-        if self.expires_at is not None and self.expires_at <= now:
-            return TokenStatus.EXPIRED
-        return TokenStatus.ACTIVE
-
-    @classmethod
-    def from_row(cls, row: Any) -> TokenRecord:
-        return cls(
-            id=row.id,
-            token_hash=row.token_hash,
-            name=row.name,
-            scopes=tuple(row.scopes),
-            description=row.description,
-            metadata=row.metadata,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-            version=row.version,
-            created_by=row.created_by,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    id: int
-    at: datetime
-    actor_id: str
-    actor_name: str | None
-    action: str
-    token_id: str | None
-    details: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who asked for a change: an admin token, or the server itself."""
-
-    id: str
-    name: str | None = None
-
-
-SYSTEM = Actor(SYSTEM_ACTOR, "amplify-auth-server")
-
+from amplify_auth_server.models import Actor, AuditRecord, TokenRecord
+from amplify_auth_server.tables import audit_log, cache_outbox, installation, tokens
 
 # Built once: the miss path then only binds a value to a cached compilation.
 _BY_HASH: Final = select(tokens).where(tokens.c.token_hash == bindparam("token_hash"))
@@ -168,8 +41,12 @@ async def _mapped_errors() -> AsyncIterator[None]:
         raise DatabaseUnavailable() from exc
 
 
+class ConcurrentUpdate(Exception):
+    """The row moved on between read and write; the command retries."""
+
+
 class TokenStore:
-    """The only module that speaks SQL.
+    """Token records, the audit log and the cache outbox, in the database.
 
     Two pools: validation misses read from ``engine``; the writer, health
     checks and the outbox use ``write_engine``, so that a flood of misses

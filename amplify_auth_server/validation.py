@@ -21,10 +21,9 @@ from typing import Final
 
 import orjson
 
-from amplify_auth_client import hash_token, token_is_well_formed
+from amplify_auth_client.contract import Reason, hash_token, missing_scopes, token_is_well_formed
 from amplify_auth_server.cache import UNKNOWN, TokenCache, TokenState
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.schemas import Reason
 from amplify_auth_server.store import TokenStore
 
 
@@ -134,14 +133,13 @@ class Validator:
         if state.deadline is not None and state.deadline <= time.time():
             return Verdict(_body(valid=False, reason="expired", state=state), "expired", state)
         if required_scopes:
-            held = state.scopes
-            missing = [s for s in dict.fromkeys(required_scopes) if s not in held]
+            missing = missing_scopes(state.scopes, required_scopes)
             if missing:
                 body = _body(
                     valid=False,
                     reason="insufficient_scope",
                     state=state,
-                    scopes=held,
+                    scopes=state.scopes,
                     missing=missing,
                 )
                 return Verdict(body, "insufficient_scope", state)

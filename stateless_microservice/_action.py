@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
+from amplify_auth_client.contract import is_scope
 from stateless_microservice._identity import ActionRequest, Caller
 
 HttpMethod: TypeAlias = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -24,10 +25,6 @@ PublicHandler: TypeAlias = Callable[[ActionRequest], Any | Awaitable[Any]]
 #: A protected action's handler: ``handler(request, caller)``.
 ProtectedHandler: TypeAlias = Callable[[ActionRequest, Caller], Any | Awaitable[Any]]
 
-# The auth server's scope grammar (amplify_auth_server.schemas.SCOPE_PATTERN;
-# a test pins the two equal). A scope no token can hold would make the action
-# unreachable, so it is refused here rather than found out in production.
-SCOPE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/*-]{0,63}")
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 _PATH: Final = re.compile(r"/[A-Za-z0-9_.~!$&'()*+,;=:@%{}/-]*")
 _PATH_PARAM: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -116,7 +113,9 @@ def _scopes(name: str, scopes: Collection[str]) -> tuple[str, ...]:
         )
     unique = tuple(dict.fromkeys(scopes))
     for scope in unique:
-        if not isinstance(scope, str) or not SCOPE.fullmatch(scope):
+        # A scope no token can hold would make the action unreachable:
+        # refused here rather than found out in production.
+        if not is_scope(scope):
             raise ValueError(
                 f"action {name!r}: {scope!r} is not a scope a token can hold (letters, digits "
                 "and _ . : / * -, starting with a letter or digit, at most 64 characters)"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from amplify_auth_client.contract import missing_scopes
 from stateless_microservice._errors import ActionError
 
 
@@ -39,7 +40,7 @@ class Caller:
 
     def has_scopes(self, *scopes: str) -> bool:
         """Whether the token holds every one of ``scopes``."""
-        return all(scope in self.scopes for scope in scopes)
+        return not missing_scopes(self.scopes, scopes)
 
 
 @dataclass(frozen=True, slots=True)

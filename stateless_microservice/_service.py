@@ -52,6 +52,7 @@ from amplify_auth_client import (
     AuthConfigError,
     AuthServiceUnavailable,
 )
+from amplify_auth_client.contract import bearer_token
 from stateless_microservice._action import StatelessAction
 from stateless_microservice._errors import (
     ActionError,
@@ -129,9 +130,8 @@ class _Runtime:
         headers = request.headers.getlist("authorization")
         if len(headers) > 1:
             raise ambiguous_credentials(self.realm)
-        scheme, _, token = (headers[0] if headers else "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(headers[0] if headers else None)
+        if token is None:
             # No credentials, or another scheme (Basic...): RFC 6750 asks for a
             # bare challenge here, without an error code.
             raise missing_token(self.realm)

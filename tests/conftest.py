@@ -94,8 +94,8 @@ def insert_token(
     Returns ``(raw_token, token_id)``.
     """
     from amplify_auth_server.database import create_engine
-    from amplify_auth_server.models import utcnow
-    from amplify_auth_server.store import TokenRecord, TokenStore
+    from amplify_auth_server.models import TokenRecord, utcnow
+    from amplify_auth_server.store import TokenStore
 
     raw = raw or generate_token()
     record = TokenRecord.new(

@@ -11,9 +11,8 @@ handling. That file is read only when the server is on this machine: its
 token is this machine's server's admin token, and sending it to any other
 host would hand that host the keys.
 
-This module must not import :mod:`amplify_auth_server` (the CLI ships in the
-slim client package), so :func:`admin_token_file` repeats the server's small
-rule for the file's path; a test pins the two together.
+Where that file is, the server and the CLI both ask the contract
+(:func:`amplify_auth_client.contract.admin_token_file`).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from typing import Final
 
 import httpx
 
+from amplify_auth_client import contract
 from amplify_auth_client._cli._errors import USAGE, CLIError
 
 DEFAULT_AUTH_URL: Final = "http://localhost:8000"
@@ -35,9 +35,6 @@ ENV_ADMIN_TOKEN: Final = "AUTH_ADMIN_TOKEN"
 # The server's settings that place the file (amplify_auth_server.config).
 _ENV_ADMIN_TOKEN_FILE: Final = "ADMIN_TOKEN_FILE"
 _ENV_DATABASE_URL: Final = "DATABASE_URL"
-_DEFAULT_SQLITE_FILE: Final = "amplify_auth.db"
-_ADMIN_TOKEN_FILE_SUFFIX: Final = ".admin-token"
-_SQLITE_PREFIXES: Final = ("sqlite+aiosqlite:///", "sqlite:///")
 
 
 def _env(name: str) -> str | None:
@@ -87,18 +84,7 @@ def admin_token_file() -> Path | None:
 
     None when ``DATABASE_URL`` names PostgreSQL: that server mints no file.
     """
-    explicit = _env(_ENV_ADMIN_TOKEN_FILE)
-    if explicit is not None:
-        return Path(explicit)
-    database_url = _env(_ENV_DATABASE_URL)
-    if database_url is None:
-        database = Path(_DEFAULT_SQLITE_FILE)
-    else:
-        prefix = next((p for p in _SQLITE_PREFIXES if database_url.startswith(p)), None)
-        if prefix is None:
-            return None
-        database = Path(database_url.removeprefix(prefix).split("?", 1)[0])
-    return database.with_name(database.stem + _ADMIN_TOKEN_FILE_SUFFIX)
+    return contract.admin_token_file(_env(_ENV_DATABASE_URL), _env(_ENV_ADMIN_TOKEN_FILE))
 
 
 def is_local(url: str) -> bool:

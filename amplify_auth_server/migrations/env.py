@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from amplify_auth_server.models import metadata
+from amplify_auth_server.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

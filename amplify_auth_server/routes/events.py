@@ -35,7 +35,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from amplify_auth_server.deps import ServicesDep
 from amplify_auth_server.errors import NotFound
-from amplify_auth_server.events import Subscription, TokenEvent
+from amplify_auth_server.events import Subscriber, TokenEvent
 from amplify_auth_server.schemas import ErrorResponse
 
 EVENTS_PATH: Final = "/auth/events"
@@ -53,7 +53,7 @@ async def subscription(
             description="The id of the last event received, to resume after it.",
         ),
     ] = None,
-) -> AsyncIterator[Subscription]:
+) -> AsyncIterator[Subscriber]:
     # A dependency, not the generator's first step: a refusal must be a 503
     # before the stream starts, not an error in the middle of a 200.
     if parts.settings.events_max_subscribers == 0:
@@ -88,7 +88,7 @@ def _raw(data: dict[str, Any]) -> str:
     },
 )
 async def events(
-    parts: ServicesDep, subscribed: Annotated[Subscription, Depends(subscription)]
+    parts: ServicesDep, subscribed: Annotated[Subscriber, Depends(subscription)]
 ) -> AsyncIterator[ServerSentEvent]:
     """Every revoke and extend, as it commits, for caches to evict the token's entry."""
     keepalive = parts.settings.events_keepalive

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from amplify_auth_client import token_is_well_formed
+from amplify_auth_client.contract import is_token_id, token_is_well_formed
 from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeToken
 from amplify_auth_server.deps import Admin, ServicesDep
 from amplify_auth_server.errors import NotFound
@@ -23,7 +23,6 @@ from amplify_auth_server.schemas import (
     ExtendTokenRequest,
     TokenRecordResponse,
 )
-from amplify_auth_server.store import is_token_id
 
 router = APIRouter(
     prefix="/auth",

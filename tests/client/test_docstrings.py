@@ -9,13 +9,13 @@ from types import ModuleType
 import pytest
 
 import amplify_auth_client
-from amplify_auth_client import _cache, _tokens, testing
+from amplify_auth_client import _cache, contract, testing
 
 
 # Public classes claim the package as their module, so their examples
 # (ValidationResult's, say) are found through the package, not through _models.
 @pytest.mark.parametrize(
-    ("module", "examples"), [(amplify_auth_client, 4), (_cache, 7), (_tokens, 1)]
+    ("module", "examples"), [(amplify_auth_client, 4), (_cache, 7), (contract, 6)]
 )
 def test_doctests(module: ModuleType, examples: int) -> None:
     results = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

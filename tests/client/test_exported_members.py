@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 import amplify_auth_client
-from amplify_auth_client import testing
+from amplify_auth_client import contract, testing
 
 PUBLIC = [
     "DEFAULT_CACHE_SIZE",
@@ -46,11 +46,13 @@ def test_all_is_pinned() -> None:
 
 
 def test_every_public_attribute_is_exported() -> None:
-    # Submodules (testing, cli, and the private ones) are reached by import, not listed.
+    # Submodules (testing, cli, contract and the private ones) are reached by
+    # import, not listed; the clients are offered before they are loaded.
     public = {
         name
-        for name, value in vars(amplify_auth_client).items()
-        if (not name.startswith("_") or name == "__version__") and not isinstance(value, ModuleType)
+        for name in dir(amplify_auth_client)
+        if (not name.startswith("_") or name == "__version__")
+        and not isinstance(getattr(amplify_auth_client, name), ModuleType)
     }
     assert public == set(PUBLIC)
 
@@ -62,10 +64,61 @@ def test_every_exported_name_resolves() -> None:
 
 def test_exported_classes_claim_the_package() -> None:
     # Private module paths never show in tracebacks or reprs users see.
-    classes = [v for v in map(amplify_auth_client.__dict__.get, PUBLIC) if isinstance(v, type)]
+    classes = [
+        value for name in PUBLIC if isinstance(value := getattr(amplify_auth_client, name), type)
+    ]
     assert len(classes) == 16
     assert {cls.__module__ for cls in classes} == {"amplify_auth_client"}
 
 
 def test_testing_module_exports() -> None:
     assert testing.__all__ == ["FakeAuthServer", "is_testing", "set_testing"]
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    assert not hasattr(amplify_auth_client, "AuthCleint")
+
+
+def test_the_contract_is_pinned() -> None:
+    # The server, the fake, the CLI and stateless_microservice import these:
+    # a name changed here changes all of them.
+    assert contract.__all__ == [
+        "ADMIN_SCOPE",
+        "ADMIN_TOKEN_FILE_SUFFIX",
+        "CACHEABLE_REASONS",
+        "DEFAULT_SQLITE_FILE",
+        "MAX_AUDIT_LIMIT",
+        "MAX_BODY_BYTES",
+        "MAX_DESCRIPTION_LENGTH",
+        "MAX_METADATA_ITEMS",
+        "MAX_METADATA_KEY_LENGTH",
+        "MAX_METADATA_VALUE_LENGTH",
+        "MAX_NAME_LENGTH",
+        "MAX_SCOPES",
+        "MAX_SCOPE_LENGTH",
+        "MAX_TOKEN_FIELD",
+        "MAX_TTL_DAYS",
+        "SCOPE",
+        "SCOPE_PATTERN",
+        "TOKEN_ID",
+        "TOKEN_ID_PREFIX",
+        "TOKEN_LENGTH",
+        "TOKEN_LIKE",
+        "TOKEN_PREFIX",
+        "Reason",
+        "TokenStatus",
+        "admin_token_file",
+        "bearer_token",
+        "generate_token",
+        "has_control_characters",
+        "hash_token",
+        "is_scope",
+        "is_token_id",
+        "iso",
+        "missing_scopes",
+        "new_token_id",
+        "sqlite_path",
+        "status_of",
+        "token_is_well_formed",
+    ]
+    assert all(hasattr(contract, name) for name in contract.__all__)

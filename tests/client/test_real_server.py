@@ -19,7 +19,7 @@ from amplify_auth_client import (
     TokenNotFound,
     generate_token,
 )
-from amplify_auth_client._base import parse_answer
+from amplify_auth_client._parse import parse_answer
 from amplify_auth_client.testing import FakeAuthServer
 from tests.client.support import FakeClock
 from tests.support.server import Backend, ServerProcess, running_server

@@ -17,6 +17,7 @@ from amplify_auth_client import (
     AuthError,
     CreatedToken,
     InvalidRequest,
+    _api,
     generate_token,
 )
 from tests.client.support import BASE_URL, CREATED_AT, TOKEN_ID, FakeClock, error, valid
@@ -159,7 +160,7 @@ def test_an_admin_secret_of_any_shape_is_scrubbed(api: respx.MockRouter) -> None
 
 
 def test_a_validation_call_shows_no_token_in_its_repr() -> None:
-    call = AuthClient._validate_call(SECRET)
+    call = _api.validate(SECRET)
     assert SECRET not in repr(call)
     assert call.json == {"token": SECRET, "required_scopes": []}
 

@@ -111,9 +111,9 @@ def test_a_reset_or_an_unreadable_event_drops_everything(
         client.validate(token)
     assert cache.stats().size == 3
 
-    from amplify_auth_client._subscription import Subscription
+    from amplify_auth_client._subscription import RevocationSubscription
 
-    subscription = Subscription(cache, http_options={}, where=BASE_URL)
+    subscription = RevocationSubscription(cache, http_options={}, where=BASE_URL)
     subscription._apply("revoked", "e:1", f'{{"token_hash": "{hash_token(tokens[0])}"}}')
     assert cache.stats().size == 2
     assert client.validate(tokens[1]).cached

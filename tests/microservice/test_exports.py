@@ -6,10 +6,14 @@ import subprocess
 import sys
 from types import ModuleType
 
+import pytest
+from pydantic import ValidationError
+
 import amplify_auth_client
 import stateless_microservice
-from amplify_auth_server.schemas import SCOPE_PATTERN
-from stateless_microservice import _action, testing
+from amplify_auth_client import contract
+from amplify_auth_server.schemas import CreateTokenRequest
+from stateless_microservice import StatelessAction, testing
 
 PUBLIC = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -60,8 +64,24 @@ def test_testing_module_exports() -> None:
     assert testing.__all__ == ["FakeAuthServer", "service_client"]
 
 
-def test_scopes_follow_the_servers_grammar() -> None:
-    assert f"^{_action.SCOPE.pattern}$" == SCOPE_PATTERN
+@pytest.mark.parametrize(
+    "scope", ["orders:read", "a", "x" * 64, "x" * 65, "no spaces", "-lead", "é", "a\n"]
+)
+def test_scopes_follow_the_servers_grammar(scope: str) -> None:
+    # The server's schema and StatelessAction both take the contract's rule.
+    try:
+        CreateTokenRequest(name="a", scopes=[scope])
+    except ValidationError:
+        server_takes = False
+    else:
+        server_takes = True
+    try:
+        StatelessAction(name="a", path="/a", handler=lambda r, c: None, required_scopes=[scope])
+    except ValueError:
+        action_takes = False
+    else:
+        action_takes = True
+    assert action_takes == server_takes == contract.is_scope(scope)
 
 
 def test_without_the_service_extra_the_import_names_the_extra() -> None:

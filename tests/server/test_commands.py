@@ -19,8 +19,8 @@ from amplify_auth_server.commands import (
 from amplify_auth_server.database import create_engine, migrate
 from amplify_auth_server.errors import NotFound, ShuttingDown
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.models import utcnow
-from amplify_auth_server.store import SYSTEM, TokenStore
+from amplify_auth_server.models import SYSTEM, utcnow
+from amplify_auth_server.store import TokenStore
 
 pytestmark = pytest.mark.anyio
 

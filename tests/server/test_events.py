@@ -419,7 +419,8 @@ def test_a_revoke_whose_commit_reply_was_lost_is_still_announced_embedded(
     from amplify_auth_server.database import create_engine, migrate
     from amplify_auth_server.errors import DatabaseUnavailable
     from amplify_auth_server.metrics import Metrics
-    from amplify_auth_server.store import SYSTEM, TokenStore
+    from amplify_auth_server.models import SYSTEM
+    from amplify_auth_server.store import TokenStore
 
     class LostReply(TokenStore):
         """Commits, then (once armed) fails as if the commit's reply was lost."""

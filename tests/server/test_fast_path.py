@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from amplify_auth_client import generate_token
 from amplify_auth_server import Settings, create_app
-from amplify_auth_server.routes.validate import ValidateFastPath
+from amplify_auth_server.middleware import ValidateFastPath
 
 pytestmark = pytest.mark.anyio
 

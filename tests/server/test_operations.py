@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from amplify_auth_client import __version__, generate_token, token_is_well_formed
 from amplify_auth_server.database import create_engine
-from amplify_auth_server.models import metadata
+from amplify_auth_server.tables import metadata
 from tests.server.conftest import create, validate
 from tests.support.server import Backend, ServerProcess, clean_environment, running_server
 from tests.support.services import fresh_database

@@ -17,7 +17,8 @@ from amplify_auth_server.commands import CommandQueue, CreateToken, RevokeToken,
 from amplify_auth_server.database import create_engine, migrate
 from amplify_auth_server.invalidation import InvalidationBus
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.store import SYSTEM, TokenRecord, TokenStore
+from amplify_auth_server.models import SYSTEM, TokenRecord
+from amplify_auth_server.store import TokenStore
 from amplify_auth_server.validation import Validator
 from tests.support.services import free_port
 

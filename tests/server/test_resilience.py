@@ -326,9 +326,9 @@ def test_the_outbox_replays_rows_left_behind_not_changes_still_being_applied() -
     from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache
     from amplify_auth_server.database import create_engine, migrate
     from amplify_auth_server.metrics import Metrics
-    from amplify_auth_server.models import utcnow
+    from amplify_auth_server.models import TokenRecord, utcnow
     from amplify_auth_server.outbox import OUTBOX_GRACE, OutboxReplay
-    from amplify_auth_server.store import TokenRecord, TokenStore
+    from amplify_auth_server.store import TokenStore
     from tests.support.services import redis_namespace
 
     async def scenario(database: str, url: str, prefix: str) -> None:

@@ -1,0 +1,152 @@
+"""The HTTP API the SDK speaks, one function per call: what to send, and how to read it.
+
+Each function describes a call as a :class:`Call` without sending it; the
+engine (:mod:`._base`) sends it with retries, and the shells
+(:mod:`._client`, :mod:`._async_client`) only wrap these in methods.
+
+Where secrets go: the raw token to validate is sent in a POST body, never a
+URL (httpx logs URLs at INFO). Token ids are checked before they become part
+of a URL, so a raw token passed by mistake where an id belongs is refused
+locally, and never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from amplify_auth_client._cache import Answer
+from amplify_auth_client._exceptions import InvalidRequest
+from amplify_auth_client._models import AuditEntry, CreatedToken, TokenInfo
+from amplify_auth_client._parse import (
+    list_of,
+    parse_answer,
+    parse_audit_entry,
+    parse_created,
+    parse_token_info,
+)
+from amplify_auth_client.contract import TOKEN_PREFIX, is_token_id
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One API call, described without sending it.
+
+    ``idempotent`` decides which failures may be retried (see
+    :mod:`amplify_auth_client._retry`); ``admin`` adds the admin token;
+    ``secret`` is scrubbed from any message about this call; ``fail_closed``
+    makes every non-2xx answer :class:`AuthServiceUnavailable`; ``forget``
+    names a token whose cached answers the call makes wrong.
+    """
+
+    name: str
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    #: Out of repr: a validation's body holds the raw token.
+    json: dict[str, Any] | None = field(default=None, repr=False)
+    params: dict[str, str] | None = None
+    admin: bool = True
+    idempotent: bool = True
+    secret: str | None = field(default=None, repr=False)
+    #: Every answer but a 2xx is AuthServiceUnavailable (validation: never a 4xx error).
+    fail_closed: bool = False
+    #: The id of a token this call changes: the cache forgets it around the call.
+    forget: str | None = None
+
+
+def validate(token: str) -> Call[Answer]:
+    # Always without scopes: the scopes are checked locally, so one answer
+    # serves every combination, and concurrent misses can share it.
+    return Call(
+        "validate",
+        "POST",
+        "/auth/validate",
+        parse_answer,
+        json={"token": token, "required_scopes": []},
+        admin=False,
+        secret=token,
+        # A 4xx here is no answer about the token: most likely base_url
+        # points elsewhere. Fail closed, with the status in the message.
+        fail_closed=True,
+    )
+
+
+def create_token(
+    name: str,
+    scopes: Collection[str],
+    ttl_days: int | None,
+    description: str | None,
+    metadata: Mapping[str, str] | None,
+) -> Call[CreatedToken]:
+    if isinstance(scopes, str):
+        raise TypeError(f"scopes must be a collection of scope names, not a str: [{scopes!r}]")
+    body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+    if ttl_days is not None:
+        body["ttl_days"] = ttl_days
+    if description is not None:
+        body["description"] = description
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    # Not idempotent: a repeat after a read timeout could mint a second token.
+    return Call("create_token", "POST", "/auth/tokens", parse_created, json=body, idempotent=False)
+
+
+def list_tokens(include_revoked: bool) -> Call[list[TokenInfo]]:
+    params = {"all": "true"} if include_revoked else None
+    return Call("list_tokens", "GET", "/auth/tokens", list_of(parse_token_info), params=params)
+
+
+def get_token(token_id: str) -> Call[TokenInfo]:
+    return Call("get_token", "GET", f"/auth/tokens/{_checked_id(token_id)}", parse_token_info)
+
+
+def revoke_token(token_id: str) -> Call[TokenInfo]:
+    # Idempotent on the server: revoking twice changes nothing the second time.
+    path = f"/auth/tokens/{_checked_id(token_id)}/revoke"
+    return Call("revoke_token", "POST", path, parse_token_info, forget=token_id)
+
+
+def extend_token(token_id: str, days: int) -> Call[TokenInfo]:
+    path = f"/auth/tokens/{_checked_id(token_id)}/extend"
+    # Not idempotent: each success adds ``days`` again.
+    return Call(
+        "extend_token",
+        "POST",
+        path,
+        parse_token_info,
+        json={"days": days},
+        idempotent=False,
+        forget=token_id,
+    )
+
+
+def token_audit(token_id: str, limit: int) -> Call[list[AuditEntry]]:
+    path = f"/auth/tokens/{_checked_id(token_id)}/audit"
+    return Call(
+        "token_audit", "GET", path, list_of(parse_audit_entry), params={"limit": str(limit)}
+    )
+
+
+def audit(limit: int) -> Call[list[AuditEntry]]:
+    return Call(
+        "audit", "GET", "/auth/audit", list_of(parse_audit_entry), params={"limit": str(limit)}
+    )
+
+
+def _checked_id(token_id: str) -> str:
+    """``token_id`` if it has the ``tok_…`` shape; refused locally otherwise.
+
+    The id becomes part of a URL, and URLs end up in logs: a raw token passed
+    here by mistake must never be sent, nor echoed in the message.
+    """
+    if is_token_id(token_id):
+        return token_id
+    if isinstance(token_id, str) and token_id.startswith(TOKEN_PREFIX):
+        detail = "this is a raw token, not a token id: never pass a token where an id belongs"
+    else:
+        detail = "token ids look like 'tok_' followed by 16 lowercase letters or digits"
+    raise InvalidRequest(detail, status_code=None, code="invalid_request")

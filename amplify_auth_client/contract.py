@@ -1,0 +1,285 @@
+"""The wire contract, written once: what a token, an id, a scope and every field may be.
+
+The server, :class:`~amplify_auth_client.testing.FakeAuthServer`, ``auth-cli``
+and ``stateless_microservice`` all import their rules from here, so that a
+rule cannot be written twice and drift. This module imports nothing beyond
+the standard library: the server loads it without loading the SDK's HTTP
+clients.
+
+**Tokens** are ``amp_live_`` followed by 43 characters: 37 random base62
+characters (220 bits from :mod:`secrets`) and a 6-character base62 CRC32
+checksum of everything before it, as GitHub's token format does. The
+checksum lets any holder of this module reject a mistyped or made-up token
+without a network call; it is not a security boundary (anyone can compute
+it), only a cheap filter in front of one.
+
+Only :func:`hash_token` output is ever stored or used as a key. SHA-256 and
+not a slow password hash: the secret has 220 bits of entropy, so there is
+nothing to brute-force, and validation must stay cheap (see docs/security.md).
+
+>>> token = generate_token()
+>>> token_is_well_formed(token), is_token_id(new_token_id()), is_scope("orders:read")
+(True, True, True)
+>>> missing_scopes({"read"}, ["read", "write", "write"])
+('write',)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import string
+import zlib
+from collections.abc import Collection, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, Literal
+
+__all__ = [
+    "ADMIN_SCOPE",
+    "ADMIN_TOKEN_FILE_SUFFIX",
+    "CACHEABLE_REASONS",
+    "DEFAULT_SQLITE_FILE",
+    "MAX_AUDIT_LIMIT",
+    "MAX_BODY_BYTES",
+    "MAX_DESCRIPTION_LENGTH",
+    "MAX_METADATA_ITEMS",
+    "MAX_METADATA_KEY_LENGTH",
+    "MAX_METADATA_VALUE_LENGTH",
+    "MAX_NAME_LENGTH",
+    "MAX_SCOPES",
+    "MAX_SCOPE_LENGTH",
+    "MAX_TOKEN_FIELD",
+    "MAX_TTL_DAYS",
+    "SCOPE",
+    "SCOPE_PATTERN",
+    "TOKEN_ID",
+    "TOKEN_ID_PREFIX",
+    "TOKEN_LENGTH",
+    "TOKEN_LIKE",
+    "TOKEN_PREFIX",
+    "Reason",
+    "TokenStatus",
+    "admin_token_file",
+    "bearer_token",
+    "generate_token",
+    "has_control_characters",
+    "hash_token",
+    "is_scope",
+    "is_token_id",
+    "iso",
+    "missing_scopes",
+    "new_token_id",
+    "sqlite_path",
+    "status_of",
+    "token_is_well_formed",
+]
+
+# -- tokens -------------------------------------------------------------------
+
+TOKEN_PREFIX: Final = "amp_live_"
+_ALPHABET: Final = string.digits + string.ascii_uppercase + string.ascii_lowercase
+_RANDOM_LENGTH: Final = 37
+_CHECKSUM_LENGTH: Final = 6
+TOKEN_LENGTH: Final = len(TOKEN_PREFIX) + _RANDOM_LENGTH + _CHECKSUM_LENGTH
+#: The longest ``token`` a validation request may carry (a well-formed one is
+#: TOKEN_LENGTH; longer ones are answered "malformed", up to this).
+MAX_TOKEN_FIELD: Final = 1024
+
+# The public format promises 43 URL-safe characters; the checksum then
+# narrows that to the base62 tokens we actually mint.
+_SHAPE: Final = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{43}}")
+#: Anything that looks like a token, for scrubbing text before it is shown.
+TOKEN_LIKE: Final = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{20,}}")
+
+
+def _checksum(payload: str) -> str:
+    value = zlib.crc32(payload.encode("ascii"))
+    digits = []
+    for _ in range(_CHECKSUM_LENGTH):
+        value, digit = divmod(value, 62)
+        digits.append(_ALPHABET[digit])
+    return "".join(reversed(digits))
+
+
+def generate_token() -> str:
+    """Mint a new raw token. Show it once, then keep only its hash.
+
+    >>> token_is_well_formed(generate_token())
+    True
+    """
+    body = TOKEN_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LENGTH))
+    return body + _checksum(body)
+
+
+def token_is_well_formed(token: str) -> bool:
+    """Whether ``token`` has the ``amp_live_`` shape and a correct checksum.
+
+    A ``False`` here means no server could ever accept the token, so callers
+    answer it locally (``reason="malformed"``) without caching it.
+    """
+    if len(token) != TOKEN_LENGTH or not _SHAPE.fullmatch(token):
+        return False
+    split = TOKEN_LENGTH - _CHECKSUM_LENGTH
+    return _checksum(token[:split]) == token[split:]
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest under which a token is stored, cached and looked up.
+
+    ``surrogatepass`` because a JSON body may carry a lone surrogate, and any
+    string handed to us must hash rather than raise.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# -- token ids ----------------------------------------------------------------
+
+TOKEN_ID_PREFIX: Final = "tok_"
+_TOKEN_ID_ALPHABET: Final = string.ascii_lowercase + string.digits
+_TOKEN_ID_LENGTH: Final = 16
+#: A token id: what people paste into ``auth-cli revoke``; never secret.
+TOKEN_ID: Final = re.compile(rf"{TOKEN_ID_PREFIX}[a-z0-9]{{{_TOKEN_ID_LENGTH}}}")
+
+
+def new_token_id() -> str:
+    """A fresh, printable, non-secret token id."""
+    return TOKEN_ID_PREFIX + "".join(
+        secrets.choice(_TOKEN_ID_ALPHABET) for _ in range(_TOKEN_ID_LENGTH)
+    )
+
+
+def is_token_id(value: object) -> bool:
+    """Whether ``value`` could be a token id; anything else is refused without a lookup."""
+    return isinstance(value, str) and TOKEN_ID.fullmatch(value) is not None
+
+
+# -- scopes -------------------------------------------------------------------
+
+MAX_SCOPE_LENGTH: Final = 64
+#: Letters, digits and ``_.:/*-``, starting with a letter or digit.
+SCOPE_PATTERN: Final = rf"^[A-Za-z0-9][A-Za-z0-9_.:/*-]{{0,{MAX_SCOPE_LENGTH - 1}}}$"
+SCOPE: Final = re.compile(SCOPE_PATTERN)
+#: Scopes a token may hold, and a validation may require, at most.
+MAX_SCOPES: Final = 50
+#: The scope that may manage every token.
+ADMIN_SCOPE: Final = "admin"
+
+
+def is_scope(value: object) -> bool:
+    """Whether ``value`` is a scope a token can hold."""
+    return isinstance(value, str) and SCOPE.fullmatch(value) is not None
+
+
+def missing_scopes(held: Collection[str], required: Iterable[str]) -> tuple[str, ...]:
+    """The scopes of ``required`` that ``held`` lacks, in the order asked, without repeats.
+
+    The one scope check: the server's answer, every cache's, the fake's and a
+    service's all come from it, so that they can never disagree.
+    """
+    return tuple(dict.fromkeys(scope for scope in required if scope not in held))
+
+
+# -- the other fields of a token ------------------------------------------------
+
+MAX_NAME_LENGTH: Final = 100
+MAX_DESCRIPTION_LENGTH: Final = 1000
+MAX_METADATA_ITEMS: Final = 20
+MAX_METADATA_KEY_LENGTH: Final = 64
+MAX_METADATA_VALUE_LENGTH: Final = 500
+#: No token expires further away than this (and ``datetime`` has a ceiling).
+MAX_TTL_DAYS: Final = 36_500
+#: How many audit entries one request may ask for.
+MAX_AUDIT_LIMIT: Final = 1000
+#: The largest request body the server reads, by default (``MAX_BODY_BYTES``).
+MAX_BODY_BYTES: Final = 64 * 1024
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control character other than tab and newline.
+
+    Refused in every text field: PostgreSQL cannot store a NUL, and a
+    terminal or a log line should not be steered by a token's name.
+    """
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text if c not in "\n\t")
+
+
+# -- answers ------------------------------------------------------------------
+
+#: Why a token is not valid; None when it is.
+Reason = Literal["malformed", "unknown", "revoked", "expired", "insufficient_scope"]
+#: A token's state as management reports it.
+TokenStatus = Literal["active", "expired", "revoked"]
+#: The negative reasons that hold for a while, and so may be cached. The
+#: others are answered anew each time ("malformed" from a server means it
+#: disagrees with this module's format check).
+CACHEABLE_REASONS: Final = frozenset({"unknown", "revoked", "expired"})
+
+
+def status_of(
+    revoked_at: datetime | None, expires_at: datetime | None, now: datetime
+) -> TokenStatus:
+    """A token's status at ``now``: revoked wins over expired."""
+    if revoked_at is not None:
+        return "revoked"
+    if expires_at is not None and expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def iso(moment: datetime) -> str:
+    """A time as the API writes it everywhere: ISO 8601 in UTC, with a ``Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer <token>`` header; None for anything else.
+
+    The scheme is case-insensitive (RFC 7235); surrounding spaces are dropped.
+
+    >>> bearer_token("bearer  abc "), bearer_token("Basic abc"), bearer_token(None)
+    ('abc', None, None)
+    """
+    if header is None:
+        return None
+    scheme, _, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() != "bearer" or not credentials:
+        return None
+    return credentials
+
+
+# -- the embedded server's admin token file ----------------------------------------
+
+DEFAULT_SQLITE_FILE: Final = "amplify_auth.db"
+ADMIN_TOKEN_FILE_SUFFIX: Final = ".admin-token"
+_SQLITE_PREFIXES: Final = ("sqlite+aiosqlite:///", "sqlite:///")
+
+
+def sqlite_path(database_url: str | None) -> Path | None:
+    """The SQLite file a ``DATABASE_URL`` names (unset: the default file); None for others."""
+    if database_url is None:
+        return Path(DEFAULT_SQLITE_FILE)
+    prefix = next((p for p in _SQLITE_PREFIXES if database_url.startswith(p)), None)
+    if prefix is None:
+        return None
+    return Path(database_url.removeprefix(prefix).split("?", 1)[0])
+
+
+def admin_token_file(database_url: str | None, explicit: Path | str | None = None) -> Path | None:
+    """Where the embedded server keeps the admin token it mints, beside its database.
+
+    ``explicit`` is ``ADMIN_TOKEN_FILE`` when set. None when the database is
+    not SQLite: such a server mints no file. The server writes the file and
+    ``auth-cli`` reads it, both by this rule.
+
+    >>> admin_token_file(None), admin_token_file("sqlite:///data/auth.db")
+    (PosixPath('amplify_auth.admin-token'), PosixPath('data/auth.admin-token'))
+    """
+    if explicit is not None:
+        return Path(explicit)
+    database = sqlite_path(database_url)
+    if database is None:
+        return None
+    return database.with_name(database.stem + ADMIN_TOKEN_FILE_SUFFIX)

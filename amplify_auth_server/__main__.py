@@ -97,13 +97,13 @@ async def _create_admin_token(settings: Settings, name: str) -> None:
         await migrate(engine)
         # A one-shot writer: a new token has nothing cached anywhere, and
         # its insert cannot conflict with a running server's writer.
-        created = await CreateToken(actor=SYSTEM, name=name, scopes=(ADMIN_SCOPE,)).execute(
-            Writer(TokenStore(engine), cache=None)
+        done = await CreateToken(actor=SYSTEM, name=name, scopes=(ADMIN_SCOPE,)).execute(
+            Writer(TokenStore(engine), propagation=None)
         )
     finally:
         await engine.dispose()
-    print(f"created admin token {created.record.id}; it is shown once:", file=sys.stderr)
-    print(created.token)
+    print(f"created admin token {done.value.record.id}; it is shown once:", file=sys.stderr)
+    print(done.value.token)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -29,10 +29,11 @@ from amplify_auth_server.config import Settings
 from amplify_auth_server.database import WRITE_POOL_SIZE, create_engine, migrate
 from amplify_auth_server.deps import Services
 from amplify_auth_server.events import EventFeed, MemoryEventFeed, RedisEventFeed
-from amplify_auth_server.invalidation import InvalidationBus
+from amplify_auth_server.invalidation import InvalidationBus, Lease
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.middleware import BodySizeLimit, RequestLatency, ValidateFastPath
 from amplify_auth_server.outbox import OutboxReplay
+from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.routes import errors, events, health, tokens, validate
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.validation import Validator
@@ -62,7 +63,8 @@ async def _closing(stack: AsyncExitStack, client: redis.Redis) -> redis.Redis:
 
 async def _build_cache(
     settings: Settings, store: TokenStore, metrics: Metrics, stack: AsyncExitStack
-) -> tuple[TokenCache, EventFeed]:
+) -> tuple[TokenCache, Propagation, EventFeed]:
+    """The read tiers, the after-commit path and the event feed, wired to one another."""
     if settings.redis_url is None:
         if not settings.is_embedded:
             logger.warning(
@@ -76,7 +78,7 @@ async def _build_cache(
             negative_ttl=settings.negative_cache_ttl,
         )
         feed = MemoryEventFeed(max_subscribers=settings.events_max_subscribers)
-        return TokenCache(local, feed=feed), feed
+        return TokenCache(local), Propagation(local, feed=feed), feed
     local = LocalCache(
         maxsize=settings.local_cache_size,
         ttl=min(settings.local_cache_ttl, settings.token_cache_ttl),
@@ -94,7 +96,9 @@ async def _build_cache(
         negative_ttl=settings.negative_cache_ttl,
         metrics=metrics,
     )
-    cache = TokenCache(local, shared)
+    suspects: set[str] = set()
+    lease = Lease()
+    cache = TokenCache(local, shared, suspects=suspects, hearing=lease)
     # The subscription's own connection never reconnects behind our back:
     # a gap in hearing must surface as an error (see invalidation).
     listener = await _closing(stack, _redis_client(settings.redis_url, retries=0))
@@ -102,10 +106,10 @@ async def _build_cache(
         client,
         listener,
         prefix=prefix,
-        cache=cache,
+        local=local,
+        lease=lease,
         ack_timeout=settings.invalidation_ack_timeout,
     )
-    cache.publisher = bus
     bus.start()
     stack.push_async_callback(bus.stop)
     # The event stream's reader blocks on XREAD: a connection of its own,
@@ -116,17 +120,18 @@ async def _build_cache(
         reader,
         stream=shared.stream,
         max_subscribers=settings.events_max_subscribers,
+        on_event=local.evict,
     )
-    announced.on_event = cache.evict_local
     announced.start()
     stack.push_async_callback(announced.stop)
     if not await bus.wait_live(_REDIS_STARTUP_WAIT) or not await announced.wait_live(0.5):
         logger.warning("redis is not answering; serving from the database until it does")
-    replay = OutboxReplay(store, cache, shared)
+    propagation = Propagation(local, suspects=suspects, shared=shared, bus=bus)
+    replay = OutboxReplay(store, propagation)
     replay.start()
     stack.push_async_callback(replay.stop)
-    metrics.watch_suspects(lambda: len(cache.suspects))
-    return cache, announced
+    metrics.watch_suspects(lambda: len(suspects))
+    return cache, propagation, announced
 
 
 @asynccontextmanager
@@ -141,9 +146,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await migrate(write_engine)
         store = TokenStore(engine, write_engine)
-        cache, feed = await _build_cache(settings, store, metrics, stack)
+        cache, propagation, feed = await _build_cache(settings, store, metrics, stack)
         metrics.watch_subscribers(lambda: feed.subscribers)
-        queue = CommandQueue(Writer(store, cache), metrics)
+        queue = CommandQueue(Writer(store, propagation), metrics)
         queue.start()
         # Unwound first: the writer drains while caches and database still work.
         stack.push_async_callback(queue.stop)

@@ -1,4 +1,4 @@
-"""What the server remembers about tokens, in two tiers.
+"""The read tiers: what the server remembers about tokens, in two levels.
 
 * :class:`LocalCache`, in-process. Without Redis it is the only cache and
   holds entries for ``TOKEN_CACHE_TTL``. With Redis it is a short-lived
@@ -21,24 +21,29 @@ Three rules keep a slow reader from undoing a change:
    (see :mod:`amplify_auth_server.outbox`): suspect tokens skip both caches
    and are answered from the database until Redis holds their new state.
 
+This module only reads, and keeps each tier's own rules; what a committed
+change does to the tiers, the other replicas and the event stream belongs
+to :mod:`amplify_auth_server.propagation`, which is the only writer of
+the suspects set.
+
 Keys are SHA-256 hex digests; values hold ids, names, scopes and
 timestamps. Nothing here ever sees a raw token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import orjson
 import redis.asyncio as redis
 from cachetools import LRUCache
 from redis.exceptions import RedisError
 
-from amplify_auth_server.events import EVENT_BACKLOG, Change, MemoryEventFeed
+from amplify_auth_server.events import EVENT_BACKLOG, Change
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import TokenRecord
 
@@ -138,11 +143,18 @@ UNKNOWN: Final = TokenState(version=0)
 
 
 class LocalCache:
-    """In-process LRUs of token states with per-entry deadlines.
+    """In-process LRUs of token states with per-entry deadlines, and the lookups in flight.
 
     Unknown tokens live in an LRU of their own, so that a flood of garbage
     cannot push the known tokens out. Not thread-safe, and it need not be:
     the server touches it only from the event loop.
+
+    :attr:`inflight` holds the database lookups under way, one per hash, for
+    concurrent misses to share (see :mod:`amplify_auth_server.validation`).
+    Every change to a key detaches its lookup: one that began before the
+    change may have read the old state, so callers who arrive after it must
+    not join it (those already waiting asked before the change, and keep
+    its answer).
     """
 
     def __init__(self, *, maxsize: int, ttl: float, negative_ttl: float) -> None:
@@ -154,6 +166,7 @@ class LocalCache:
         self.enabled = maxsize > 0 and ttl > 0
         #: Bumped by every change and every clear; see rule 2 of the module.
         self.generation = 0
+        self.inflight: dict[str, asyncio.Task[TokenState]] = {}
 
     def get(self, key: str) -> TokenState | None:
         if not self.enabled:
@@ -190,15 +203,20 @@ class LocalCache:
     def changed(self, key: str, state: TokenState) -> None:
         """A committed change: it replaces what is held, and outdates running lookups."""
         self.generation += 1
+        self.inflight.pop(key, None)
         self.put(key, state)
 
     def evict(self, key: str) -> None:
+        """``key`` changed, to a state not known here: forget it."""
         self.generation += 1
+        self.inflight.pop(key, None)
         self._known.pop(key, None)
         self._unknown.pop(key, None)
 
     def clear(self) -> None:
+        """Anything may have changed: forget everything."""
         self.generation += 1
+        self.inflight.clear()
         self._known.clear()
         self._unknown.clear()
 
@@ -340,50 +358,51 @@ class RedisCache:
         return True
 
 
-class Publisher(Protocol):
-    """Fan-out of committed changes to other replicas (see ``invalidation``)."""
+class Hearing(Protocol):
+    """Whether this replica hears every other replica's changes now (see ``invalidation``)."""
 
     @property
     def live(self) -> bool: ...
 
-    async def publish(self, key: str, state: TokenState) -> Awaitable[None]: ...
+
+#: How the health check sees Redis.
+RedisStatus = Literal["disabled", "healthy", "unhealthy"]
 
 
 class TokenCache:
-    """The tiers as the validation path and the writer see them."""
+    """The tiers as the validation path reads them.
+
+    ``suspects`` (rule 3) and ``hearing`` are shared with their owners,
+    :class:`~amplify_auth_server.propagation.Propagation` and the
+    invalidation bus's lease; this class only reads them.
+    """
 
     def __init__(
         self,
         local: LocalCache,
         shared: RedisCache | None = None,
-        publisher: Publisher | None = None,
-        feed: MemoryEventFeed | None = None,
+        *,
+        suspects: set[str] | None = None,
+        hearing: Hearing | None = None,
     ) -> None:
         self.local = local
         self.shared = shared
-        self.publisher = publisher
-        #: Without Redis: where committed changes are announced to subscribers.
-        self.feed = feed
         #: Hashes whose new state Redis may not hold: answered from the database.
-        self.suspects: set[str] = set()
-        self._listeners: list[Callable[[str | None], None]] = []
-
-    def on_change(self, listener: Callable[[str | None], None]) -> None:
-        """Call ``listener(key)`` on every change to ``key`` (None: to everything)."""
-        self._listeners.append(listener)
-
-    def _notify(self, key: str | None) -> None:
-        for listener in self._listeners:
-            listener(key)
+        self.suspects: set[str] = set() if suspects is None else suspects
+        self._hearing = hearing
 
     @property
     def generation(self) -> int:
         return self.local.generation
 
+    @property
+    def inflight(self) -> dict[str, asyncio.Task[TokenState]]:
+        return self.local.inflight
+
     def get_local(self, key: str) -> TokenState | None:
         # With replicas, a local entry is only as good as our hearing of
         # their changes: while deaf, go to Redis every time.
-        if self.publisher is not None and not self.publisher.live:
+        if self._hearing is not None and not self._hearing.live:
             return None
         if self.suspects and key in self.suspects:
             return None
@@ -404,79 +423,10 @@ class TokenCache:
             await self.shared.put(key, state)
         return newest
 
-    def changed(self, key: str, state: TokenState) -> None:
-        """A committed change, made here or heard from another replica."""
-        self.local.changed(key, state)
-        self._notify(key)
-
-    def suspect(self, key: str) -> None:
-        """Redis may hold an older state of ``key`` than the database: until it is
-        known to hold the new one, answer ``key`` from the database only."""
-        self.suspects.add(key)
-        self.local.evict(key)
-        self._notify(key)
-
-    def cleared(self) -> None:
-        """Everything may have changed (we were deaf to the other replicas)."""
-        self.local.clear()
-        self._notify(None)
-
-    async def apply(
-        self, key: str, state: TokenState, change: Change
-    ) -> tuple[bool, Awaitable[None] | None]:
-        """Make a committed change visible in every tier and replica, and announce it.
-
-        Returns whether Redis took it (state and event), and the replicas'
-        confirmation to await (outside the writer: a slow replica must not
-        slow every write).
-        """
-        self.changed(key, state)
-        confirmation = None
-        if self.publisher is not None:
-            # Before the event: a subscriber told of this change may validate
-            # at once on another replica, which must already have been handed
-            # the new state (PUBLISH has reached every listener once it
-            # returns), or its local cache answers the old state and the
-            # subscriber caches that for its whole TTL.
-            confirmation = await self.publisher.publish(key, state)
-        stored = True
-        if self.shared is not None:
-            stored = await self.shared.announce(key, state, change)
-            if not stored:
-                # At least the old state must go (a full Redis still unlinks);
-                # the event waits in the outbox for the replay.
-                await self.shared.unlink(key)
-                self.suspect(key)
-                logger.warning(
-                    "redis did not take a change to token %s; it is answered from the "
-                    "database, and announced to subscribers, once the outbox replays it",
-                    state.token_id,
-                )
-        elif self.feed is not None:
-            self.feed.append(change, key, state.version)
-        return stored, confirmation
-
-    def evict_local(self, key: str) -> None:
-        """Another replica announced a change to ``key``: drop this replica's entry.
-
-        The announcement can reach this replica's event subscribers before
-        the invalidation channel brings the new state; a subscriber that
-        validates again at once must not get the old state from here.
-        """
-        self.local.evict(key)
-        self._notify(key)
-
-    async def forget(self, key: str, change: Change, version: int) -> None:
-        """A change whose outcome is unknown (the commit failed midway): drop ``key``.
-
-        ``version`` is the one the row has if the change committed. With Redis, the
-        outbox row written in the change's transaction announces it if it
-        committed; embedded, there is no outbox, so subscribers are told now
-        (an eviction too many, if it did not commit, costs one request).
-        """
-        self.local.evict(key)
-        self._notify(key)
-        if self.shared is not None and not await self.shared.unlink(key):
-            self.suspect(key)
-        elif self.shared is None and self.feed is not None:
-            self.feed.append(change, key, version)
+    async def redis_status(self) -> RedisStatus:
+        """Healthy means answering and heard: a replica deaf to the others'
+        changes runs without its local cache."""
+        if self.shared is None:
+            return "disabled"
+        hearing = self._hearing is None or self._hearing.live
+        return "healthy" if hearing and await self.shared.ping() else "unhealthy"

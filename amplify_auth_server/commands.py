@@ -3,8 +3,11 @@
 Handlers build a frozen command and ``await queue.submit(command)``; one
 writer task takes commands in order, runs each in its own transaction,
 writes the audit record in that same transaction, makes the new state
-visible in every cache tier, and only then answers the handler's future.
-Validation never comes here: it only reads.
+visible in every cache tier (:mod:`amplify_auth_server.propagation`), and
+only then answers the handler's future, with the result and what the
+handler must still await (the other replicas' confirmations: awaited by the
+handler, not by the writer, so that a slow replica cannot slow every
+write). Validation never comes here: it only reads.
 
 Within one process the queue is what orders writes. Across replicas the
 database is: each command reads the row under a lock (``FOR UPDATE`` on
@@ -27,7 +30,7 @@ from typing import Any, Final, Generic, TypeVar
 from sqlalchemy.exc import IntegrityError
 
 from amplify_auth_client.contract import MAX_TTL_DAYS, generate_token, hash_token, iso
-from amplify_auth_server.cache import TokenCache, TokenState
+from amplify_auth_server.cache import TokenState
 from amplify_auth_server.errors import (
     AuthServerError,
     Conflict,
@@ -39,6 +42,7 @@ from amplify_auth_server.errors import (
 from amplify_auth_server.events import Change
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor, TokenRecord, utcnow
+from amplify_auth_server.propagation import Applied, Propagation
 from amplify_auth_server.store import ConcurrentUpdate, TokenStore
 
 logger = logging.getLogger("amplify_auth_server.commands")
@@ -49,32 +53,39 @@ DEFAULT_QUEUE_SIZE: Final = 10_000
 _ATTEMPTS: Final = 5
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Done(Generic[T]):
+    """A command's result, and what its caller must still await before answering."""
+
+    value: T
+    pending: tuple[Awaitable[None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Writer:
-    """What a command may touch, and what its caller must still wait for."""
+    """What a command may touch: the store, and the after-commit path (None in a
+    one-shot process, which has no caches)."""
 
     store: TokenStore
-    cache: TokenCache | None
-    #: The other replicas' confirmations of the last command's cache changes;
-    #: awaited by the command's caller, not by the writer (see CommandQueue).
-    confirmations: list[Awaitable[None]] = field(default_factory=list)
+    propagation: Propagation | None
 
-    async def apply(self, record: TokenRecord, change: Change) -> bool:
-        """Show ``record``'s committed state to every cache and announce it; whether
-        Redis took it."""
-        if self.cache is None:
-            return True
-        stored, confirmation = await self.cache.apply(
+    async def apply(self, record: TokenRecord, change: Change) -> Applied:
+        """Show ``record``'s committed state to every cache and announce it."""
+        if self.propagation is None:
+            return Applied(True)
+        return await self.propagation.apply(
             record.token_hash, TokenState.from_record(record), change
         )
-        if confirmation is not None:
-            self.confirmations.append(confirmation)
-        return stored
 
     @property
     def durable(self) -> bool:
         """Whether changes go through the outbox (only with a shared tier)."""
-        return self.cache is not None and self.cache.shared is not None
+        return self.propagation is not None and self.propagation.durable
+
+
+def _done(value: T, applied: Applied) -> Done[T]:
+    pending = () if applied.confirmation is None else (applied.confirmation,)
+    return Done(value, pending)
 
 
 class Command(ABC, Generic[T]):
@@ -87,7 +98,7 @@ class Command(ABC, Generic[T]):
         return type(self).__name__
 
     @abstractmethod
-    async def execute(self, writer: Writer) -> T: ...
+    async def execute(self, writer: Writer) -> Done[T]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +118,7 @@ class CreateToken(Command[Minted]):
     description: str | None = None
     metadata: dict[str, str] | None = None
 
-    async def execute(self, writer: Writer) -> Minted:
+    async def execute(self, writer: Writer) -> Done[Minted]:
         for attempt in range(_ATTEMPTS):
             raw = generate_token()
             now = utcnow()
@@ -129,7 +140,8 @@ class CreateToken(Command[Minted]):
                 if attempt == _ATTEMPTS - 1:
                     raise
                 continue
-            return Minted(record=record, token=raw)
+            # A new hash: nothing can have cached it, so no cache to tell.
+            return Done(Minted(record=record, token=raw))
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -142,12 +154,11 @@ class RegisterToken(Command[TokenRecord]):
     name: str
     scopes: tuple[str, ...]
 
-    async def execute(self, writer: Writer) -> TokenRecord:
+    async def execute(self, writer: Writer) -> Done[TokenRecord]:
         record = await self._register(writer)
         # Someone may have tried this token before it was registered: its
         # "unknown" answer must not outlive the registration.
-        await writer.apply(record, "registered")
-        return record
+        return _done(record, await writer.apply(record, "registered"))
 
     async def _register(self, writer: Writer) -> TokenRecord:
         for _ in range(_ATTEMPTS):
@@ -199,7 +210,7 @@ class _Change(Command[TokenRecord]):
     def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
         """The column values to write, or None when there is nothing to do."""
 
-    async def execute(self, writer: Writer) -> TokenRecord:
+    async def execute(self, writer: Writer) -> Done[TokenRecord]:
         for _ in range(_ATTEMPTS):
             now = utcnow()
             current: TokenRecord | None = None
@@ -228,24 +239,21 @@ class _Change(Command[TokenRecord]):
             except ConcurrentUpdate:
                 continue
             except DatabaseUnavailable:
-                if current is not None and writer.cache is not None:
+                if current is not None and writer.propagation is not None:
                     # The commit may or may not have happened: whatever the
                     # caches hold for this token may now be wrong.
-                    await writer.cache.forget(
+                    await writer.propagation.forget(
                         current.token_hash, self.change_kind, current.version + 1
                     )
                 raise
             # Also when nothing changed: a previous attempt may have
             # committed and then failed to reach a cache.
-            if (
-                await writer.apply(updated, self.change_kind)
-                and writer.durable
-                and values is not None
-            ):
+            applied = await writer.apply(updated, self.change_kind)
+            if applied.stored and writer.durable and values is not None:
                 with contextlib.suppress(DatabaseUnavailable):
                     # Left behind, the row only costs a harmless replay.
                     await writer.store.outbox_done(updated.token_hash, updated.version)
-            return updated
+            return _done(updated, applied)
         raise ServiceUnavailable("the token kept changing concurrently; retry")
 
     @property
@@ -352,19 +360,17 @@ class CommandQueue:
             raise ShuttingDown()
         if self._task.done():
             raise ServiceUnavailable("the writer has stopped; restart this server")
-        future: asyncio.Future[tuple[T, list[Awaitable[None]]]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[Done[T]] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((command, future))
         except asyncio.QueueFull:
             raise ServiceUnavailable("too many pending changes; retry shortly") from None
         # Shielded: a client that hangs up must not cancel a change that the
         # writer may already have committed.
-        result, confirmations = await asyncio.shield(future)
-        for confirmation in confirmations:
-            await confirmation
-        return result
+        done = await asyncio.shield(future)
+        for pending in done.pending:
+            await pending
+        return done.value
 
     async def stop(self) -> None:
         """Refuse new commands, finish every queued one, then end the writer."""
@@ -381,7 +387,7 @@ class CommandQueue:
                 return
             assert future is not None
             try:
-                result = await command.execute(self._writer)
+                done = await command.execute(self._writer)
             except AuthServerError as exc:
                 self._metrics.commands.labels(command.kind, type(exc).__name__).inc()
                 _settle(future, exc=exc)
@@ -392,9 +398,7 @@ class CommandQueue:
                 _settle(future, exc=exc)
             else:
                 self._metrics.commands.labels(command.kind, "ok").inc()
-                _settle(future, result=(result, self._writer.confirmations))
-            finally:
-                self._writer.confirmations = []
+                _settle(future, result=done)
 
 
 def _settle(

@@ -132,12 +132,14 @@ class Subscriber:
 class EventFeed(ABC):
     """The events of one process, and its subscribers."""
 
-    def __init__(self, *, max_subscribers: int) -> None:
+    def __init__(
+        self, *, max_subscribers: int, on_event: Callable[[str], None] | None = None
+    ) -> None:
         self.max_subscribers = max_subscribers
         self._subscribers: set[Subscriber] = set()
         self._closed = False
         #: Called with each event's token hash before subscribers see it.
-        self.on_event: Callable[[str], None] | None = None
+        self._on_event = on_event
 
     @property
     @abstractmethod
@@ -192,8 +194,8 @@ class EventFeed(ABC):
         self._subscribers.discard(subscription)
 
     def _dispatch(self, event: TokenEvent) -> None:
-        if self.on_event is not None:
-            self.on_event(event.token_hash)
+        if self._on_event is not None:
+            self._on_event(event.token_hash)
         behind = [s for s in self._subscribers if not s.offer(event)]
         for subscription in behind:
             self._subscribers.discard(subscription)
@@ -265,6 +267,12 @@ class RedisEventFeed(EventFeed, RedisFollower):
     built without retries: a read that fails ends every subscriber's stream
     at once, since this process can no longer promise them every change.
     They reconnect, and resume from the log once Redis answers again.
+
+    ``on_event`` is given each event's token hash before any subscriber
+    sees the event: the first-level cache drops its entry there, since the
+    event can reach a subscriber before the invalidation channel brings the
+    new state, and a subscriber that validates again at once must not get
+    the old state from this replica.
     """
 
     task_name = "amplify-auth-events"
@@ -279,8 +287,9 @@ class RedisEventFeed(EventFeed, RedisFollower):
         stream: str,
         max_subscribers: int,
         backlog: int = EVENT_BACKLOG,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__(max_subscribers=max_subscribers)
+        super().__init__(max_subscribers=max_subscribers, on_event=on_event)
         self.client = client
         self.reader = reader
         self.stream = stream

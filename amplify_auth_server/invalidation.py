@@ -16,9 +16,10 @@ starts after the revoke returns is never answered "valid" by any replica:
    confirm serves its local entry for at most ``LOCAL_CACHE_TTL``).
 
 A replica uses its local cache only while it is sure to hear: it holds a
-*lease* that every message renews, and it pings its own subscription when
-the channel is quiet. A subscription that breaks, or stays silent past the
-lease (a half-open connection), ends the lease at once; the replica
+*lease* (:class:`Lease`, which the read path looks at) that every message
+renews, and it pings its own subscription when the channel is quiet. A
+subscription that breaks, or stays silent past the lease (a half-open
+connection), ends the lease at once; the replica
 resubscribes, clears its local cache, and only then trusts it again. The
 subscription has a connection of its own that never reconnects by itself,
 so that no gap in hearing can go unnoticed.
@@ -38,7 +39,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from amplify_auth_server.background import RedisFollower
-from amplify_auth_server.cache import TokenCache, TokenState
+from amplify_auth_server.cache import LocalCache, TokenState
 
 logger = logging.getLogger("amplify_auth_server.invalidation")
 
@@ -51,6 +52,29 @@ _PING: Final = b"amplify-heartbeat"
 
 class Deaf(Exception):
     """The subscription went quiet past its lease."""
+
+
+class Lease:
+    """Whether this replica hears the others now: renewed by every message, ended by silence.
+
+    Made before the bus and the read path, and given to both: the bus renews
+    and ends it, :class:`~amplify_auth_server.cache.TokenCache` reads it.
+    """
+
+    __slots__ = ("_until",)
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    @property
+    def live(self) -> bool:
+        return time.monotonic() < self._until
+
+    def renew(self) -> None:
+        self._until = time.monotonic() + LEASE
+
+    def end(self) -> None:
+        self._until = 0.0
 
 
 class _Acks:
@@ -80,24 +104,25 @@ class InvalidationBus(RedisFollower):
         listener: redis.Redis,
         *,
         prefix: str,
-        cache: TokenCache,
+        local: LocalCache,
+        lease: Lease,
         ack_timeout: float,
     ) -> None:
         self.client = client
         self.listener = listener
-        self.cache = cache
+        self.local = local
+        self.lease = lease
         self.ack_timeout = ack_timeout
         self.replica_id = secrets.token_hex(8)
         self.channel = f"{prefix}:invalidate"
         self._ack_prefix = f"{prefix}:ack:"
         self.ack_channel = self._ack_prefix + self.replica_id
         self._pending: dict[str, _Acks] = {}
-        self._lease_until = 0.0
         self._subscribed = asyncio.Event()
 
     @property
     def live(self) -> bool:
-        return time.monotonic() < self._lease_until
+        return self.lease.live
 
     async def wait_live(self, seconds: float) -> bool:
         try:
@@ -149,7 +174,7 @@ class InvalidationBus(RedisFollower):
         return self._subscribed.is_set()
 
     def lost(self) -> None:
-        self._lease_until = 0.0
+        self.lease.end()
         self._subscribed.clear()
 
     async def follow(self) -> None:
@@ -161,8 +186,8 @@ class InvalidationBus(RedisFollower):
             await pubsub.subscribe(self.channel, self.ack_channel)
             # Whatever changed while we were deaf is unknown: forget it all
             # before serving from the local cache again.
-            self.cache.cleared()
-            self._renew()
+            self.local.clear()
+            self.lease.renew()
             self._subscribed.set()
             logger.info("invalidation channel live (replica %s)", self.replica_id)
             pinged = False
@@ -175,15 +200,12 @@ class InvalidationBus(RedisFollower):
                         await pubsub.ping(_PING)
                         pinged = True
                     continue
-                self._renew()
+                self.lease.renew()
                 pinged = False
                 await self._handle(message)
         finally:
-            self._lease_until = 0.0
+            self.lease.end()
             await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
-
-    def _renew(self) -> None:
-        self._lease_until = time.monotonic() + LEASE
 
     async def _handle(self, message: dict[str, Any]) -> None:
         if message["type"] == "pong":
@@ -197,7 +219,7 @@ class InvalidationBus(RedisFollower):
                 acks.settle()
             return
         data = orjson.loads(message["data"])
-        self.cache.changed(data["key"], TokenState.loads(data["state"]))
+        self.local.changed(data["key"], TokenState.loads(data["state"]))
         await self.client.publish(
             self._ack_prefix + data["origin"], f"{data['nonce']}:{self.replica_id}"
         )

@@ -27,10 +27,11 @@ from datetime import timedelta
 from typing import Final
 
 from amplify_auth_server.background import Background
-from amplify_auth_server.cache import UNKNOWN, RedisCache, TokenCache, TokenState
+from amplify_auth_server.cache import UNKNOWN, TokenState
 from amplify_auth_server.errors import DatabaseUnavailable
 from amplify_auth_server.events import Change
 from amplify_auth_server.models import utcnow
+from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.store import TokenStore
 
 logger = logging.getLogger("amplify_auth_server.outbox")
@@ -41,21 +42,19 @@ OUTBOX_GRACE: Final = 0.25
 
 
 class OutboxReplay(Background):
-    """Every replica's poller of the outbox: suspects and replays."""
+    """Every replica's poller of the outbox: suspects and replays, through the propagation."""
 
     task_name = "amplify-auth-outbox"
 
     def __init__(
         self,
         store: TokenStore,
-        cache: TokenCache,
-        shared: RedisCache,
+        propagation: Propagation,
         *,
         interval: float = OUTBOX_POLL_INTERVAL,
     ) -> None:
         self.store = store
-        self.cache = cache
-        self.shared = shared
+        self.propagation = propagation
         self.interval = interval
 
     async def run(self) -> None:
@@ -75,10 +74,7 @@ class OutboxReplay(Background):
         # answer the token from the database for a second, for nothing.
         settled = utcnow() - timedelta(seconds=OUTBOX_GRACE)
         due = {key for key, changed_at in pending.items() if changed_at <= settled}
-        for key in due - self.cache.suspects:
-            self.cache.suspect(key)  # learned from another replica
-        for key in self.cache.suspects - pending.keys():
-            self.cache.suspects.discard(key)  # replayed by someone
+        self.propagation.reconcile(due, pending.keys())
         for key in due:
             await self._replay(key)
 
@@ -88,14 +84,8 @@ class OutboxReplay(Background):
         # Whatever the change was, this is its final state: a revoke, or an
         # extend not revoked since.
         change: Change = "extended" if state.known and not state.revoked else "revoked"
-        if not await self.shared.announce(key, state, change):
+        if not await self.propagation.replay(key, state, change):
             return
-        if self.cache.publisher is not None:
-            # Not waiting for confirmations: the other replicas keep answering
-            # this token from the database until their next poll finds the
-            # row gone, so none of them depends on hearing this.
-            await self.cache.publisher.publish(key, state)
-        self.cache.changed(key, state)
         await self.store.outbox_done(key, state.version)
-        self.cache.suspects.discard(key)
+        self.propagation.settled(key)
         logger.info("replayed a change to token %s into redis", state.token_id)

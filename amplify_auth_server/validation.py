@@ -67,17 +67,9 @@ class Validator:
         self._store = store
         self._cache = cache
         self._metrics = metrics
-        self._inflight: dict[str, asyncio.Task[TokenState]] = {}
-        cache.on_change(self._changed)
-
-    def _changed(self, key: str | None) -> None:
-        # A lookup that began before a change may have read the old state:
-        # callers who arrive after the change must not join it. Those already
-        # waiting asked before the change, and keep its answer.
-        if key is None:
-            self._inflight.clear()
-        else:
-            self._inflight.pop(key, None)
+        # The cache's own table, so that every change to a token detaches its
+        # lookup (see LocalCache).
+        self._inflight = cache.inflight
 
     async def validate(self, token: str, required_scopes: Sequence[str] = ()) -> Verdict:
         state = await self.state_of(token)

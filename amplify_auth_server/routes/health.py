@@ -26,14 +26,7 @@ async def health(parts: ServicesDep, response: Response) -> HealthResponse:
         database = "healthy"
     except DatabaseUnavailable:
         database = "unhealthy"
-    if parts.cache.shared is None:
-        redis = "disabled"
-    else:
-        # Healthy means answering and heard: a replica deaf to the others'
-        # changes runs without its local cache, and says so here.
-        publisher = parts.cache.publisher
-        hearing = publisher is None or publisher.live
-        redis = "healthy" if hearing and await parts.cache.shared.ping() else "unhealthy"
+    redis = await parts.cache.redis_status()
     writer = "running" if parts.queue.running else "stopped"
     if database != "healthy" or writer != "running":
         overall = "unhealthy"

@@ -13,6 +13,7 @@ from amplify_auth_server.commands import (
     Command,
     CommandQueue,
     CreateToken,
+    Done,
     RevokeToken,
     Writer,
 )
@@ -35,7 +36,7 @@ async def store(tmp_path: Path) -> AsyncIterator[TokenStore]:
 
 @pytest.fixture
 async def queue(store: TokenStore) -> AsyncIterator[CommandQueue]:
-    queue = CommandQueue(Writer(store, cache=None), Metrics())
+    queue = CommandQueue(Writer(store, propagation=None), Metrics())
     queue.start()
     yield queue
     await queue.stop()
@@ -45,7 +46,7 @@ async def queue(store: TokenStore) -> AsyncIterator[CommandQueue]:
 class Explode(Command[None]):
     actor = SYSTEM
 
-    async def execute(self, writer: Writer) -> None:
+    async def execute(self, writer: Writer) -> Done[None]:
         raise RuntimeError("boom")
 
 
@@ -57,12 +58,12 @@ class Track(Command[int]):
     running: list[int]
     actor = SYSTEM
 
-    async def execute(self, writer: Writer) -> int:
+    async def execute(self, writer: Writer) -> Done[int]:
         self.running.append(1)
         self.log.append(len(self.running))
         await asyncio.sleep(0)  # yield, so that a second writer would interleave here
         self.running.pop()
-        return len(self.log)
+        return Done(len(self.log))
 
 
 async def test_one_command_runs_at_a_time(queue: CommandQueue) -> None:
@@ -88,7 +89,7 @@ async def test_the_writer_survives_a_failing_command(
 async def test_stop_drains_every_queued_command_then_refuses(
     store: TokenStore,
 ) -> None:
-    queue = CommandQueue(Writer(store, cache=None), Metrics())
+    queue = CommandQueue(Writer(store, propagation=None), Metrics())
     queue.start()
     pending = [
         asyncio.create_task(queue.submit(CreateToken(actor=SYSTEM, name=f"t{i}", scopes=("a",))))

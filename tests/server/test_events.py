@@ -371,8 +371,9 @@ def test_other_replicas_hear_a_change_before_its_event_is_in_the_stream() -> Non
     local cache "valid", which the subscriber then caches for its whole TTL."""
     import redis.asyncio as aioredis
 
-    from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache, TokenState
+    from amplify_auth_server.cache import LocalCache, RedisCache, TokenState
     from amplify_auth_server.metrics import Metrics
+    from amplify_auth_server.propagation import Propagation
     from tests.support.services import redis_namespace
 
     async def scenario(url: str, prefix: str) -> None:
@@ -381,21 +382,19 @@ def test_other_replicas_hear_a_change_before_its_event_is_in_the_stream() -> Non
         in_stream_at_publish: list[int] = []
 
         class Publisher:
-            live = True
-
             async def publish(self, key: str, state: TokenState) -> asyncio.Future[None]:
                 in_stream_at_publish.append(int(await client.xlen(shared.stream)))
                 done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 done.set_result(None)
                 return done
 
-        cache = TokenCache(
-            LocalCache(maxsize=10, ttl=1, negative_ttl=1), shared, publisher=Publisher()
+        propagation = Propagation(
+            LocalCache(maxsize=10, ttl=1, negative_ttl=1), shared=shared, bus=Publisher()
         )
         try:
             state = TokenState(version=2, token_id="t", revoked=True)
-            stored, _ = await cache.apply("ab" * 32, state, "revoked")
-            assert stored
+            applied = await propagation.apply("ab" * 32, state, "revoked")
+            assert applied.stored
             assert await client.xlen(shared.stream) == 1
             assert in_stream_at_publish == [0]
         finally:
@@ -414,12 +413,13 @@ def test_a_revoke_whose_commit_reply_was_lost_is_still_announced_embedded(
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from amplify_auth_server.cache import LocalCache, TokenCache
+    from amplify_auth_server.cache import LocalCache
     from amplify_auth_server.commands import CommandQueue, CreateToken, RevokeToken, Writer
     from amplify_auth_server.database import create_engine, migrate
     from amplify_auth_server.errors import DatabaseUnavailable
     from amplify_auth_server.metrics import Metrics
     from amplify_auth_server.models import SYSTEM
+    from amplify_auth_server.propagation import Propagation
     from amplify_auth_server.store import TokenStore
 
     class LostReply(TokenStore):
@@ -440,8 +440,8 @@ def test_a_revoke_whose_commit_reply_was_lost_is_still_announced_embedded(
         await migrate(engine)
         store = LostReply(engine)
         feed = MemoryEventFeed(max_subscribers=10)
-        cache = TokenCache(LocalCache(maxsize=10, ttl=60, negative_ttl=5), feed=feed)
-        queue = CommandQueue(Writer(store, cache), Metrics())
+        local = LocalCache(maxsize=10, ttl=60, negative_ttl=5)
+        queue = CommandQueue(Writer(store, Propagation(local, feed=feed)), Metrics())
         queue.start()
         try:
             created = await queue.submit(CreateToken(actor=SYSTEM, name="n", scopes=("read",)))

@@ -15,9 +15,10 @@ import pytest
 from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache
 from amplify_auth_server.commands import CommandQueue, CreateToken, RevokeToken, Writer
 from amplify_auth_server.database import create_engine, migrate
-from amplify_auth_server.invalidation import InvalidationBus
+from amplify_auth_server.invalidation import InvalidationBus, Lease
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import SYSTEM, TokenRecord
+from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.validation import Validator
 from tests.support.services import free_port
@@ -51,11 +52,15 @@ async def store(tmp_path: Path) -> AsyncIterator[HeldStore]:
     await engine.dispose()
 
 
-async def _without_local_cache(store: TokenStore) -> AsyncIterator[TokenCache]:
-    yield TokenCache(LocalCache(maxsize=0, ttl=1800, negative_ttl=30))
+Tiers = tuple[TokenCache, Propagation]
 
 
-async def _with_redis_unreachable(store: TokenStore) -> AsyncIterator[TokenCache]:
+async def _without_local_cache(store: TokenStore) -> AsyncIterator[Tiers]:
+    local = LocalCache(maxsize=0, ttl=1800, negative_ttl=30)
+    yield TokenCache(local), Propagation(local)
+
+
+async def _with_redis_unreachable(store: TokenStore) -> AsyncIterator[Tiers]:
     # Nothing listens on this port: the bus is never live, so the local cache
     # is bypassed, exactly as while a replica is deaf to the others.
     import redis.asyncio as redis
@@ -65,11 +70,14 @@ async def _with_redis_unreachable(store: TokenStore) -> AsyncIterator[TokenCache
     listener = redis.Redis.from_url(url, socket_connect_timeout=0.2)
     local = LocalCache(maxsize=100, ttl=5, negative_ttl=5)
     shared = RedisCache(client, prefix="races", ttl=60, negative_ttl=5, metrics=Metrics())
-    cache = TokenCache(local, shared)
-    bus = InvalidationBus(client, listener, prefix="races", cache=cache, ack_timeout=0.5)
-    cache.publisher = bus
+    lease = Lease()
+    suspects: set[str] = set()
+    cache = TokenCache(local, shared, suspects=suspects, hearing=lease)
+    bus = InvalidationBus(
+        client, listener, prefix="races", local=local, lease=lease, ack_timeout=0.5
+    )
     bus.start()
-    yield cache
+    yield cache, Propagation(local, suspects=suspects, shared=shared, bus=bus)
     await bus.stop()
     await client.aclose()
     await listener.aclose()
@@ -79,8 +87,8 @@ async def _with_redis_unreachable(store: TokenStore) -> AsyncIterator[TokenCache
 async def test_a_validation_after_the_revoke_does_not_join_an_older_lookup(
     store: HeldStore, tiers: object
 ) -> None:
-    async for cache in tiers(store):  # type: ignore[operator]
-        queue = CommandQueue(Writer(store, cache), Metrics())
+    async for cache, propagation in tiers(store):  # type: ignore[operator]
+        queue = CommandQueue(Writer(store, propagation), Metrics())
         queue.start()
         validator = Validator(store, cache, Metrics())
         created = await queue.submit(CreateToken(actor=SYSTEM, name="n", scopes=("read",)))

@@ -323,11 +323,12 @@ def test_the_outbox_replays_rows_left_behind_not_changes_still_being_applied() -
 
     import redis.asyncio as aioredis
 
-    from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache
+    from amplify_auth_server.cache import LocalCache, RedisCache
     from amplify_auth_server.database import create_engine, migrate
     from amplify_auth_server.metrics import Metrics
     from amplify_auth_server.models import TokenRecord, utcnow
     from amplify_auth_server.outbox import OUTBOX_GRACE, OutboxReplay
+    from amplify_auth_server.propagation import Propagation
     from amplify_auth_server.store import TokenStore
     from tests.support.services import redis_namespace
 
@@ -338,8 +339,9 @@ def test_the_outbox_replays_rows_left_behind_not_changes_still_being_applied() -
             await migrate(engine)
             store = TokenStore(engine)
             shared = RedisCache(client, prefix=prefix, ttl=60, negative_ttl=5, metrics=Metrics())
-            cache = TokenCache(LocalCache(maxsize=10, ttl=5, negative_ttl=5), shared)
-            replay = OutboxReplay(store, cache, shared)
+            local = LocalCache(maxsize=10, ttl=5, negative_ttl=5)
+            propagation = Propagation(local, shared=shared)
+            replay = OutboxReplay(store, propagation)
             now = utcnow()
             young, old = (
                 TokenRecord.new(
@@ -360,7 +362,7 @@ def test_the_outbox_replays_rows_left_behind_not_changes_still_being_applied() -
             await replay.replay_once()
 
             assert set(await store.outbox_pending()) == {young.token_hash}
-            assert cache.suspects == set()
+            assert propagation.suspects == set()
             events = await client.xrange(shared.stream)
             assert [fields[b"hash"].decode() for _, fields in events] == [old.token_hash]
         finally:

@@ -82,6 +82,10 @@ class _Record:
         return status_of(self.revoked_at, self.expires_at, now)
 
 
+#: What a route answers: status, JSON body, headers.
+_Answer = tuple[int, Any, dict[str, str]]
+
+
 class _Refusal(Exception):
     """An error answer, as the real server's error handlers write it."""
 
@@ -230,7 +234,7 @@ class FakeAuthServer:
                 status, body, headers = refusal.status, refusal.body, refusal.headers
         return httpx.Response(status, json=body, headers=headers)
 
-    def _dispatch(self, request: httpx.Request) -> tuple[int, Any, dict[str, str]]:
+    def _dispatch(self, request: httpx.Request) -> _Answer:
         if not self.available:
             raise _Refusal(
                 503,
@@ -240,72 +244,79 @@ class FakeAuthServer:
             )
         if len(request.content) > MAX_BODY_BYTES:
             raise _Refusal(413, "payload_too_large", f"request body over {MAX_BODY_BYTES} bytes")
-        method, path = request.method, request.url.path
-        if path == "/auth/validate":
-            self._allow(method, "POST")
-            return 200, self._validate(request), {}
-        parts = path.strip("/").split("/")
-        if parts[:2] == ["auth", "tokens"] and len(parts) <= 4:
-            return self._tokens(request, method, parts[2:])
-        if path == "/auth/audit":
-            self._allow(method, "GET")
-            self._admin(request)
-            return 200, self._audit_page(request, None), {}
+        parts = request.url.path.strip("/").split("/")
+        allowed = False
+        for method, template, handler in _ROUTES:
+            params = _match(template, parts)
+            if params is None:
+                continue
+            if method == request.method:
+                return handler(self, request, *params)
+            allowed = True
+        if allowed:  # the path exists, with another method: as Starlette answers
+            raise _Refusal(405, "method_not_allowed", "Method Not Allowed")
         raise _Refusal(404, "not_found", "Not Found")
 
-    @staticmethod
-    def _allow(method: str, allowed: str) -> None:
-        if method != allowed:
-            raise _Refusal(405, "method_not_allowed", "Method Not Allowed")
+    # -- the routes: each as the real server orders its checks -----------------
 
-    def _tokens(
-        self, request: httpx.Request, method: str, rest: list[str]
-    ) -> tuple[int, Any, dict[str, str]]:
-        if not rest:
-            if method == "POST":
-                actor = self._admin(request)
-                return 201, self._create(request, actor), {"Cache-Control": "no-store"}
-            self._allow(method, "GET")
-            self._admin(request)
-            include = self._flag(request, "all")
-            now = self._now()
-            records = [
-                r
-                for r in sorted(self._records.values(), key=lambda r: (r.created_at, r.id))
-                if include or r.status(now) == "active"
-            ]
-            return 200, [self._record_body(r, now) for r in records], {}
-        token_id, action = rest[0], rest[1] if len(rest) > 1 else None
-        if action is None:
-            self._allow(method, "GET")
-        elif action in ("revoke", "extend"):
-            self._allow(method, "POST")
-        elif action == "audit":
-            self._allow(method, "GET")
-        else:
-            raise _Refusal(404, "not_found", "Not Found")
+    def _validate_route(self, request: httpx.Request) -> _Answer:
+        return 200, self._validate(request), {}
+
+    def _create_route(self, request: httpx.Request) -> _Answer:
         actor = self._admin(request)
-        days = self._extend_days(request) if action == "extend" else 0
-        record = self._known(token_id)
+        return 201, self._create(request, actor), {"Cache-Control": "no-store"}
+
+    def _list_route(self, request: httpx.Request) -> _Answer:
+        self._admin(request)
+        include = self._flag(request, "all")
         now = self._now()
-        if action == "revoke" and record.revoked_at is None:
+        records = [
+            r
+            for r in sorted(self._records.values(), key=lambda r: (r.created_at, r.id))
+            if include or r.status(now) == "active"
+        ]
+        return 200, [self._record_body(r, now) for r in records], {}
+
+    def _get_route(self, request: httpx.Request, token_id: str) -> _Answer:
+        self._admin(request)
+        return 200, self._record_body(self._known(token_id), self._now()), {}
+
+    def _revoke_route(self, request: httpx.Request, token_id: str) -> _Answer:
+        actor = self._admin(request)
+        record, now = self._known(token_id), self._now()
+        if record.revoked_at is None:
             record = self._change(record, actor, "revoke", revoked_at=now)
-        elif action == "extend":
-            if record.revoked_at is not None:
-                raise _Refusal(
-                    409,
-                    "conflict",
-                    f"token {record.id} is revoked; a revoked token cannot be extended",
-                )
-            if record.expires_at is None:
-                raise _Refusal(
-                    409, "conflict", f"token {record.id} never expires; there is nothing to extend"
-                )
-            new_expiry = max(record.expires_at, now) + timedelta(days=days)
-            record = self._change(record, actor, "extend", expires_at=new_expiry)
-        elif action == "audit":
-            return 200, self._audit_page(request, record.id), {}
         return 200, self._record_body(record, now), {}
+
+    def _extend_route(self, request: httpx.Request, token_id: str) -> _Answer:
+        actor = self._admin(request)
+        days = self._extend_days(request)
+        record, now = self._known(token_id), self._now()
+        if record.revoked_at is not None:
+            raise _Refusal(
+                409, "conflict", f"token {record.id} is revoked; a revoked token cannot be extended"
+            )
+        if record.expires_at is None:
+            raise _Refusal(
+                409, "conflict", f"token {record.id} never expires; there is nothing to extend"
+            )
+        new_expiry = max(record.expires_at, now) + timedelta(days=days)
+        if new_expiry > now + timedelta(days=MAX_TTL_DAYS):
+            raise _Refusal(
+                409,
+                "conflict",
+                f"token {record.id} would then expire more than {MAX_TTL_DAYS} days from now",
+            )
+        record = self._change(record, actor, "extend", expires_at=new_expiry)
+        return 200, self._record_body(record, now), {}
+
+    def _token_audit_route(self, request: httpx.Request, token_id: str) -> _Answer:
+        self._admin(request)
+        return 200, self._audit_page(request, self._known(token_id).id), {}
+
+    def _audit_route(self, request: httpx.Request) -> _Answer:
+        self._admin(request)
+        return 200, self._audit_page(request, None), {}
 
     # -- validation ----------------------------------------------------------
 
@@ -587,6 +598,34 @@ class FakeAuthServer:
         if raw.lower() in _FALSE:
             return False
         raise _invalid(["query", name], "Input should be a valid boolean", "bool_parsing")
+
+
+#: Every route of the real server's HTTP API, as (method, path, handler);
+#: ``{}`` matches one path segment, passed to the handler.
+_ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer]], ...]] = (
+    ("POST", "auth/validate", FakeAuthServer._validate_route),
+    ("POST", "auth/tokens", FakeAuthServer._create_route),
+    ("GET", "auth/tokens", FakeAuthServer._list_route),
+    ("GET", "auth/tokens/{}", FakeAuthServer._get_route),
+    ("POST", "auth/tokens/{}/revoke", FakeAuthServer._revoke_route),
+    ("POST", "auth/tokens/{}/extend", FakeAuthServer._extend_route),
+    ("GET", "auth/tokens/{}/audit", FakeAuthServer._token_audit_route),
+    ("GET", "auth/audit", FakeAuthServer._audit_route),
+)
+
+
+def _match(template: str, parts: list[str]) -> list[str] | None:
+    """The path parameters if ``parts`` (a path split on ``/``) fits ``template``."""
+    expected = template.split("/")
+    if len(expected) != len(parts):
+        return None
+    params = []
+    for want, got in zip(expected, parts, strict=True):
+        if want == "{}":
+            params.append(got)
+        elif want != got:
+            return None
+    return params
 
 
 def _created(token: str, record: _Record) -> CreatedToken:

@@ -1,24 +1,33 @@
-"""What each ``auth-cli`` command does, as plain functions: a client in, data out.
+"""What each ``auth-cli`` command does: the parsed arguments and a client in, a result out.
 
-No printing and no rich here: :mod:`._main` decides between JSON and
-:mod:`._render`, and the tests call these functions too. Each takes an
-:class:`~amplify_auth_client.AuthClient`, so it works against any server the
-client can reach, FakeAuthServer's included.
+No printing here: :mod:`._main` prints a result as JSON (:func:`to_json`)
+or hands it to a renderer, which draws each kind of result its own way.
+Each command takes an :class:`~amplify_auth_client.AuthClient`, so it works
+against any server the client can reach, FakeAuthServer's included.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from amplify_auth_client._client import AuthClient
 from amplify_auth_client._models import AuditEntry, CreatedToken, TokenInfo
 
 #: How much of a token's audit trail ``info`` shows, newest first.
-AUDIT_LIMIT = 20
+AUDIT_LIMIT: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class TokenList:
+    """What ``list`` shows: the tokens, and whether revoked and expired ones were asked for."""
+
+    tokens: tuple[TokenInfo, ...]
+    include_all: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,50 +38,82 @@ class TokenDetail:
     audit: tuple[AuditEntry, ...]
 
 
-def create(
-    client: AuthClient, name: str, scopes: Sequence[str], ttl_days: int | None
-) -> CreatedToken:
-    """Mint a token; ``ttl_days=None`` never expires. The result holds the raw token."""
-    return client.create_token(name, list(scopes), ttl_days=ttl_days)
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """What ``revoke`` and ``extend`` show: the token as it is now, and what was done."""
+
+    token: TokenInfo
+    verb: str
 
 
-def list_tokens(client: AuthClient, *, include_all: bool) -> list[TokenInfo]:
-    """Active tokens, oldest first; with ``include_all``, revoked and expired ones too."""
-    return client.list_tokens(include_revoked=include_all)
+Result = CreatedToken | TokenList | TokenDetail | Changed
+Command = Callable[[argparse.Namespace, AuthClient], Result]
 
 
-def info(client: AuthClient, token_id: str) -> TokenDetail:
+def create(args: argparse.Namespace, client: AuthClient) -> CreatedToken:
+    """Mint a token; ``--ttl`` unset never expires. The result holds the raw token."""
+    return client.create_token(args.name, list(args.scopes), ttl_days=args.ttl)
+
+
+def list_tokens(args: argparse.Namespace, client: AuthClient) -> TokenList:
+    """Active tokens, oldest first; with ``--all``, revoked and expired ones too."""
+    return TokenList(tuple(client.list_tokens(include_revoked=args.all)), args.all)
+
+
+def info(args: argparse.Namespace, client: AuthClient) -> TokenDetail:
     """One token and its audit trail (the ``AUDIT_LIMIT`` latest entries)."""
-    token = client.get_token(token_id)
-    return TokenDetail(token, tuple(client.token_audit(token_id, limit=AUDIT_LIMIT)))
+    token = client.get_token(args.token_id)
+    return TokenDetail(token, tuple(client.token_audit(args.token_id, limit=AUDIT_LIMIT)))
 
 
-def get(client: AuthClient, token_id: str) -> TokenInfo:
-    """One token, as ``revoke`` shows it before asking for confirmation."""
-    return client.get_token(token_id)
-
-
-def revoke(client: AuthClient, token_id: str) -> TokenInfo:
+def revoke(args: argparse.Namespace, client: AuthClient) -> Changed:
     """Revoke a token now; revoking a revoked token changes nothing and succeeds."""
-    return client.revoke_token(token_id)
+    return Changed(client.revoke_token(args.token_id), "Revoked")
 
 
-def extend(client: AuthClient, token_id: str, days: int) -> TokenInfo:
-    """Push a token's expiry ``days`` further (refused for revoked or endless tokens)."""
-    return client.extend_token(token_id, days)
+def extend(args: argparse.Namespace, client: AuthClient) -> Changed:
+    """Push a token's expiry ``--days`` further (refused for revoked or endless tokens)."""
+    return Changed(client.extend_token(args.token_id, args.days), "Extended")
 
 
-def to_json(value: CreatedToken | TokenInfo | TokenDetail | Sequence[TokenInfo]) -> Any:
-    """``value`` as JSON-ready data, shaped like the HTTP API's bodies.
+#: Every command, by the name typed on the command line.
+COMMANDS: Final[Mapping[str, Command]] = {
+    "create": create,
+    "list": list_tokens,
+    "info": info,
+    "revoke": revoke,
+    "extend": extend,
+}
+
+# The options that become request fields, and the fields' names.
+_SENT: Final = {
+    "name": "name",
+    "scopes": "scopes",
+    "ttl": "ttl_days",
+    "token_id": "token_id",
+    "days": "days",
+}
+
+
+def sent(args: argparse.Namespace) -> dict[str, object]:
+    """The request's fields, as the command sends them, for an error to name the option
+    the server refused."""
+    return {field: getattr(args, option) for option, field in _SENT.items() if option in args}
+
+
+def to_json(result: Result) -> Any:
+    """``result`` as JSON-ready data, shaped like the HTTP API's bodies.
 
     A :class:`TokenDetail` becomes the token's fields plus ``"audit"``, so
     that ``.status`` reads the same in ``info`` as in ``revoke``.
     """
-    if isinstance(value, TokenDetail):
-        return {**_plain(value.token), "audit": [_plain(entry) for entry in value.audit]}
-    if isinstance(value, CreatedToken | TokenInfo):
-        return _plain(value)
-    return [_plain(token) for token in value]
+    if isinstance(result, TokenDetail):
+        return {**_plain(result.token), "audit": [_plain(entry) for entry in result.audit]}
+    if isinstance(result, TokenList):
+        return [_plain(token) for token in result.tokens]
+    if isinstance(result, Changed):
+        return _plain(result.token)
+    return _plain(result)
 
 
 def _plain(value: Any) -> Any:

@@ -6,16 +6,14 @@ Every failure ends here as one line on stderr and an exit code from
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
 
-from amplify_auth_client._cli import _commands as commands
+from amplify_auth_client._cli._commands import COMMANDS, sent, to_json
 from amplify_auth_client._cli._errors import (
     FAILED,
     INTERRUPTED,
@@ -30,8 +28,6 @@ from amplify_auth_client._cli._settings import admin_token, auth_url, shown_url
 from amplify_auth_client._client import AuthClient
 from amplify_auth_client._exceptions import AuthError
 from amplify_auth_client._models import TokenInfo
-
-_INSTALL_RICH = "pip install 'amplify-auth[cli]'"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,14 +78,17 @@ def _quiet_sdk_logs() -> None:
 
 
 def _renderer() -> ModuleType:
-    """:mod:`._render`, imported now: before any call, so that ``create`` never mints a token
-    it then cannot show."""
+    """How results are drawn: with rich when the ``[cli]`` extra is installed, else as
+    plain aligned text (:mod:`._plain`). Chosen before any call, so that ``create``
+    never mints a token it then cannot show."""
     try:
         from amplify_auth_client._cli import _render
     except ImportError as exc:
         if exc.name is None or exc.name.partition(".")[0] != "rich":
             raise
-        raise CLIError(f"rich is not installed: {_INSTALL_RICH}, or use --json", FAILED) from None
+        from amplify_auth_client._cli import _plain
+
+        return _plain
     return _render
 
 
@@ -103,59 +102,23 @@ def _run(argv: Sequence[str] | None) -> int:
             f"no admin token ({token.source}): pass --admin-token or set AUTH_ADMIN_TOKEN",
             NOT_ALLOWED,
         )
-    sent: dict[str, object] = {}
+    command = COMMANDS[args.command]
     try:
         # No revocation subscription: a one-shot command validates no token,
         # so a stream of evictions would have no cache to act on.
         with AuthClient(url, admin_token=token.value, subscribe_revocations=False) as client:
-            result, show = _dispatch(args, client, sent)
+            if args.command == "revoke" and not args.yes:
+                _confirm_revoke(client, args.token_id)
+            result = command(args, client)
     except AuthError as exc:
-        raise explain(exc, url=shown_url(url), token_source=token.source, sent=sent) from None
+        raise explain(exc, url=shown_url(url), token_source=token.source, sent=sent(args)) from None
     if render is None:
-        json.dump(commands.to_json(result), sys.stdout, indent=2)
+        json.dump(to_json(result), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        show(render.console(sys.stdout), render, result)
+        render.show(render.console(sys.stdout), result)
     sys.stdout.flush()
     return OK
-
-
-Show = Callable[[Any, ModuleType, Any], None]
-
-
-def _dispatch(
-    args: argparse.Namespace, client: AuthClient, sent: dict[str, object]
-) -> tuple[Any, Show]:
-    """Run the command; return its result and how to show it with rich.
-
-    ``sent`` is filled with the request's fields first, so that an error can
-    name the option the server refused.
-    """
-    if args.command == "create":
-        sent.update(name=args.name, scopes=args.scopes, ttl_days=args.ttl)
-        created = commands.create(client, args.name, args.scopes, args.ttl)
-        return created, lambda out, render, value: render.created(out, value)
-    if args.command == "list":
-        tokens = commands.list_tokens(client, include_all=args.all)
-        include_all = args.all
-        return tokens, lambda out, render, value: render.token_table(
-            out, value, include_all=include_all
-        )
-    if "token_id" in args:
-        sent.update(token_id=args.token_id)
-    if args.command == "info":
-        detail = commands.info(client, args.token_id)
-        return detail, lambda out, render, value: render.detail(out, value)
-    if args.command == "revoke":
-        if not args.yes:
-            _confirm_revoke(client, args.token_id)
-        revoked = commands.revoke(client, args.token_id)
-        return revoked, lambda out, render, value: render.changed(out, value, "Revoked")
-    if args.command == "extend":
-        sent.update(days=args.days)
-        extended = commands.extend(client, args.token_id, args.days)
-        return extended, lambda out, render, value: render.changed(out, value, "Extended")
-    raise AssertionError(f"unknown command {args.command!r}")  # argparse refuses it first
 
 
 def _confirm_revoke(client: AuthClient, token_id: str) -> None:
@@ -164,7 +127,7 @@ def _confirm_revoke(client: AuthClient, token_id: str) -> None:
         raise CLIError(
             "revoke asks for confirmation and stdin is not a terminal: pass --yes", USAGE
         )
-    token = commands.get(client, token_id)
+    token = client.get_token(token_id)
     if token.status == "revoked":
         return  # Revoking again changes nothing: no need to ask.
     answer = ""

@@ -1,9 +1,10 @@
-"""Everything ``auth-cli`` shows with rich; the only module that imports it.
+"""``auth-cli``'s results drawn with rich; the only module that imports it.
 
-Imported lazily, and only without ``--json``, so that the SDK never pays for
-rich and ``--json`` works on the slim install. Each function writes one
-command's result to a :class:`~rich.console.Console` it is given, so a test
-can record it at a fixed width.
+Imported lazily, only without ``--json``, and only when rich is installed
+(the ``[cli]`` extra): otherwise :mod:`._plain` draws the same rows
+(:mod:`._views`) as aligned text. Each function writes one command's result
+to a :class:`~rich.console.Console` it is given, so a test can record it at
+a fixed width.
 
 Colour follows rich's detection: none when the output is not a terminal,
 none with ``NO_COLOR`` set, forced with ``FORCE_COLOR``.
@@ -11,10 +12,8 @@ none with ``NO_COLOR`` set, forced with ``FORCE_COLOR``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import IO, Any, Final
 
 from rich import box
@@ -24,7 +23,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from amplify_auth_client._cli._commands import TokenDetail
+from amplify_auth_client._cli import _views as views
+from amplify_auth_client._cli._commands import Result, TokenDetail, TokenList
 from amplify_auth_client._models import CreatedToken, TokenInfo
 
 # Narrow by design: a header rule, no edges, so that the list fits 80 columns
@@ -36,6 +36,10 @@ _TABLE: Final[dict[str, Any]] = {
     "title_justify": "left",
 }
 _PIPE_WIDTH: Final = 1000
+_NO_WRAP: Final[dict[str, Any]] = {"no_wrap": True}
+_WRAP: Final[dict[str, dict[str, Any]]] = {
+    column: {"overflow": "fold"} for column in ("name", "scopes", "by", "details")
+}
 _STATUS_STYLES = {"active": "green", "expired": "yellow", "revoked": "red"}
 
 
@@ -54,25 +58,6 @@ def console(file: IO[str]) -> Console:
     return out
 
 
-def _when(moment: datetime | None, *, never: str = "never", date_only: bool = False) -> str:
-    if moment is None:
-        return never
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d" if date_only else "%Y-%m-%d %H:%M:%S UTC")
-
-
-def _detail(value: object) -> str:
-    """An audit detail: times as the rest of the view shows them, the rest as JSON shows it."""
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-        # Only the API's own times carry a zone; a name like "2025-01-01" is text.
-        return _when(moment) if moment.tzinfo is not None else value
-    return json.dumps(value)  # null and ["read"], not Python's None and ['read']
-
-
 def _status(status: str) -> Text:
     return Text(status, style=_STATUS_STYLES.get(status, ""))
 
@@ -88,30 +73,28 @@ def _fields(rows: Sequence[tuple[str, str | Text]]) -> Table:
 
 
 def _token_rows(token: TokenInfo) -> list[tuple[str, str | Text]]:
-    rows: list[tuple[str, str | Text]] = [
-        ("id", token.token_id),
-        ("name", token.name),
-        ("scopes", " ".join(token.scopes)),
-        ("status", _status(token.status)),
-        ("created", _when(token.created_at)),
-        ("expires", _when(token.expires_at)),
+    return [
+        (label, _status(value) if label == "status" else value)
+        for label, value in views.token_fields(token)
     ]
-    if token.revoked_at is not None:
-        rows.append(("revoked", _when(token.revoked_at)))
-    if token.description:
-        rows.append(("description", token.description))
-    for key, value in (token.metadata or {}).items():
-        rows.append((f"metadata.{key}", value))
-    return rows
+
+
+def show(out: Console, result: Result) -> None:
+    """Draw any command's result."""
+    if isinstance(result, CreatedToken):
+        created(out, result)
+    elif isinstance(result, TokenList):
+        token_table(out, result.tokens, include_all=result.include_all)
+    elif isinstance(result, TokenDetail):
+        detail(out, result)
+    else:
+        changed(out, result.token, result.verb)
 
 
 def created(out: Console, token: CreatedToken) -> None:
     """The new token in a panel, with the warning that it is shown only this once."""
     secret = Text(token.token, style="bold")
-    warning = Text(
-        "Shown only once: store it now. The server keeps only its hash.",
-        style="yellow",
-    )
+    warning = Text(views.CREATED_WARNING, style="yellow")
     out.print(
         Panel(
             Group(secret, Text(""), warning),
@@ -121,42 +104,21 @@ def created(out: Console, token: CreatedToken) -> None:
             expand=False,
         )
     )
-    out.print(
-        _fields(
-            [
-                ("id", token.token_id),
-                ("scopes", " ".join(token.scopes)),
-                ("created", _when(token.created_at)),
-                ("expires", _when(token.expires_at)),
-            ]
-        )
-    )
+    out.print(_fields(views.created_fields(token)))
 
 
 def token_table(out: Console, tokens: Sequence[TokenInfo], *, include_all: bool) -> None:
-    """``list``: one row per token; dates only, ``info`` has the times."""
+    """``list``: one row per token."""
     if not tokens:
-        out.print("No tokens." if include_all else "No active tokens (`--all` shows every token).")
+        out.print(views.empty_list(include_all=include_all))
         return
-    table = Table(
-        title=f"{'Tokens' if include_all else 'Active tokens'} ({len(tokens)})",
-        **_TABLE,
-    )
-    table.add_column("id", no_wrap=True)
-    table.add_column("name", overflow="fold")
-    table.add_column("scopes", overflow="fold")
-    table.add_column("status", no_wrap=True)
-    table.add_column("created", no_wrap=True)
-    table.add_column("expires", no_wrap=True)
+    table = Table(title=views.list_title(tokens, include_all=include_all), **_TABLE)
+    for column in views.TOKEN_COLUMNS:
+        # Names and scopes fold rather than cut: they are data.
+        table.add_column(column, **_WRAP.get(column, _NO_WRAP))
     for token in tokens:
-        table.add_row(
-            token.token_id,
-            Text(token.name),
-            Text(" ".join(token.scopes)),
-            _status(token.status),
-            _when(token.created_at, date_only=True),
-            _when(token.expires_at, date_only=True),
-        )
+        cells = views.token_row(token)
+        table.add_row(*(_status(c) if i == 3 else Text(c) for i, c in enumerate(cells)))
     out.print(table)
 
 
@@ -165,20 +127,16 @@ def detail(out: Console, detail: TokenDetail) -> None:
     out.print(_fields(_token_rows(detail.token)))
     if not detail.audit:
         return
-    trail = Table(title="Audit trail (newest first)", **_TABLE)
-    trail.add_column("when", no_wrap=True)
-    trail.add_column("action", no_wrap=True)
-    trail.add_column("by", overflow="fold")
-    trail.add_column("details", overflow="fold")
-    for entry in detail.audit:
-        details = ", ".join(f"{key}={_detail(value)}" for key, value in entry.details.items())
-        by = entry.actor_name or entry.actor_id
-        trail.add_row(_when(entry.at), Text(entry.action), Text(by), Text(details))
+    trail = Table(title=views.AUDIT_TITLE, **_TABLE)
+    for column in views.AUDIT_COLUMNS:
+        trail.add_column(column, **_WRAP.get(column, _NO_WRAP))
+    for row in views.audit_rows(detail):
+        trail.add_row(*(Text(cell) for cell in row))
     out.print()
     out.print(trail)
 
 
 def changed(out: Console, token: TokenInfo, verb: str) -> None:
     """``revoke`` and ``extend``: what the token is now."""
-    out.print(f"{verb} {token.token_id} ({escape(token.name)})")
+    out.print(Text(views.changed_line(token, verb)))
     out.print(_fields(_token_rows(token)))

@@ -1,4 +1,5 @@
-"""Rich output matches its snapshots at a fixed width, colours only terminals; rich is optional."""
+"""Rich output matches its snapshots at a fixed width, colours only terminals; without rich,
+the same results are plain aligned text."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from amplify_auth_client import AuditEntry, CreatedToken, TokenInfo
-from amplify_auth_client._cli import _render
+from amplify_auth_client import AuditEntry, CreatedToken, TokenInfo, token_is_well_formed
+from amplify_auth_client._cli import _plain, _render
 from amplify_auth_client._cli._commands import TokenDetail
 from tests.cli.conftest import AUTH_CLI, CLIServer
 from tests.support.server import clean_environment
@@ -149,17 +150,41 @@ def without_rich(server: CLIServer, *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-def test_without_rich_the_tables_say_which_extra_to_install(cli_server: CLIServer) -> None:
-    result = without_rich(cli_server, "create", "never-minted", "--scopes", "read")
-    assert result.returncode == 1
-    assert result.stdout == ""
-    assert result.stderr.splitlines()[0] == (
-        "auth-cli: error: rich is not installed: pip install 'amplify-auth[cli]', or use --json"
-    )
-    # Checked before calling the server: no token was minted and then lost.
-    listed = without_rich(cli_server, "--json", "list", "--all")
+def test_without_rich_the_results_are_plain_aligned_text(cli_server: CLIServer) -> None:
+    # The seed's base install has no [cli] extra: its commands must still work.
+    created = without_rich(cli_server, "create", "plain-text", "--scopes", "read", "write")
+    assert created.returncode == 0, created.stderr
+    lines = created.stdout.splitlines()
+    assert lines[0] == "Token created: plain-text"
+    assert token_is_well_formed(lines[1])
+    assert lines[2] == "Shown only once: store it now. The server keeps only its hash."
+    assert not _ESCAPE.search(created.stdout)
+    listed = without_rich(cli_server, "list")
     assert listed.returncode == 0, listed.stderr
-    assert "never-minted" not in listed.stdout
+    header, rule, *rows = listed.stdout.splitlines()[1:]
+    assert header.split() == ["id", "name", "scopes", "status", "created", "expires"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    ours = next(row for row in rows if "plain-text" in row)
+    # Aligned: every column starts where its header does.
+    assert ours.index("plain-text") == header.index("name")
+    assert ours.index("read write") == header.index("scopes")
+
+
+def test_plain_output_snapshots() -> None:
+    audit = (
+        AuditEntry(1, CREATED, "tok_0123456789abcdef", None, "create", TOKENS[3].token_id,
+                   {"name": "orders-service", "expires_at": None}),
+    )  # fmt: skip
+    token = CreatedToken("amp_live_" + "x" * 43, "tok_0123456789abcdef", "mytoken",
+                         ("read", "write"), CREATED, None, None, None)  # fmt: skip
+    for name, draw in (
+        ("plain-list", lambda out: _plain.token_table(out, TOKENS, include_all=True)),
+        ("plain-info", lambda out: _plain.detail(out, TokenDetail(TOKENS[3], audit))),
+        ("plain-created", lambda out: _plain.created(out, token)),
+    ):
+        out = io.StringIO()
+        draw(out)
+        check_snapshot(name, out.getvalue())
 
 
 def test_json_works_without_rich(cli_server: CLIServer) -> None:

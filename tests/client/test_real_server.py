@@ -142,6 +142,13 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
     call("get: not an id", "GET", "/auth/tokens/nonsense", headers=admin)
     call("extend", "POST", f"/auth/tokens/{token_id}/extend", json={"days": 2}, headers=admin)
     call("extend: 0", "POST", f"/auth/tokens/{token_id}/extend", json={"days": 0}, headers=admin)
+    call(
+        "extend: past the ceiling",
+        "POST",
+        f"/auth/tokens/{token_id}/extend",
+        json={"days": 36_500},
+        headers=admin,
+    )
     call("revoke", "POST", f"/auth/tokens/{token_id}/revoke", headers=admin)
     call("revoke again", "POST", f"/auth/tokens/{token_id}/revoke", headers=admin)
     call(

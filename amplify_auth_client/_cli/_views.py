@@ -1,0 +1,106 @@
+"""What each ``auth-cli`` command shows, as text and rows: shared by both renderers.
+
+:mod:`._render` draws these with rich (panels, styled tables) when the
+``[cli]`` extra is installed; :mod:`._plain` aligns them as plain text when
+it is not. Either way the same rows, in the same order, with the same
+words: only the drawing differs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from amplify_auth_client._cli._commands import TokenDetail
+from amplify_auth_client._models import AuditEntry, CreatedToken, TokenInfo
+
+CREATED_WARNING: Final = "Shown only once: store it now. The server keeps only its hash."
+TOKEN_COLUMNS: Final = ("id", "name", "scopes", "status", "created", "expires")
+AUDIT_COLUMNS: Final = ("when", "action", "by", "details")
+AUDIT_TITLE: Final = "Audit trail (newest first)"
+
+
+def when(moment: datetime | None, *, never: str = "never", date_only: bool = False) -> str:
+    """A time as every view shows it: UTC, to the second (or the day, in lists)."""
+    if moment is None:
+        return never
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d" if date_only else "%Y-%m-%d %H:%M:%S UTC")
+
+
+def detail_value(value: object) -> str:
+    """An audit detail: times as the rest of the view shows them, the rest as JSON shows it."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        # Only the API's own times carry a zone; a name like "2025-01-01" is text.
+        return when(moment) if moment.tzinfo is not None else value
+    return json.dumps(value)  # null and ["read"], not Python's None and ['read']
+
+
+def token_fields(token: TokenInfo) -> list[tuple[str, str]]:
+    """``info``, ``revoke`` and ``extend``: every field of a token, one per row."""
+    rows = [
+        ("id", token.token_id),
+        ("name", token.name),
+        ("scopes", " ".join(token.scopes)),
+        ("status", token.status),
+        ("created", when(token.created_at)),
+        ("expires", when(token.expires_at)),
+    ]
+    if token.revoked_at is not None:
+        rows.append(("revoked", when(token.revoked_at)))
+    if token.description:
+        rows.append(("description", token.description))
+    for key, value in (token.metadata or {}).items():
+        rows.append((f"metadata.{key}", value))
+    return rows
+
+
+def created_fields(token: CreatedToken) -> list[tuple[str, str]]:
+    """What ``create`` shows under the secret."""
+    return [
+        ("id", token.token_id),
+        ("scopes", " ".join(token.scopes)),
+        ("created", when(token.created_at)),
+        ("expires", when(token.expires_at)),
+    ]
+
+
+def list_title(tokens: Sequence[TokenInfo], *, include_all: bool) -> str:
+    return f"{'Tokens' if include_all else 'Active tokens'} ({len(tokens)})"
+
+
+def empty_list(*, include_all: bool) -> str:
+    return "No tokens." if include_all else "No active tokens (`--all` shows every token)."
+
+
+def token_row(token: TokenInfo) -> tuple[str, ...]:
+    """One line of ``list``, in :data:`TOKEN_COLUMNS` order: dates only, ``info`` has times."""
+    return (
+        token.token_id,
+        token.name,
+        " ".join(token.scopes),
+        token.status,
+        when(token.created_at, date_only=True),
+        when(token.expires_at, date_only=True),
+    )
+
+
+def audit_rows(detail: TokenDetail) -> list[tuple[str, ...]]:
+    """The audit trail of ``info``, in :data:`AUDIT_COLUMNS` order, newest first."""
+    return [_audit_row(entry) for entry in detail.audit]
+
+
+def _audit_row(entry: AuditEntry) -> tuple[str, ...]:
+    details = ", ".join(f"{key}={detail_value(value)}" for key, value in entry.details.items())
+    return (when(entry.at), entry.action, entry.actor_name or entry.actor_id, details)
+
+
+def changed_line(token: TokenInfo, verb: str) -> str:
+    """The first line of ``revoke`` and ``extend``."""
+    return f"{verb} {token.token_id} ({token.name})"

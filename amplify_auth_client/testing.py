@@ -26,13 +26,14 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 import httpx
 
 from amplify_auth_client._async_client import AsyncAuthClient
 from amplify_auth_client._client import AuthClient
 from amplify_auth_client._models import CreatedToken
+from amplify_auth_client._options import ClientOptions
 from amplify_auth_client._testing import is_testing, set_testing
 from amplify_auth_client.contract import (
     ADMIN_SCOPE,
@@ -212,12 +213,12 @@ class FakeAuthServer:
         """A transport for both sync and async httpx clients (and so for both SDK clients)."""
         return httpx.MockTransport(self.handle)
 
-    def client(self, **options: Any) -> AuthClient:
+    def client(self, **options: Unpack[ClientOptions]) -> AuthClient:
         """An :class:`AuthClient` wired to this server, with its admin token, and ``options``."""
         options.setdefault("admin_token", self.admin_token)
         return AuthClient(self.base_url, transport=self.transport(), **options)
 
-    def async_client(self, **options: Any) -> AsyncAuthClient:
+    def async_client(self, **options: Unpack[ClientOptions]) -> AsyncAuthClient:
         """An :class:`AsyncAuthClient` wired to this server, with its admin token."""
         options.setdefault("admin_token", self.admin_token)
         return AsyncAuthClient(self.base_url, transport=self.transport(), **options)

@@ -430,7 +430,9 @@ class FakeAuthServer:
             or not isinstance(ttl_days, int)
             or not 1 <= ttl_days <= MAX_TTL_DAYS
         ):
-            raise _invalid(["body", "ttl_days"], "Input should be between 1 and 36500", "range")
+            raise _invalid(
+                ["body", "ttl_days"], f"Input should be between 1 and {MAX_TTL_DAYS}", "range"
+            )
         description = body.get("description")
         if description is not None and (
             not isinstance(description, str) or len(description) > MAX_DESCRIPTION_LENGTH
@@ -487,7 +489,9 @@ class FakeAuthServer:
         if isinstance(days, bool) or not isinstance(days, int):
             raise _invalid(["body", "days"], "Field required", "missing")
         if not 1 <= days <= MAX_TTL_DAYS:
-            raise _invalid(["body", "days"], "Input should be between 1 and 36500", "range")
+            raise _invalid(
+                ["body", "days"], f"Input should be between 1 and {MAX_TTL_DAYS}", "range"
+            )
         return days
 
     def _audit_page(self, request: httpx.Request, token_id: str | None) -> list[dict[str, Any]]:

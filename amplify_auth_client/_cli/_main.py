@@ -12,8 +12,16 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
-from amplify_auth_client._cli._commands import COMMANDS, sent, to_json
+from amplify_auth_client._cli._commands import (
+    COMMANDS,
+    Result,
+    TokenDetail,
+    TokenList,
+    sent,
+    to_json,
+)
 from amplify_auth_client._cli._errors import (
     FAILED,
     INTERRUPTED,
@@ -27,7 +35,7 @@ from amplify_auth_client._cli._parser import PROG, build_parser
 from amplify_auth_client._cli._settings import admin_token, auth_url, shown_url
 from amplify_auth_client._client import AuthClient
 from amplify_auth_client._exceptions import AuthError
-from amplify_auth_client._models import TokenInfo
+from amplify_auth_client._models import CreatedToken, TokenInfo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,9 +124,22 @@ def _run(argv: Sequence[str] | None) -> int:
         json.dump(to_json(result), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render.show(render.console(sys.stdout), result)
+        _show(render, render.console(sys.stdout), result)
     sys.stdout.flush()
     return OK
+
+
+def _show(render: ModuleType, out: Any, result: Result) -> None:
+    """Draw ``result`` with ``render`` (:mod:`._render` or :mod:`._plain`, which draw
+    the same results, each its own way)."""
+    if isinstance(result, CreatedToken):
+        render.created(out, result)
+    elif isinstance(result, TokenList):
+        render.token_table(out, result.tokens, include_all=result.include_all)
+    elif isinstance(result, TokenDetail):
+        render.detail(out, result)
+    else:
+        render.changed(out, result.token, result.verb)
 
 
 def _confirm_revoke(client: AuthClient, token_id: str) -> None:

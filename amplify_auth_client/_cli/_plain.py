@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import IO, Final
 
 from amplify_auth_client._cli import _views as views
-from amplify_auth_client._cli._commands import Result, TokenDetail, TokenList
+from amplify_auth_client._cli._commands import TokenDetail
 from amplify_auth_client._models import CreatedToken, TokenInfo
 
 _GAP: Final = "  "
@@ -23,18 +23,6 @@ _GAP: Final = "  "
 def console(file: IO[str]) -> IO[str]:
     """The output itself: plain text needs no console object."""
     return file
-
-
-def show(out: IO[str], result: Result) -> None:
-    """Print any command's result."""
-    if isinstance(result, CreatedToken):
-        created(out, result)
-    elif isinstance(result, TokenList):
-        token_table(out, result.tokens, include_all=result.include_all)
-    elif isinstance(result, TokenDetail):
-        detail(out, result)
-    else:
-        changed(out, result.token, result.verb)
 
 
 def _fields(out: IO[str], rows: Sequence[tuple[str, str]]) -> None:

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from amplify_auth_client._cli import _views as views
-from amplify_auth_client._cli._commands import Result, TokenDetail, TokenList
+from amplify_auth_client._cli._commands import TokenDetail
 from amplify_auth_client._models import CreatedToken, TokenInfo
 
 # Narrow by design: a header rule, no edges, so that the list fits 80 columns
@@ -77,18 +77,6 @@ def _token_rows(token: TokenInfo) -> list[tuple[str, str | Text]]:
         (label, _status(value) if label == "status" else value)
         for label, value in views.token_fields(token)
     ]
-
-
-def show(out: Console, result: Result) -> None:
-    """Draw any command's result."""
-    if isinstance(result, CreatedToken):
-        created(out, result)
-    elif isinstance(result, TokenList):
-        token_table(out, result.tokens, include_all=result.include_all)
-    elif isinstance(result, TokenDetail):
-        detail(out, result)
-    else:
-        changed(out, result.token, result.verb)
 
 
 def created(out: Console, token: CreatedToken) -> None:

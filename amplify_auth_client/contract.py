@@ -34,13 +34,14 @@ import zlib
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeGuard
 
 __all__ = [
     "ADMIN_SCOPE",
     "ADMIN_TOKEN_FILE_SUFFIX",
     "CACHEABLE_REASONS",
     "DEFAULT_SQLITE_FILE",
+    "LABEL_PATTERN",
     "MAX_AUDIT_LIMIT",
     "MAX_BODY_BYTES",
     "MAX_DESCRIPTION_LENGTH",
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_TTL_DAYS",
     "SCOPE",
     "SCOPE_PATTERN",
+    "TEXT_PATTERN",
     "TOKEN_ID",
     "TOKEN_ID_PREFIX",
     "TOKEN_LENGTH",
@@ -64,9 +66,10 @@ __all__ = [
     "admin_token_file",
     "bearer_token",
     "generate_token",
-    "has_control_characters",
     "hash_token",
+    "is_label",
     "is_scope",
+    "is_text",
     "is_token_id",
     "iso",
     "missing_scopes",
@@ -150,7 +153,7 @@ def new_token_id() -> str:
     )
 
 
-def is_token_id(value: object) -> bool:
+def is_token_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` could be a token id; anything else is refused without a lookup."""
     return isinstance(value, str) and TOKEN_ID.fullmatch(value) is not None
 
@@ -167,7 +170,7 @@ MAX_SCOPES: Final = 50
 ADMIN_SCOPE: Final = "admin"
 
 
-def is_scope(value: object) -> bool:
+def is_scope(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a scope a token can hold."""
     return isinstance(value, str) and SCOPE.fullmatch(value) is not None
 
@@ -182,6 +185,10 @@ def missing_scopes(held: Collection[str], required: Iterable[str]) -> tuple[str,
 
 
 # -- the other fields of a token ------------------------------------------------
+#
+# Refused, never normalised: the server stores exactly what it accepts, and
+# answers exactly what it stored. A name is never trimmed, a scope list never
+# deduplicated, a number never read from a string.
 
 MAX_NAME_LENGTH: Final = 100
 MAX_DESCRIPTION_LENGTH: Final = 1000
@@ -196,13 +203,32 @@ MAX_AUDIT_LIMIT: Final = 1000
 MAX_BODY_BYTES: Final = 64 * 1024
 
 
-def has_control_characters(text: str) -> bool:
-    """Whether ``text`` holds a control character other than tab and newline.
+#: A name or a metadata key: no control character at all, and no space at
+#: either end (two names must not differ by an invisible space). Any other
+#: character, in any script, is allowed.
+LABEL_PATTERN: Final = r"^[^\x00-\x20\x7f]([^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
+#: A description or a metadata value: no control character but tab and newline.
+#: PostgreSQL cannot store a NUL, and a terminal or a log line should not be
+#: steered by what a token's creator typed.
+TEXT_PATTERN: Final = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+_LABEL: Final = re.compile(LABEL_PATTERN)
+_TEXT: Final = re.compile(TEXT_PATTERN)
 
-    Refused in every text field: PostgreSQL cannot store a NUL, and a
-    terminal or a log line should not be steered by a token's name.
-    """
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text if c not in "\n\t")
+
+def is_label(value: object, max_length: int) -> TypeGuard[str]:
+    """Whether ``value`` may be a name (``MAX_NAME_LENGTH``) or a metadata key
+    (``MAX_METADATA_KEY_LENGTH``): see :data:`LABEL_PATTERN`."""
+    return (
+        isinstance(value, str) and len(value) <= max_length and _LABEL.fullmatch(value) is not None
+    )
+
+
+def is_text(value: object, max_length: int) -> TypeGuard[str]:
+    """Whether ``value`` may be a description (``MAX_DESCRIPTION_LENGTH``) or a
+    metadata value (``MAX_METADATA_VALUE_LENGTH``): see :data:`TEXT_PATTERN`."""
+    return (
+        isinstance(value, str) and len(value) <= max_length and _TEXT.fullmatch(value) is not None
+    )
 
 
 # -- answers ------------------------------------------------------------------

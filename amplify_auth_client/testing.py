@@ -22,11 +22,13 @@ Set ``server.available = False`` to simulate an outage (every request gets
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Unpack
+from typing import Any, Final, TypeGuard, Unpack
+from urllib.parse import unquote
 
 import httpx
 
@@ -48,11 +50,14 @@ from amplify_auth_client.contract import (
     MAX_SCOPES,
     MAX_TOKEN_FIELD,
     MAX_TTL_DAYS,
+    TOKEN_PREFIX,
     TokenStatus,
     bearer_token,
     generate_token,
     hash_token,
+    is_label,
     is_scope,
+    is_text,
     is_token_id,
     iso,
     missing_scopes,
@@ -236,6 +241,14 @@ class FakeAuthServer:
         return httpx.Response(status, json=body, headers=headers)
 
     def _dispatch(self, request: httpx.Request) -> _Answer:
+        # In the order of the server's middleware, outermost first.
+        if TOKEN_PREFIX in unquote(request.url.query.decode("latin-1")):
+            raise _Refusal(
+                400,
+                "token_in_url",
+                "a token does not belong in a URL (RFC 6750 section 5.3): send it in the "
+                "Authorization header or the JSON body, and consider this one exposed",
+            )
         if not self.available:
             raise _Refusal(
                 503,
@@ -245,17 +258,31 @@ class FakeAuthServer:
             )
         if len(request.content) > MAX_BODY_BYTES:
             raise _Refusal(413, "payload_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+        if request.method == "POST" and request.url.path == "/auth/validate":
+            _check_query(request, ())  # the validation fast path takes none, before its body
+        if (
+            request.content
+            and request.method in ("POST", "PUT", "PATCH")
+            and request.url.path.startswith("/auth/")
+        ):
+            self._strict_body(request)
         parts = request.url.path.strip("/").split("/")
-        allowed = False
-        for method, template, handler in _ROUTES:
+        allowed = []
+        for method, template, handler, declared in _ROUTES:
             params = _match(template, parts)
             if params is None:
                 continue
             if method == request.method:
+                _check_query(request, declared)
                 return handler(self, request, *params)
-            allowed = True
-        if allowed:  # the path exists, with another method: as Starlette answers
-            raise _Refusal(405, "method_not_allowed", "Method Not Allowed")
+            allowed.append(method)
+        if allowed:  # the path exists, with other methods
+            raise _Refusal(
+                405,
+                "method_not_allowed",
+                "Method Not Allowed",
+                headers={"Allow": ", ".join(sorted(allowed))},
+            )
         raise _Refusal(404, "not_found", "Not Found")
 
     # -- the routes: each as the real server orders its checks -----------------
@@ -336,6 +363,7 @@ class FakeAuthServer:
             raise _invalid(["required_scopes"], "Input should be a valid list", "list_type")
         if not all(isinstance(s, str) and len(s) <= MAX_SCOPE_LENGTH for s in required):
             raise _invalid(["required_scopes"], "Input should be a valid string", "string_type")
+        _no_duplicate_keys(request.content)
         return self._judge(token, required)
 
     def _judge(self, token: str, required: list[str]) -> dict[str, Any]:
@@ -408,14 +436,13 @@ class FakeAuthServer:
         body = self._json(request)
         extra = set(body) - {"name", "scopes", "ttl_days", "description", "metadata"}
         if extra:
-            raise _invalid(
-                ["body", sorted(extra)[0]], "Extra inputs are not permitted", "extra_forbidden"
-            )
+            # Not named: an unknown field's name may be a pasted secret.
+            raise _invalid(["body", "*"], "Extra inputs are not permitted", "extra_forbidden")
+        # The contract's rules, checked in the model's field order: refused,
+        # never normalised, so that what is stored is what was sent.
         name = body.get("name")
-        if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_LENGTH:
-            raise _invalid(
-                ["body", "name"], "String should have 1 to 100 characters", "string_type"
-            )
+        if not is_label(name, MAX_NAME_LENGTH):
+            raise _invalid(["body", "name"], "String should match pattern", "string_type")
         scopes = body.get("scopes")
         if not isinstance(scopes, list) or not 1 <= len(scopes) <= MAX_SCOPES:
             raise _invalid(["body", "scopes"], "List should have 1 to 50 items", "too_short")
@@ -424,42 +451,24 @@ class FakeAuthServer:
                 raise _invalid(
                     ["body", "scopes", i], "String should match pattern", "string_pattern_mismatch"
                 )
+        if len(set(scopes)) != len(scopes):
+            raise _invalid(["body", "scopes"], "a scope is listed twice", "value_error")
         ttl_days = body.get("ttl_days")
-        if ttl_days is not None and (
-            isinstance(ttl_days, bool)
-            or not isinstance(ttl_days, int)
-            or not 1 <= ttl_days <= MAX_TTL_DAYS
-        ):
+        if ttl_days is not None and not _whole(ttl_days, 1, MAX_TTL_DAYS):
             raise _invalid(
                 ["body", "ttl_days"], f"Input should be between 1 and {MAX_TTL_DAYS}", "range"
             )
         description = body.get("description")
-        if description is not None and (
-            not isinstance(description, str) or len(description) > MAX_DESCRIPTION_LENGTH
-        ):
-            raise _invalid(
-                ["body", "description"],
-                "String should have at most 1000 characters",
-                "string_too_long",
-            )
+        if description is not None and not is_text(description, MAX_DESCRIPTION_LENGTH):
+            raise _invalid(["body", "description"], "String should match pattern", "string_type")
         metadata = body.get("metadata")
-        if metadata is not None and (
-            not isinstance(metadata, dict)
-            or len(metadata) > MAX_METADATA_ITEMS
-            or not all(
-                isinstance(k, str)
-                and 1 <= len(k) <= MAX_METADATA_KEY_LENGTH
-                and isinstance(v, str)
-                and len(v) <= MAX_METADATA_VALUE_LENGTH
-                for k, v in metadata.items()
-            )
-        ):
-            raise _invalid(["body", "metadata"], "Input should be a valid dictionary", "dict_type")
+        if metadata is not None:
+            self._check_metadata(metadata)
         now = self._now()
         token = generate_token()
         record = self._insert(
-            name.strip(),
-            tuple(dict.fromkeys(scopes)),
+            name,
+            tuple(scopes),
             None if ttl_days is None else now + timedelta(days=ttl_days),
             description,
             metadata,
@@ -478,17 +487,36 @@ class FakeAuthServer:
             "metadata": record.metadata,
         }
 
+    @staticmethod
+    def _check_metadata(metadata: object) -> None:
+        # Keys are never echoed in a location (a key may be a pasted secret):
+        # "*" stands for any of them, as the server writes it.
+        if not isinstance(metadata, dict):
+            raise _invalid(["body", "metadata"], "Input should be a valid dictionary", "dict_type")
+        if len(metadata) > MAX_METADATA_ITEMS:
+            raise _invalid(
+                ["body", "metadata"], "Dictionary should have at most 20 items", "too_long"
+            )
+        for key, value in metadata.items():
+            if not is_label(key, MAX_METADATA_KEY_LENGTH):
+                raise _invalid(
+                    ["body", "metadata", "*", "[key]"], "String should match pattern", "string_type"
+                )
+            if not is_text(value, MAX_METADATA_VALUE_LENGTH):
+                raise _invalid(
+                    ["body", "metadata", "*"], "String should match pattern", "string_type"
+                )
+
     def _extend_days(self, request: httpx.Request) -> int:
         body = self._json(request)
         extra = set(body) - {"days"}
         if extra:
-            raise _invalid(
-                ["body", sorted(extra)[0]], "Extra inputs are not permitted", "extra_forbidden"
-            )
+            # Not named: an unknown field's name may be a pasted secret.
+            raise _invalid(["body", "*"], "Extra inputs are not permitted", "extra_forbidden")
         days = body.get("days")
-        if isinstance(days, bool) or not isinstance(days, int):
+        if days is None:
             raise _invalid(["body", "days"], "Field required", "missing")
-        if not 1 <= days <= MAX_TTL_DAYS:
+        if not _whole(days, 1, MAX_TTL_DAYS):
             raise _invalid(
                 ["body", "days"], f"Input should be between 1 and {MAX_TTL_DAYS}", "range"
             )
@@ -496,10 +524,8 @@ class FakeAuthServer:
 
     def _audit_page(self, request: httpx.Request, token_id: str | None) -> list[dict[str, Any]]:
         raw = request.url.params.get("limit", "100")
-        try:
-            limit = int(raw)
-        except ValueError:
-            limit = 0
+        # Digits only, as the server reads a number from a query.
+        limit = int(raw) if _DIGITS.fullmatch(raw) else 0
         if not 1 <= limit <= MAX_AUDIT_LIMIT:
             raise _invalid(["query", "limit"], "Input should be between 1 and 1000", "range")
         entries = [
@@ -586,12 +612,27 @@ class FakeAuthServer:
     def _json(request: httpx.Request, loc: list[str | int] | None = None) -> dict[str, Any]:
         loc = ["body"] if loc is None else loc
         try:
-            body = json.loads(request.content)
-        except ValueError:
+            body = json.loads(request.content.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError included
             raise _invalid(loc, "Invalid JSON", "json_invalid") from None
         if not isinstance(body, dict):
             raise _invalid(loc, "Input should be a valid dictionary", "model_type")
         return body
+
+    @staticmethod
+    def _strict_body(request: httpx.Request) -> None:
+        """What the server asks of every body sent to ``/auth/``: JSON's media type,
+        UTF-8, and each key once (``amplify_auth_server.bodies``)."""
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media != "application/json":
+            raise _Refusal(
+                415,
+                "unsupported_media_type",
+                "send the body as JSON, with Content-Type: application/json",
+            )
+        if request.url.path == "/auth/validate":
+            return  # its route checks the rest itself, after the fields
+        _no_duplicate_keys(request.content)
 
     @staticmethod
     def _flag(request: httpx.Request, name: str) -> bool:
@@ -607,16 +648,41 @@ class FakeAuthServer:
 
 #: Every route of the real server's HTTP API, as (method, path, handler);
 #: ``{}`` matches one path segment, passed to the handler.
-_ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer]], ...]] = (
-    ("POST", "auth/validate", FakeAuthServer._validate_route),
-    ("POST", "auth/tokens", FakeAuthServer._create_route),
-    ("GET", "auth/tokens", FakeAuthServer._list_route),
-    ("GET", "auth/tokens/{}", FakeAuthServer._get_route),
-    ("POST", "auth/tokens/{}/revoke", FakeAuthServer._revoke_route),
-    ("POST", "auth/tokens/{}/extend", FakeAuthServer._extend_route),
-    ("GET", "auth/tokens/{}/audit", FakeAuthServer._token_audit_route),
-    ("GET", "auth/audit", FakeAuthServer._audit_route),
+_ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer], tuple[str, ...]], ...]] = (
+    ("POST", "auth/validate", FakeAuthServer._validate_route, ()),
+    ("POST", "auth/tokens", FakeAuthServer._create_route, ()),
+    ("GET", "auth/tokens", FakeAuthServer._list_route, ("all",)),
+    ("GET", "auth/tokens/{}", FakeAuthServer._get_route, ()),
+    ("POST", "auth/tokens/{}/revoke", FakeAuthServer._revoke_route, ()),
+    ("POST", "auth/tokens/{}/extend", FakeAuthServer._extend_route, ()),
+    ("GET", "auth/tokens/{}/audit", FakeAuthServer._token_audit_route, ("limit",)),
+    ("GET", "auth/audit", FakeAuthServer._audit_route, ("limit",)),
 )
+_DIGITS: Final = re.compile(r"0|[1-9][0-9]{0,8}")
+_SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
+
+
+def _check_query(request: httpx.Request, declared: tuple[str, ...]) -> None:
+    """Each query parameter one the route declares, once (``amplify_auth_server.deps``)."""
+    seen: set[str] = set()
+    errors: list[dict[str, Any]] = []
+    for name, _ in request.url.params.multi_items():
+        if name not in declared:
+            msg, kind = "Unknown query parameter", "extra_forbidden"
+        elif name in seen:
+            msg, kind = "Given more than once", "duplicate"
+        else:
+            seen.add(name)
+            continue
+        shown = name if _SAFE_NAME.fullmatch(name) else "*"
+        errors.append({"loc": ["query", shown], "msg": msg, "type": kind})
+    if errors:
+        raise _Refusal(
+            422,
+            "invalid_request",
+            "the query has parameters this route does not take",
+            errors=errors,
+        )
 
 
 def _match(template: str, parts: list[str]) -> list[str] | None:
@@ -631,6 +697,35 @@ def _match(template: str, parts: list[str]) -> list[str] | None:
         elif want != got:
             return None
     return params
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _Refusal(
+            422,
+            "invalid_request",
+            "the JSON body has a key twice; send each key once",
+            errors=[{"loc": ["body"], "msg": "duplicate key", "type": "json_invalid"}],
+        )
+    return result
+
+
+def _no_duplicate_keys(content: bytes) -> None:
+    try:
+        json.loads(content.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except ValueError:
+        raise _Refusal(
+            422,
+            "invalid_request",
+            "the body is not valid JSON in UTF-8",
+            errors=[{"loc": ["body"], "msg": "Invalid JSON", "type": "json_invalid"}],
+        ) from None
+
+
+def _whole(value: object, low: int, high: int) -> TypeGuard[int]:
+    """A JSON integer in range, strictly: ``true``, ``"5"`` and ``5.0`` are not."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _created(token: str, record: _Record) -> CreatedToken:

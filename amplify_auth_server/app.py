@@ -17,21 +17,28 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Final
 
 import redis.asyncio as redis
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from amplify_auth_client import __version__
+from amplify_auth_server import logs
+from amplify_auth_server.bodies import JsonBodies
 from amplify_auth_server.bootstrap import register_admin_token
 from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache
 from amplify_auth_server.commands import CommandQueue, Writer
 from amplify_auth_server.config import Settings
 from amplify_auth_server.database import WRITE_POOL_SIZE, create_engine, migrate
-from amplify_auth_server.deps import Services
+from amplify_auth_server.deps import Services, strict_query
 from amplify_auth_server.events import EventFeed, MemoryEventFeed, RedisEventFeed
 from amplify_auth_server.invalidation import InvalidationBus, Lease
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.middleware import BodySizeLimit, RequestLatency, ValidateFastPath
+from amplify_auth_server.middleware import (
+    BodySizeLimit,
+    NoTokensInUrls,
+    RequestLatency,
+    ValidateFastPath,
+)
 from amplify_auth_server.outbox import OutboxReplay
 from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.routes import errors, events, health, tokens, validate
@@ -180,11 +187,13 @@ def end_event_streams(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The server as an ASGI app: ``uvicorn amplify_auth_server.app:create_app --factory``."""
     settings = settings or Settings()
+    logs.install()
     app = FastAPI(
         title="AMPLIfy Auth",
         version=__version__,
         summary="Opaque-token validation and management for Python microservices.",
         lifespan=_lifespan,
+        dependencies=[Depends(strict_query)],
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
@@ -193,9 +202,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(tokens.router)
     app.include_router(health.router)
-    # Outermost last: latency sees everything, the size cap guards the fast path.
+    # Outermost last: latency sees everything, the size cap guards the fast
+    # path, which answers before the strict body check the other routes get.
+    app.add_middleware(JsonBodies)
     app.add_middleware(ValidateFastPath)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NoTokensInUrls)
     app.add_middleware(
         RequestLatency,
         histogram=metrics.request_latency,

@@ -6,16 +6,20 @@ signature says what it needs (``admin: Admin``) and nothing else does.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from amplify_auth_client.contract import ADMIN_SCOPE, bearer_token
 from amplify_auth_server.cache import TokenCache
 from amplify_auth_server.commands import CommandQueue
 from amplify_auth_server.config import Settings
-from amplify_auth_server.errors import Forbidden, Unauthorized
+from amplify_auth_server.errors import Forbidden, InvalidInput, Unauthorized
 from amplify_auth_server.events import EventFeed
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor
@@ -61,3 +65,45 @@ async def require_admin(request: Request, parts: ServicesDep) -> Actor:
 
 
 Admin = Annotated[Actor, Depends(require_admin)]
+
+
+#: A query parameter's name that may be echoed in an error (what a typo looks like).
+_SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
+
+
+def _declared(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared(sub)
+    return names
+
+
+def check_query(names: Iterable[str], declared: Collection[str]) -> None:
+    """Every query parameter is one the route declares, given once; else 422.
+
+    An unknown parameter was silently dropped before (``?limit=10`` where
+    there was no ``limit``, ``limit[]=1``): now it is named, when its name is
+    one a typo makes; a repeated one is refused, as a duplicate JSON key is,
+    since which of the two counts is a parser's guess.
+    """
+    seen: set[str] = set()
+    errors: list[dict[str, object]] = []
+    for name in names:
+        if name not in declared:
+            msg, kind = "Unknown query parameter", "extra_forbidden"
+        elif name in seen:
+            msg, kind = "Given more than once", "duplicate"
+        else:
+            seen.add(name)
+            continue
+        shown = name if _SAFE_NAME.fullmatch(name) else "*"
+        errors.append({"loc": ["query", shown], "msg": msg, "type": kind})
+    if errors:
+        raise InvalidInput("the query has parameters this route does not take", errors=errors)
+
+
+async def strict_query(request: Request) -> None:
+    """:func:`check_query` for every route of the app (an app-wide dependency)."""
+    route = request.scope.get("route")
+    declared = _declared(route.dependant) if isinstance(route, APIRoute) else set()
+    check_query((name for name, _ in request.query_params.multi_items()), declared)

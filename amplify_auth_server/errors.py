@@ -3,9 +3,11 @@
 Split by what the caller can do about it::
 
     AuthServerError                  {"error": code, "detail": message}
+    ├── TokenInUrl           400     send the token in a header or body, not the URL
     ├── InvalidInput         422     fix the request (never echoes the input)
     ├── (payload_too_large)  413     send less; raised as Starlette's HTTPException,
     │                                the one error FastAPI lets out of body parsing
+    ├── UnsupportedMediaType 415     send the body as application/json
     ├── Unauthorized         401     send a valid admin token
     ├── Forbidden            403     use a token with the admin scope
     ├── NotFound             404     check the token id
@@ -23,11 +25,14 @@ which answer before any handler runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import orjson
 from starlette.exceptions import HTTPException
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 class AuthServerError(Exception):
@@ -47,6 +52,16 @@ class AuthServerError(Exception):
         return orjson.dumps(self.body())
 
 
+class TokenInUrl(AuthServerError):
+    status_code = 400
+    code = "token_in_url"
+    default_detail = (
+        "a token does not belong in a URL, where logs and proxies keep it (RFC 6750 "
+        "section 5.3): send it in the Authorization header or the JSON body, and "
+        "consider this one exposed"
+    )
+
+
 class InvalidInput(AuthServerError):
     status_code = 422
     code = "invalid_request"
@@ -58,6 +73,12 @@ class InvalidInput(AuthServerError):
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "errors": self.errors}
+
+
+class UnsupportedMediaType(AuthServerError):
+    status_code = 415
+    code = "unsupported_media_type"
+    default_detail = "send the body as JSON, with Content-Type: application/json"
 
 
 class Unauthorized(AuthServerError):
@@ -117,21 +138,47 @@ _HTTP_CODES = {
 }
 
 
-def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+def field_errors(errors: Sequence[Any], known: Collection[str]) -> list[dict[str, Any]]:
     """pydantic's errors without their ``input``: the location, message and type only.
 
     FastAPI's default 422 body echoes each invalid value back; for a token
     field that would put a secret in a response (and in any log that
-    records responses).
+    records responses). Locations are kept only where they are names this
+    API defines (``known``) or list positions: a metadata key, or the name
+    of a field the API does not have, may be a pasted secret too, and is
+    written ``*``.
     """
     return [
         {
-            "loc": [str(p) if not isinstance(p, int) else p for p in e["loc"]],
+            "loc": [p if isinstance(p, int) or p in known else "*" for p in e["loc"]],
             "msg": e["msg"],
             "type": e["type"],
         }
         for e in errors
     ]
+
+
+#: Location parts that are no field's name, and never user input.
+_LOCATIONS: Final = frozenset({"body", "query", "path", "header", "cookie", "[key]"})
+
+
+def known_names(app: FastAPI) -> frozenset[str]:
+    """Every name the API defines, from its OpenAPI document: parameters and fields.
+
+    Computed once per app, on its first 422.
+    """
+    cached: frozenset[str] | None = getattr(app.state, "known_names", None)
+    if cached is None:
+        document = app.openapi()
+        names = set(_LOCATIONS)
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                for parameter in operation.get("parameters", ()):
+                    names.update((parameter["name"], parameter["name"].lower()))
+        for schema in document.get("components", {}).get("schemas", {}).values():
+            names.update(schema.get("properties", {}))
+        cached = app.state.known_names = frozenset(names)
+    return cached
 
 
 def render(exc: AuthServerError | HTTPException) -> tuple[int, bytes, dict[str, str]]:

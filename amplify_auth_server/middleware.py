@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: the validation fast path, a body size cap, request latency metrics.
+"""Pure ASGI middleware: the validation fast path, a body size cap, no tokens in URLs,
+request latency metrics.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: these wrap every validation,
 and the base class costs an extra task and stream per request.
@@ -8,12 +9,15 @@ from __future__ import annotations
 
 import time
 from typing import Final, NamedTuple
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from prometheus_client import Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from amplify_auth_server.errors import AuthServerError, render
+from amplify_auth_client.contract import TOKEN_PREFIX
+from amplify_auth_server.deps import check_query
+from amplify_auth_server.errors import AuthServerError, TokenInUrl, render
 from amplify_auth_server.routes.validate import PATH, answer
 
 _JSON: Final = [(b"content-type", b"application/json")]
@@ -88,6 +92,41 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class NoTokensInUrls:
+    """Refuse, with 400, a request whose query string holds a token (RFC 6750 section 5.3).
+
+    ``?token=amp_live_...`` puts the secret in every access log, proxy log
+    and browser history on its way; the API never takes one there, so it is
+    refused before anything else looks at it, rather than ignored as an
+    unknown parameter. (A token pasted into a path gets the 404 of an id
+    that is not one, and is redacted from the access log: see ``logs``.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["query_string"] and _holds_token(scope):
+            status, body, _ = render(TokenInUrl())
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [*_JSON, (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def _holds_token(scope: Scope) -> bool:
+    query: bytes = scope["query_string"]
+    if b"%" in query:
+        query = unquote_to_bytes(query)
+    return TOKEN_PREFIX.encode() in query
+
+
 class RequestLatency:
     """Observe each request's duration under its route template, not its path.
 
@@ -157,10 +196,15 @@ class ValidateFastPath:
         # Read by RequestLatency, as it would read the matched route.
         scope["route"] = _ROUTE
         try:
+            if scope["query_string"]:
+                # It takes none; answered here, before the app's check could run.
+                query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+                check_query((name for name, _ in query), ())
             request = await _read_body(receive)
             if request is None:
                 return  # the client hung up
-            body = await answer(request, scope["app"].state.services)
+            content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
+            body = await answer(request, content_type, scope["app"].state.services)
             status, headers = 200, _JSON
         except (AuthServerError, HTTPException) as exc:
             # Ours, and the body limit's 413: what the route's handlers send.

@@ -2,19 +2,32 @@
 
 The limits and grammars are the contract's
 (:mod:`amplify_auth_client.contract`), which the SDK, its fake server and
-``stateless_microservice`` read too. Text fields refuse control characters:
-PostgreSQL cannot store a NUL, and such a string must be a 422 at the door,
-not a 500 in the driver.
+``stateless_microservice`` read too. Every rule is in the OpenAPI document
+(patterns, lengths, ``uniqueItems``), and every value is taken as sent or
+refused, never normalised: integers are strict (no ``true``, ``"5"`` or
+``5.0``), names are not trimmed, scopes not deduplicated. Text fields refuse
+control characters: PostgreSQL cannot store a NUL, and such a string must
+be a 422 at the door, not a 500 in the driver.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+)
 
 from amplify_auth_client.contract import (
+    LABEL_PATTERN,
     MAX_DESCRIPTION_LENGTH,
     MAX_METADATA_ITEMS,
     MAX_METADATA_KEY_LENGTH,
@@ -25,18 +38,20 @@ from amplify_auth_client.contract import (
     MAX_TOKEN_FIELD,
     MAX_TTL_DAYS,
     SCOPE_PATTERN,
+    TEXT_PATTERN,
     Reason,
     TokenStatus,
-    has_control_characters,
 )
 from amplify_auth_server.models import AuditRecord, TokenRecord
 
+_LABEL = "No control characters, and no space at either end."
+_TEXT = "No control characters but tab and newline."
 
-def _printable(value: str) -> str:
-    # Unpaired surrogates never get this far: the JSON parser refuses them.
-    if has_control_characters(value):
-        raise ValueError("text must not contain control characters")
-    return value
+
+def _unique(scopes: list[str]) -> list[str]:
+    if len(set(scopes)) != len(scopes):
+        raise ValueError("a scope is listed twice; list each once")
+    return scopes
 
 
 Scope = Annotated[
@@ -46,20 +61,41 @@ Scope = Annotated[
 ]
 Name = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, strip_whitespace=True),
-    AfterValidator(_printable),
+    StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=LABEL_PATTERN),
+    Field(description=f"1 to {MAX_NAME_LENGTH} characters. {_LABEL}"),
 ]
 Description = Annotated[
-    str, StringConstraints(max_length=MAX_DESCRIPTION_LENGTH), AfterValidator(_printable)
+    str,
+    StringConstraints(max_length=MAX_DESCRIPTION_LENGTH, pattern=TEXT_PATTERN),
+    Field(description=f"Up to {MAX_DESCRIPTION_LENGTH} characters. {_TEXT}"),
 ]
 MetaKey = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_LENGTH),
-    AfterValidator(_printable),
+    StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_LENGTH, pattern=LABEL_PATTERN),
 ]
 MetaValue = Annotated[
-    str, StringConstraints(max_length=MAX_METADATA_VALUE_LENGTH), AfterValidator(_printable)
+    str, StringConstraints(max_length=MAX_METADATA_VALUE_LENGTH, pattern=TEXT_PATTERN)
 ]
+Scopes = Annotated[
+    list[Scope],
+    Field(min_length=1, max_length=MAX_SCOPES, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_unique),
+]
+Days = Annotated[StrictInt, Field(ge=1, le=MAX_TTL_DAYS)]
+
+_DIGITS: Final = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
+def _digits(value: object) -> object:
+    # A query value is text: only plain digits are a number. pydantic's lax
+    # int would take " 5", "5 ", "+5" and "5.0" too.
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("a whole number, in digits only")
+    return value
+
+
+#: An integer query parameter, as strict as one in a body.
+QueryInt = Annotated[int, BeforeValidator(_digits)]
 
 
 class _Request(BaseModel):
@@ -92,8 +128,8 @@ class ValidateResponse(BaseModel):
 
 class CreateTokenRequest(_Request):
     name: Name
-    scopes: Annotated[list[Scope], Field(min_length=1, max_length=MAX_SCOPES)]
-    ttl_days: Annotated[int | None, Field(ge=1, le=MAX_TTL_DAYS)] = Field(
+    scopes: Scopes = Field(description=f"1 to {MAX_SCOPES} scopes, each listed once.")
+    ttl_days: Days | None = Field(
         default=None, description="Days until the token expires; null means never."
     )
     description: Description | None = None
@@ -103,7 +139,7 @@ class CreateTokenRequest(_Request):
 
 
 class ExtendTokenRequest(_Request):
-    days: Annotated[int, Field(ge=1, le=MAX_TTL_DAYS)]
+    days: Days
 
 
 class TokenRecordResponse(BaseModel):

@@ -6,13 +6,20 @@ The shape itself is :func:`amplify_auth_server.errors.render`'s.
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from amplify_auth_server.errors import AuthServerError, InvalidInput, field_errors, render
+from amplify_auth_server.errors import (
+    AuthServerError,
+    InvalidInput,
+    field_errors,
+    known_names,
+    render,
+)
 
 logger = logging.getLogger("amplify_auth_server")
 
@@ -35,12 +42,37 @@ async def _invalid(request: Request, exc: Exception) -> Response:
         # FastAPI reads a body as JSON only when it is labelled so; say that,
         # rather than "Input should be a valid dictionary".
         detail = "send the body as JSON, with Content-Type: application/json"
-    return _respond(InvalidInput(detail, errors=field_errors(exc.errors())))
+    errors = field_errors(exc.errors(), known_names(request.app))
+    return _respond(InvalidInput(detail, errors=errors))
 
 
-async def _http(_: Request, exc: Exception) -> Response:
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route on the path
+        # only; the path may have several (GET and POST /auth/tokens).
+        exc = HTTPException(405, exc.detail, headers={"Allow": ", ".join(_allowed(request))})
     return _respond(exc)
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods the API serves at the request's path, from its OpenAPI document."""
+    paths: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "path_methods", None
+    )
+    if paths is None:
+        document = request.app.openapi()
+        paths = request.app.state.path_methods = [
+            (_template(path), [method.upper() for method in operations])
+            for path, operations in document.get("paths", {}).items()
+        ]
+    path = request.url.path
+    return sorted({m for pattern, methods in paths if pattern.fullmatch(path) for m in methods})
+
+
+def _template(path: str) -> re.Pattern[str]:
+    # "/auth/tokens/{token_id}": any one segment where the parameter is.
+    return re.compile("[^/]+".join(map(re.escape, re.split(r"\{[^/]+?\}", path))))
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from amplify_auth_client.contract import is_token_id, token_is_well_formed
+from amplify_auth_client.contract import MAX_AUDIT_LIMIT, is_token_id, token_is_well_formed
 from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeToken
 from amplify_auth_server.deps import Admin, ServicesDep
 from amplify_auth_server.errors import NotFound
@@ -21,6 +21,7 @@ from amplify_auth_server.schemas import (
     CreateTokenRequest,
     ErrorResponse,
     ExtendTokenRequest,
+    QueryInt,
     TokenRecordResponse,
 )
 
@@ -136,7 +137,7 @@ async def token_audit(
     token_id: TokenId,
     admin: Admin,
     parts: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[QueryInt, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
 ) -> list[AuditRecordResponse]:
     if await parts.store.get(_known(token_id)) is None:
         raise NotFound.token(token_id)
@@ -148,7 +149,7 @@ async def token_audit(
 async def audit(
     admin: Admin,
     parts: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[QueryInt, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
 ) -> list[AuditRecordResponse]:
     records = await parts.store.audit(token_id=None, limit=limit)
     return [AuditRecordResponse.of(record) for record in records]

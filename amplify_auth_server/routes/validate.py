@@ -18,20 +18,29 @@ from typing import Final
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
+from amplify_auth_server.bodies import check, require_json
 from amplify_auth_server.deps import Services
 from amplify_auth_server.errors import InvalidInput, field_errors
 from amplify_auth_server.schemas import ErrorResponse, ValidateRequest, ValidateResponse
 
 PATH: Final = "/auth/validate"
 router = APIRouter(tags=["validation"])
+#: The only names an error's location may show (see errors.field_errors).
+_FIELDS: Final = frozenset(ValidateRequest.model_fields)
 
 
-async def answer(body: bytes, parts: Services) -> bytes:
-    """The response body for a validation request; raises our errors for 4xx/5xx."""
+async def answer(body: bytes, content_type: bytes | None, parts: Services) -> bytes:
+    """The response body for a validation request; raises our errors for 4xx/5xx.
+
+    The body is held to :mod:`amplify_auth_server.bodies`'s rules here, as
+    this path answers before the middleware that applies them elsewhere.
+    """
+    require_json(content_type)
     try:
         payload = ValidateRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise InvalidInput(errors=field_errors(exc.errors())) from None
+        raise InvalidInput(errors=field_errors(exc.errors(), _FIELDS)) from None
+    check(body, len(payload.model_fields_set))
     verdict = await parts.validator.validate(payload.token, payload.required_scopes)
     return verdict.body
 
@@ -40,7 +49,12 @@ async def answer(body: bytes, parts: Services) -> bytes:
     PATH,
     response_model=ValidateResponse,
     summary="Validate a token and check its scopes",
-    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={
+        413: {"model": ErrorResponse},
+        415: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -51,5 +65,10 @@ async def answer(body: bytes, parts: Services) -> bytes:
 async def validate(request: Request) -> Response:
     """Always 200 with `valid` and a `reason`, except for a malformed body (422) or
     when neither a cache nor the database can answer (503, never "valid")."""
-    body = await answer(await request.body(), request.app.state.services)
+    content_type = request.headers.get("content-type")
+    body = await answer(
+        await request.body(),
+        None if content_type is None else content_type.encode("latin-1"),
+        request.app.state.services,
+    )
     return Response(body, media_type="application/json")

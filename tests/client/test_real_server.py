@@ -78,6 +78,7 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
             for name in ("www-authenticate", "retry-after")
         }
         headers["no-store"] = response.headers.get("cache-control") == "no-store"
+        headers["allow"] = response.headers.get("allow")
         seen.append((step, (response.status_code, normalise(body), headers)))
         return response
 
@@ -86,7 +87,25 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
 
     validate("malformed", "amp_live_nope")
     validate("unknown", generate_token())
-    call("validate: not json", "POST", "/auth/validate", content=b"{nope")
+    json_type = {"Content-Type": "application/json"}
+    call("validate: not json", "POST", "/auth/validate", content=b"{nope", headers=json_type)
+    call("validate: no media type", "POST", "/auth/validate", content=b'{"token": "x"}')
+    call(
+        "validate: text/plain",
+        "POST",
+        "/auth/validate",
+        content=b'{"token": "x"}',
+        headers={"Content-Type": "text/plain"},
+    )
+    call(
+        "validate: a key twice",
+        "POST",
+        "/auth/validate",
+        content=b'{"token": "x", "token": "y"}',
+        headers=json_type,
+    )
+    call("validate: a query", "POST", "/auth/validate?all=true", json={"token": "x"})
+    call("validate: a token in the query", "POST", f"/auth/validate?t={generate_token()}")
     call("validate: no token", "POST", "/auth/validate", json={"required_scopes": []})
     call("validate: too big", "POST", "/auth/validate", content=b"x" * (64 * 1024 + 1))
     call("create: anonymous", "POST", "/auth/tokens", json={"name": "a", "scopes": ["read"]})
@@ -110,7 +129,7 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
         "/auth/tokens",
         json={
             "name": "billing",
-            "scopes": ["read", "write", "read"],
+            "scopes": ["read", "write"],
             "ttl_days": 1,
             "description": "billing service",
             "metadata": {"team": "payments"},
@@ -125,13 +144,38 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
         json={"name": "a", "scopes": ["read"]},
         headers={"Authorization": f"Bearer {token}"},
     )
-    call("create: not json", "POST", "/auth/tokens", content=b"{nope", headers=admin)
+    call(
+        "create: not json", "POST", "/auth/tokens", content=b"{nope", headers=admin | json_type
+    )
+    call(
+        "create: not utf-8",
+        "POST",
+        "/auth/tokens",
+        content=b'{"name": "\xff", "scopes": ["read"]}',
+        headers=admin | json_type,
+    )
+    call(
+        "create: a key twice",
+        "POST",
+        "/auth/tokens",
+        content=b'{"name": "a", "name": "b", "scopes": ["read"]}',
+        headers=admin | json_type,
+    )
     for step, body in [
         ("create: no scopes", {"name": "a", "scopes": []}),
         ("create: bad scope", {"name": "a", "scopes": ["read", "no spaces"]}),
         ("create: extra field", {"name": "a", "scopes": ["read"], "owner": "x"}),
         ("create: ttl 0", {"name": "a", "scopes": ["read"], "ttl_days": 0}),
         ("create: blank name", {"name": "   ", "scopes": ["read"]}),
+        ("create: padded name", {"name": "x ", "scopes": ["read"]}),
+        ("create: a tab in the name", {"name": "a\tb", "scopes": ["read"]}),
+        ("create: a scope twice", {"name": "a", "scopes": ["read", "read"]}),
+        ("create: ttl true", {"name": "a", "scopes": ["read"], "ttl_days": True}),
+        ("create: ttl text", {"name": "a", "scopes": ["read"], "ttl_days": "5"}),
+        ("create: ttl 3.0", {"name": "a", "scopes": ["read"], "ttl_days": 3.0}),
+        ("create: a NUL in the description", {"name": "a", "scopes": ["r"], "description": "\0"}),
+        ("create: bad metadata key", {"name": "a", "scopes": ["r"], "metadata": {" k": "v"}}),
+        ("create: bad metadata value", {"name": "a", "scopes": ["r"], "metadata": {"k": "\x01"}}),
     ]:
         call(step, "POST", "/auth/tokens", json=body, headers=admin)
     validate("valid", token, "read")
@@ -142,6 +186,9 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
     call("get: not an id", "GET", "/auth/tokens/nonsense", headers=admin)
     call("extend", "POST", f"/auth/tokens/{token_id}/extend", json={"days": 2}, headers=admin)
     call("extend: 0", "POST", f"/auth/tokens/{token_id}/extend", json={"days": 0}, headers=admin)
+    call(
+        "extend: true", "POST", f"/auth/tokens/{token_id}/extend", json={"days": True}, headers=admin
+    )
     call(
         "extend: past the ceiling",
         "POST",
@@ -159,6 +206,10 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
     call("list all", "GET", "/auth/tokens", params={"all": "true"}, headers=admin)
     call("audit", "GET", f"/auth/tokens/{token_id}/audit", headers=admin)
     call("audit limit 0", "GET", "/auth/audit", params={"limit": 0}, headers=admin)
+    call("audit limit +5", "GET", "/auth/audit?limit=%2B5", headers=admin)
+    call("audit limit 5.0", "GET", "/auth/audit?limit=5.0", headers=admin)
+    call("audit limit twice", "GET", "/auth/audit?limit=5&limit=6", headers=admin)
+    call("audit unknown parameter", "GET", "/auth/audit?limit[]=1", headers=admin)
     forever = call(
         "create forever", "POST", "/auth/tokens", json={"name": "f", "scopes": ["a"]}, headers=admin
     ).json()
@@ -170,6 +221,7 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
         headers=admin,
     )
     call("wrong method", "GET", "/auth/validate")
+    call("wrong method on tokens", "PUT", "/auth/tokens", headers=admin)
     call("unknown path", "GET", "/auth/nothing", headers=admin)
     call("unknown action", "POST", f"/auth/tokens/{token_id}/explode", headers=admin)
     return seen

@@ -159,9 +159,12 @@ def test_the_wire_format_of_validate(raw: tuple[FakeAuthServer, httpx.Client]) -
         "expires_at": "2030-01-01T00:00:01Z",
     }
     assert http.post("/auth/validate", json={"token": "nope"}).json()["reason"] == "malformed"
-    bad = http.post("/auth/validate", content=b"{not json")
+    bad = http.post(
+        "/auth/validate", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert bad.status_code == 422
     assert set(bad.json()) == {"error", "detail", "errors"}
+    assert http.post("/auth/validate", content=b'{"token": "x"}').status_code == 415
     assert http.post("/auth/validate", content=b"x" * (64 * 1024 + 1)).status_code == 413
 
 

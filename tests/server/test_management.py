@@ -337,14 +337,20 @@ def test_an_oversized_chunked_body_is_refused(anonymous: httpx.Client) -> None:
     assert response.json()["error"] == "payload_too_large"
 
 
-def test_a_body_without_a_json_content_type_is_told_so(admin: httpx.Client) -> None:
-    response = admin.post(
-        "/auth/tokens",
-        content=b'{"name": "x", "scopes": ["read"]}',
-        headers={"content-type": "text/plain"},
-    )
-    assert response.status_code == 422
-    assert "Content-Type: application/json" in response.json()["detail"]
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-www-form-urlencoded"])
+def test_a_body_without_a_json_content_type_is_415_and_told_so(
+    admin: httpx.Client, content_type: str | None
+) -> None:
+    # Not JSON's media type: what a web page may send cross-origin without a
+    # preflight. Refused before anything reads it, and nothing is created.
+    before = len(admin.get("/auth/tokens").json())
+    headers = {} if content_type is None else {"content-type": content_type}
+    for path in ("/auth/tokens", "/auth/validate"):
+        response = admin.post(path, content=b'{"name": "x", "scopes": ["read"]}', headers=headers)
+        assert response.status_code == 415
+        assert response.json()["error"] == "unsupported_media_type"
+        assert "Content-Type: application/json" in response.json()["detail"]
+    assert len(admin.get("/auth/tokens").json()) == before
 
 
 def test_a_raw_token_pasted_as_an_id_is_never_echoed(admin: httpx.Client) -> None:

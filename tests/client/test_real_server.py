@@ -144,9 +144,7 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
         json={"name": "a", "scopes": ["read"]},
         headers={"Authorization": f"Bearer {token}"},
     )
-    call(
-        "create: not json", "POST", "/auth/tokens", content=b"{nope", headers=admin | json_type
-    )
+    call("create: not json", "POST", "/auth/tokens", content=b"{nope", headers=admin | json_type)
     call(
         "create: not utf-8",
         "POST",
@@ -187,7 +185,11 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
     call("extend", "POST", f"/auth/tokens/{token_id}/extend", json={"days": 2}, headers=admin)
     call("extend: 0", "POST", f"/auth/tokens/{token_id}/extend", json={"days": 0}, headers=admin)
     call(
-        "extend: true", "POST", f"/auth/tokens/{token_id}/extend", json={"days": True}, headers=admin
+        "extend: true",
+        "POST",
+        f"/auth/tokens/{token_id}/extend",
+        json={"days": True},
+        headers=admin,
     )
     call(
         "extend: past the ceiling",

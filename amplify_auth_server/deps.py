@@ -7,7 +7,7 @@ signature says what it needs (``admin: Admin``) and nothing else does.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -71,28 +71,38 @@ Admin = Annotated[Actor, Depends(require_admin)]
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
 
 
-def _declared(dependant: Dependant) -> set[str]:
-    names = {param.alias for param in dependant.query_params}
+#: What a number in a query may look like: pydantic's lax int would also take
+#: " 5", "5 ", "+5" and "5.0".
+_DIGITS: Final = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
+def _declared(dependant: Dependant) -> dict[str, bool]:
+    """The route's query parameters, each with whether it is an integer."""
+    names = {param.alias: param.field_info.annotation is int for param in dependant.query_params}
     for sub in dependant.dependencies:
         names |= _declared(sub)
     return names
 
 
-def check_query(names: Iterable[str], declared: Collection[str]) -> None:
-    """Every query parameter is one the route declares, given once; else 422.
+def check_query(pairs: Iterable[tuple[str, str]], declared: Mapping[str, bool]) -> None:
+    """Every query parameter is one the route declares, given once, and an integer one
+    in plain digits; else 422.
 
     An unknown parameter was silently dropped before (``?limit=10`` where
     there was no ``limit``, ``limit[]=1``): now it is named, when its name is
     one a typo makes; a repeated one is refused, as a duplicate JSON key is,
-    since which of the two counts is a parser's guess.
+    since which of the two counts is a parser's guess. Integers are as strict
+    as in a body; their range is the route's own check.
     """
     seen: set[str] = set()
     errors: list[dict[str, object]] = []
-    for name in names:
+    for name, value in pairs:
         if name not in declared:
             msg, kind = "Unknown query parameter", "extra_forbidden"
         elif name in seen:
             msg, kind = "Given more than once", "duplicate"
+        elif declared[name] and not _DIGITS.fullmatch(value):
+            msg, kind = "Input should be a whole number, in digits only", "int_parsing"
         else:
             seen.add(name)
             continue
@@ -105,5 +115,5 @@ def check_query(names: Iterable[str], declared: Collection[str]) -> None:
 async def strict_query(request: Request) -> None:
     """:func:`check_query` for every route of the app (an app-wide dependency)."""
     route = request.scope.get("route")
-    declared = _declared(route.dependant) if isinstance(route, APIRoute) else set()
-    check_query((name for name, _ in request.query_params.multi_items()), declared)
+    declared = _declared(route.dependant) if isinstance(route, APIRoute) else {}
+    check_query(request.query_params.multi_items(), declared)

@@ -199,7 +199,7 @@ class ValidateFastPath:
             if scope["query_string"]:
                 # It takes none; answered here, before the app's check could run.
                 query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-                check_query((name for name, _ in query), ())
+                check_query(query, {})
             request = await _read_body(receive)
             if request is None:
                 return  # the client hung up

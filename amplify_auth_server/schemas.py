@@ -12,14 +12,12 @@ be a 422 at the door, not a 500 in the driver.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -81,21 +79,29 @@ Scopes = Annotated[
     Field(min_length=1, max_length=MAX_SCOPES, json_schema_extra={"uniqueItems": True}),
     AfterValidator(_unique),
 ]
-Days = Annotated[StrictInt, Field(ge=1, le=MAX_TTL_DAYS)]
-
-_DIGITS: Final = re.compile(r"0|[1-9][0-9]{0,8}")
-
-
-def _digits(value: object) -> object:
-    # A query value is text: only plain digits are a number. pydantic's lax
-    # int would take " 5", "5 ", "+5" and "5.0" too.
-    if isinstance(value, str) and not _DIGITS.fullmatch(value):
-        raise ValueError("a whole number, in digits only")
-    return value
+Days = Annotated[
+    StrictInt,
+    Field(
+        ge=1,
+        le=MAX_TTL_DAYS,
+        description='A JSON integer, written without a fraction: 3.0 and "3" are refused.',
+    ),
+]
 
 
-#: An integer query parameter, as strict as one in a body.
-QueryInt = Annotated[int, BeforeValidator(_digits)]
+def _metadata_schema(schema: dict[str, Any]) -> None:
+    # pydantic states a key's pattern as patternProperties, which leaves keys
+    # that do not match it free to hold anything; the server refuses them.
+    # Said plainly: every name must fit, and every value.
+    (value,) = schema.pop("patternProperties").values()
+    schema["propertyNames"]["pattern"] = LABEL_PATTERN
+    schema["additionalProperties"] = value
+
+
+Metadata = Annotated[
+    dict[MetaKey, MetaValue],
+    Field(max_length=MAX_METADATA_ITEMS, json_schema_extra=_metadata_schema),
+]
 
 
 class _Request(BaseModel):
@@ -133,8 +139,11 @@ class CreateTokenRequest(_Request):
         default=None, description="Days until the token expires; null means never."
     )
     description: Description | None = None
-    metadata: Annotated[dict[MetaKey, MetaValue] | None, Field(max_length=MAX_METADATA_ITEMS)] = (
-        None
+    metadata: Metadata | None = Field(
+        default=None,
+        description=f"Up to {MAX_METADATA_ITEMS} pairs. Keys: 1 to {MAX_METADATA_KEY_LENGTH} "
+        f"characters, {_LABEL[0].lower()}{_LABEL[1:]} Values: up to "
+        f"{MAX_METADATA_VALUE_LENGTH} characters, {_TEXT[0].lower()}{_TEXT[1:]}",
     )
 
 

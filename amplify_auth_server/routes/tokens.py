@@ -21,7 +21,6 @@ from amplify_auth_server.schemas import (
     CreateTokenRequest,
     ErrorResponse,
     ExtendTokenRequest,
-    QueryInt,
     TokenRecordResponse,
 )
 
@@ -137,7 +136,7 @@ async def token_audit(
     token_id: TokenId,
     admin: Admin,
     parts: ServicesDep,
-    limit: Annotated[QueryInt, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
 ) -> list[AuditRecordResponse]:
     if await parts.store.get(_known(token_id)) is None:
         raise NotFound.token(token_id)
@@ -149,7 +148,7 @@ async def token_audit(
 async def audit(
     admin: Admin,
     parts: ServicesDep,
-    limit: Annotated[QueryInt, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
 ) -> list[AuditRecordResponse]:
     records = await parts.store.audit(token_id=None, limit=limit)
     return [AuditRecordResponse.of(record) for record in records]

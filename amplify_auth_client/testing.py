@@ -156,11 +156,14 @@ class FakeAuthServer:
         self.requests: list[httpx.Request] = []
         #: False: answer every request with 503, as a server without its database does.
         self.available = True
-        # Named as the real server names the admin token it registers at start-up.
-        origin = "bootstrap" if admin_token is None else "AUTH_ADMIN_TOKEN"
+        # Named as the real server names the admin token it registers at
+        # start-up: from its file, or from AUTH_ADMIN_TOKEN by its hash.
         self.admin_token = admin_token or generate_token()
+        fingerprint = hash_token(self.admin_token)[:8]
         admin = self._insert(
-            f"admin ({origin})",
+            "admin (bootstrap)"
+            if admin_token is None
+            else f"admin (AUTH_ADMIN_TOKEN sha256:{fingerprint})",
             (ADMIN_SCOPE,),
             None,
             "registered at start-up",

@@ -5,7 +5,9 @@ secret handling. So:
 
 * ``AUTH_ADMIN_TOKEN`` set: its hash is registered at every start-up, once
   (registering an already-known hash changes nothing; a revoked one stays
-  revoked).
+  revoked), named after the first 8 hex digits of its SHA-256, so that
+  tokens set there at different times can be told apart in ``list``
+  (``printf %s "$AUTH_ADMIN_TOKEN" | sha256sum | cut -c1-8`` names yours).
 * Embedded default, no token set: the first start mints one and writes it
   to a file beside the SQLite database, created with mode 0600 and never
   overwritten; ``auth-cli`` reads it from there. Later starts register the
@@ -73,10 +75,20 @@ def _read(path: Path) -> str:
     return token
 
 
+def admin_token_name(raw: str) -> str:
+    """The name an ``AUTH_ADMIN_TOKEN`` is registered under: the same for the same token.
+
+    Eight hex digits of a SHA-256 tell nothing of the token (it has 220 bits
+    of entropy, and event subscribers see whole hashes anyway).
+    """
+    return f"admin (AUTH_ADMIN_TOKEN sha256:{hash_token(raw)[:8]})"
+
+
 async def register_admin_token(settings: Settings, queue: CommandQueue) -> None:
     if settings.auth_admin_token is not None:
         raw = settings.auth_admin_token.get_secret_value()
-        source = name = "AUTH_ADMIN_TOKEN"
+        source = "AUTH_ADMIN_TOKEN"
+        name = admin_token_name(raw)
     else:
         path = settings.resolved_admin_token_file
         if path is None:
@@ -86,12 +98,12 @@ async def register_admin_token(settings: Settings, queue: CommandQueue) -> None:
             )
             return
         raw = _read_or_mint(path)
-        source, name = str(path), "bootstrap"
+        source, name = str(path), "admin (bootstrap)"
     record = await queue.submit(
         RegisterToken(
             actor=SYSTEM,
             token_hash=hash_token(raw),
-            name=f"admin ({name})",
+            name=name,
             scopes=(ADMIN_SCOPE,),
         )
     )

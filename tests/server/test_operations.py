@@ -17,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
-from amplify_auth_client import __version__, generate_token, token_is_well_formed
+from amplify_auth_client import __version__, generate_token, hash_token, token_is_well_formed
 from amplify_auth_server.database import create_engine
 from amplify_auth_server.tables import metadata
 from tests.server.conftest import create, validate
@@ -207,13 +207,17 @@ def test_other_bad_settings_are_refused_too(tmp_path: Path) -> None:
 
 def test_auth_admin_token_is_registered_once_across_restarts(tmp_path: Path) -> None:
     backend = Backend("embedded", tmp_path)
-    token = generate_token()
+    token, later = generate_token(), generate_token()
     for _ in range(3):
         with running_server(backend, admin_token=token) as server, server.client() as admin:
             admins = [r for r in admin.get("/auth/tokens").json() if "admin" in r["scopes"]]
             assert len(admins) == 1
-            assert admins[0]["name"] == "admin (AUTH_ADMIN_TOKEN)"
+            assert admins[0]["name"] == f"admin (AUTH_ADMIN_TOKEN sha256:{hash_token(token)[:8]})"
     assert token not in server.log()
+    # Another token set there later gets a name of its own: list tells them apart.
+    with running_server(backend, admin_token=later) as server, server.client() as admin:
+        names = {r["name"] for r in admin.get("/auth/tokens").json() if "admin" in r["scopes"]}
+    assert len(names) == 2
     # No file is minted when the token comes from the environment.
     assert not (tmp_path / "amplify_auth.admin-token").exists()
 

@@ -65,6 +65,7 @@ _ERRORS: Final[Mapping[int, type[AuthRequestError]]] = {
     404: TokenNotFound,
     409: TokenConflict,
     413: InvalidRequest,
+    415: InvalidRequest,
     422: InvalidRequest,
 }
 

@@ -8,7 +8,7 @@
         ├── AdminPermissionDenied 403  ask for a token with the admin scope
         ├── TokenNotFound         404  check the token id
         ├── TokenConflict         409  the token's state forbids the change
-        └── InvalidRequest        400/413/422  fix the arguments
+        └── InvalidRequest        400/413/415/422  fix the arguments
 
 httpx errors never escape: the clients turn them into :class:`AuthServiceUnavailable`
 at the boundary with ``raise … from exc``, so the original stays on ``__cause__``.

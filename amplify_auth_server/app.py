@@ -52,13 +52,20 @@ logger = logging.getLogger("amplify_auth_server")
 _REDIS_STARTUP_WAIT = 2.0
 
 
-def _redis_client(url: str, *, retries: int) -> redis.Redis:
+# The followers' connections (the invalidation listener, the event stream
+# reader) wait this long for a reply: their own liveness checks (the lease, a
+# blocking XREAD's return) tell a dead Redis from a quiet one, and a slow link
+# must not look dead (it dropped every subscriber again and again).
+_FOLLOWER_TIMEOUT: Final = 5.0
+
+
+def _redis_client(url: str, *, retries: int, timeout: float = 1.0) -> redis.Redis:
     # Short timeouts and no backoff: a Redis outage must turn into a fast
     # fall back to the database, not into slow validations.
     return redis.Redis.from_url(
         url,
         socket_connect_timeout=1.0,
-        socket_timeout=1.0,
+        socket_timeout=timeout,
         retry=Retry(NoBackoff(), retries),
     )
 
@@ -102,13 +109,16 @@ async def _build_cache(
         ttl=settings.token_cache_ttl,
         negative_ttl=settings.negative_cache_ttl,
         metrics=metrics,
+        read_budget=settings.redis_read_budget,
     )
     suspects: set[str] = set()
     lease = Lease()
     cache = TokenCache(local, shared, suspects=suspects, hearing=lease)
     # The subscription's own connection never reconnects behind our back:
     # a gap in hearing must surface as an error (see invalidation).
-    listener = await _closing(stack, _redis_client(settings.redis_url, retries=0))
+    listener = await _closing(
+        stack, _redis_client(settings.redis_url, retries=0, timeout=_FOLLOWER_TIMEOUT)
+    )
     bus = InvalidationBus(
         client,
         listener,
@@ -121,7 +131,9 @@ async def _build_cache(
     stack.push_async_callback(bus.stop)
     # The event stream's reader blocks on XREAD: a connection of its own,
     # which (like the listener's) never reconnects behind our back.
-    reader = await _closing(stack, _redis_client(settings.redis_url, retries=0))
+    reader = await _closing(
+        stack, _redis_client(settings.redis_url, retries=0, timeout=_FOLLOWER_TIMEOUT)
+    )
     announced = RedisEventFeed(
         client,
         reader,

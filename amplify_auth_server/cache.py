@@ -52,6 +52,8 @@ logger = logging.getLogger("amplify_auth_server.cache")
 # After a Redis failure, the shared tier is skipped for this long instead of
 # paying a connection error (or a timeout) on every request.
 REDIS_RETRY_INTERVAL: Final = 1.0
+#: How long a validation waits for Redis before it asks the database instead.
+DEFAULT_READ_BUDGET: Final = 0.05
 
 
 class TokenState:
@@ -142,10 +144,77 @@ class TokenState:
 UNKNOWN: Final = TokenState(version=0)
 
 
-class LocalCache:
-    """In-process LRUs of token states with per-entry deadlines, and the lookups in flight.
+def _digest(key: str) -> bytes:
+    """A hash's 32 bytes, for :class:`Unknowns`; any other key (none the server makes)
+    as its own bytes, so that nothing here can raise."""
+    try:
+        return bytes.fromhex(key)
+    except ValueError:
+        return key.encode("utf-8", "surrogatepass")
 
-    Unknown tokens live in an LRU of their own, so that a flood of garbage
+
+class Unknowns:
+    """Hashes the database does not know, each remembered at most ``ttl`` seconds.
+
+    What a flood of made-up tokens fills, so it is built for memory and for
+    expiring on time: two sets of 32-byte digests, the older dropped whole
+    every ``ttl / 2`` seconds. A hash is remembered while it is in either, so
+    for between ``ttl / 2`` and ``ttl`` after it was last put; nothing stays
+    past ``ttl``, whether or not anything else is put meanwhile. An entry
+    costs its digest and a set slot, about 100 bytes (an LRU keyed by hex
+    with a deadline each cost 270; see benchmarks/memory.py). Past
+    ``maxsize``, the older set goes early.
+    """
+
+    __slots__ = ("_current", "_half", "_maxsize", "_previous", "_rotate_at")
+
+    def __init__(self, *, maxsize: int, ttl: float) -> None:
+        self._maxsize = maxsize
+        self._half = ttl / 2
+        self._current: set[bytes] = set()
+        self._previous: set[bytes] = set()
+        self._rotate_at = time.monotonic() + self._half
+
+    def _tick(self, now: float) -> None:
+        if now < self._rotate_at:
+            return
+        if now < self._rotate_at + self._half:
+            self._previous, self._current = self._current, set()
+            self._rotate_at += self._half
+        else:  # nothing happened for a whole ttl: all of it is past
+            self._previous, self._current = set(), set()
+            self._rotate_at = now + self._half
+
+    def __contains__(self, digest: bytes) -> bool:
+        self._tick(time.monotonic())
+        return digest in self._current or digest in self._previous
+
+    def add(self, digest: bytes) -> None:
+        self._tick(time.monotonic())
+        if len(self._current) + len(self._previous) >= self._maxsize:
+            # Full: the older set goes now (and the current one too, when it alone is full).
+            self._previous = self._current if len(self._current) < self._maxsize else set()
+            self._current = set()
+        self._previous.discard(digest)
+        self._current.add(digest)
+
+    def discard(self, digest: bytes) -> None:
+        self._current.discard(digest)
+        self._previous.discard(digest)
+
+    def clear(self) -> None:
+        self._current.clear()
+        self._previous.clear()
+
+    def __len__(self) -> int:
+        return len(self._current) + len(self._previous)
+
+
+class LocalCache:
+    """In-process LRU of token states with per-entry deadlines, the unknown hashes, and
+    the lookups in flight.
+
+    Unknown tokens live apart (:class:`Unknowns`), so that a flood of garbage
     cannot push the known tokens out. Not thread-safe, and it need not be:
     the server touches it only from the event loop.
 
@@ -160,7 +229,7 @@ class LocalCache:
     def __init__(self, *, maxsize: int, ttl: float, negative_ttl: float) -> None:
         size = max(maxsize, 1)
         self._known: LRUCache[str, tuple[TokenState, float]] = LRUCache(maxsize=size)
-        self._unknown: LRUCache[str, float] = LRUCache(maxsize=size)
+        self._unknown = Unknowns(maxsize=size, ttl=negative_ttl)
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.enabled = maxsize > 0 and ttl > 0
@@ -176,8 +245,9 @@ class LocalCache:
         if entry is not None:
             # An expired entry stays, as a version watermark (rule 1).
             return entry[0] if entry[1] > now else None
-        fresh_until = self._unknown.get(key)
-        return UNKNOWN if fresh_until is not None and fresh_until > now else None
+        if self.negative_ttl > 0 and _digest(key) in self._unknown:
+            return UNKNOWN
+        return None
 
     def put(self, key: str, state: TokenState, generation: int | None = None) -> TokenState:
         """Remember ``state`` unless a newer one is held; return the newest known.
@@ -195,9 +265,9 @@ class LocalCache:
         now = time.monotonic()
         if state.known:
             self._known[key] = (state, now + self.ttl)
-            self._unknown.pop(key, None)
+            self._unknown.discard(_digest(key))
         elif self.negative_ttl > 0:
-            self._unknown[key] = now + self.negative_ttl
+            self._unknown.add(_digest(key))
         return state
 
     def changed(self, key: str, state: TokenState) -> None:
@@ -211,7 +281,7 @@ class LocalCache:
         self.generation += 1
         self.inflight.pop(key, None)
         self._known.pop(key, None)
-        self._unknown.pop(key, None)
+        self._unknown.discard(_digest(key))
 
     def clear(self) -> None:
         """Anything may have changed: forget everything."""
@@ -255,6 +325,15 @@ class RedisCache:
     Every operation is best effort and says whether it worked; after a
     failure Redis is left alone for ``REDIS_RETRY_INTERVAL`` so that a hung
     Redis costs one timeout a second, not one per request.
+
+    The validation path's two calls (:meth:`get`, and :meth:`put` of what the
+    database said) also have a latency budget, ``read_budget``: a slow Redis
+    (up, but answering late) would otherwise add its delay to every
+    validation, once for the read and once for the write-back. Past the
+    budget, the call is abandoned, the validation goes to the database, and
+    the validation path leaves Redis alone for ``REDIS_RETRY_INTERVAL``: a
+    slow Redis costs one budget a second. The writer's calls keep the
+    client's socket timeout: a change must reach Redis, or the outbox.
     """
 
     def __init__(
@@ -266,8 +345,10 @@ class RedisCache:
         negative_ttl: float,
         metrics: Metrics,
         backlog: int = EVENT_BACKLOG,
+        read_budget: float = DEFAULT_READ_BUDGET,
     ) -> None:
         self.client = client
+        self.read_budget = read_budget
         self.prefix = f"{prefix}:tok:"
         #: Where committed changes are announced (see :mod:`amplify_auth_server.events`).
         self.stream = f"{prefix}:events"
@@ -276,11 +357,30 @@ class RedisCache:
         self.negative_ttl_ms = int(negative_ttl * 1000)
         self._put_if_newer = client.register_script(_PUT_IF_NEWER)
         self._down_until = 0.0
+        self._slow_until = 0.0
         self._metrics = metrics
 
     @property
     def down(self) -> bool:
         return time.monotonic() < self._down_until
+
+    def _skip_reads(self) -> bool:
+        """Whether the validation path should leave Redis alone for now (down, or slow)."""
+        if self.down or time.monotonic() < self._slow_until:
+            self._metrics.redis_skipped.inc()
+            return True
+        return False
+
+    def _slow(self) -> None:
+        if time.monotonic() >= self._slow_until:
+            logger.warning(
+                "redis answered a validation's call later than REDIS_READ_BUDGET (%.0f ms); "
+                "validations use the database for %.0f s",
+                self.read_budget * 1000,
+                REDIS_RETRY_INTERVAL,
+            )
+        self._slow_until = time.monotonic() + REDIS_RETRY_INTERVAL
+        self._metrics.redis_slow.inc()
 
     def _failed(self, exc: BaseException) -> None:
         if not self.down:
@@ -289,12 +389,16 @@ class RedisCache:
         self._metrics.redis_error.inc()
 
     async def get(self, key: str) -> TokenState | None:
-        """The shared state of ``key``, or None on a miss or while Redis fails."""
-        if self.down:
-            self._metrics.redis_skipped.inc()
+        """The shared state of ``key``, or None on a miss, while Redis fails, or when it
+        does not answer within the read budget."""
+        if self._skip_reads():
             return None
         try:
-            raw = await self.client.get(self.prefix + key)
+            async with asyncio.timeout(self.read_budget):
+                raw = await self.client.get(self.prefix + key)
+        except TimeoutError:
+            self._slow()
+            return None
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return None
@@ -313,11 +417,23 @@ class RedisCache:
         return state
 
     async def put(self, key: str, state: TokenState) -> bool:
-        """Store ``state`` unless Redis holds a newer one; whether Redis took it."""
+        """Store what the database said of ``key`` unless Redis holds a newer state;
+        whether Redis took it (within the read budget: it is on a validation's path)."""
         ttl_ms = self.ttl_ms if state.known else self.negative_ttl_ms
         if ttl_ms <= 0:
             return True
-        return await self._write([self.prefix + key], [state.version, state.dumps(), ttl_ms])
+        if self._skip_reads():
+            return False
+        try:
+            async with asyncio.timeout(self.read_budget):
+                return await self._write(
+                    [self.prefix + key], [state.version, state.dumps(), ttl_ms]
+                )
+        except TimeoutError:
+            # Abandoned, not failed: it may still land, and a versioned write
+            # landing late cannot undo a newer state.
+            self._slow()
+            return False
 
     async def announce(self, key: str, state: TokenState, change: Change) -> bool:
         """Store a committed change's ``state`` and append its event, in one script.

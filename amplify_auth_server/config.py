@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         le=30,
         description="Seconds of silence after which the event stream sends a keepalive comment.",
     )
+    redis_read_budget: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Seconds a validation waits for Redis before it asks the database instead; "
+        "past it, validations leave Redis alone for a second.",
+    )
     invalidation_ack_timeout: float = Field(
         default=1.0,
         gt=0,

@@ -70,8 +70,9 @@ SUBSCRIBER_QUEUE: Final = 1_000
 #: bounds a live subscriber's: a thousand subscribers each far behind must
 #: not hold ten million events at once.
 MAX_REPLAY: Final = SUBSCRIBER_QUEUE
-#: How long one XREAD waits for new events; under the client's 1 s socket
-#: timeout, so that a quiet stream is not mistaken for a dead Redis.
+#: How long one XREAD waits for new events; well under the reader's socket
+#: timeout (5 s), so that neither a quiet stream nor a slow link is mistaken
+#: for a dead Redis.
 READ_BLOCK_MS: Final = 500
 _MARKER: Final = b"marker"
 _REDIS_ID: Final = re.compile(r"(\d{1,20})-(\d{1,20})")

@@ -41,6 +41,8 @@ class Metrics:
         self.redis_miss = cache.labels("redis", "miss")
         self.redis_error = cache.labels("redis", "error")
         self.redis_skipped = cache.labels("redis", "skipped")
+        #: Calls abandoned past REDIS_READ_BUDGET (each then skips Redis for a second).
+        self.redis_slow = cache.labels("redis", "slow")
         self.database_lookups = Counter(
             "amplify_auth_database_lookups",
             "Validation misses answered by the database.",

@@ -273,14 +273,17 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 
 class TcpProxy:
-    """A TCP forwarder to ``127.0.0.1:upstream`` that a test can cut: a partition
-    between one client and a server that everyone else still reaches."""
+    """A TCP forwarder to ``127.0.0.1:upstream`` that a test can cut (a partition
+    between one client and a server that everyone else still reaches), or slow
+    down: :attr:`delay` seconds are added to every chunk it forwards, either way,
+    so a round trip takes twice that longer (a slow link, not a dead one)."""
 
-    def __init__(self, upstream: int) -> None:
+    def __init__(self, upstream: int, *, delay: float = 0.0) -> None:
         import socketserver
         import threading
 
         self.upstream = upstream
+        self.delay = delay
         self.severed = threading.Event()
         self._open: list[socket.socket] = []
         proxy = self
@@ -291,7 +294,7 @@ class TcpProxy:
                     return  # accepted, then closed: the far side is unreachable
                 far = socket.create_connection(("127.0.0.1", proxy.upstream))
                 proxy._open += [self.request, far]
-                proxy._pump(self.request, far)
+                proxy._pump(self.request, far, proxy)
 
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -299,7 +302,7 @@ class TcpProxy:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @staticmethod
-    def _pump(near: socket.socket, far: socket.socket) -> None:
+    def _pump(near: socket.socket, far: socket.socket, proxy: TcpProxy) -> None:
         import selectors
 
         with selectors.DefaultSelector() as selector:
@@ -311,6 +314,9 @@ class TcpProxy:
                         data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                         if not data:
                             return
+                        if proxy.delay:
+                            # The latency being simulated, not a wait for something.
+                            time.sleep(proxy.delay)
                         key.data.sendall(data)
                     except OSError:
                         return

@@ -26,8 +26,10 @@ from amplify_auth_client._exceptions import (
 )
 from amplify_auth_client._models import (
     AuditEntry,
+    BulkRevocation,
     CacheStats,
     CreatedToken,
+    Page,
     Reason,
     TokenInfo,
     TokenStatus,
@@ -70,9 +72,11 @@ __all__ = [
     "AuthError",
     "AuthRequestError",
     "AuthServiceUnavailable",
+    "BulkRevocation",
     "CacheStats",
     "CreatedToken",
     "InvalidRequest",
+    "Page",
     "Reason",
     "TokenConflict",
     "TokenInfo",

@@ -14,19 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from amplify_auth_client._cache import Answer
 from amplify_auth_client._exceptions import InvalidRequest
-from amplify_auth_client._models import AuditEntry, CreatedToken, TokenInfo
+from amplify_auth_client._models import AuditEntry, BulkRevocation, CreatedToken, Page, TokenInfo
 from amplify_auth_client._parse import (
-    list_of,
+    page_of,
     parse_answer,
     parse_audit_entry,
+    parse_bulk,
+    parse_count,
     parse_created,
     parse_token_info,
 )
-from amplify_auth_client.contract import TOKEN_PREFIX, is_token_id
+from amplify_auth_client.contract import TOKEN_PREFIX, ListStatus, is_token_id, iso
 
 T = TypeVar("T")
 
@@ -56,6 +59,8 @@ class Call(Generic[T]):
     fail_closed: bool = False
     #: The id of a token this call changes: the cache forgets it around the call.
     forget: str | None = None
+    #: The call changes tokens this client cannot name in advance: forget every answer.
+    forget_all: bool = False
 
 
 def validate(token: str) -> Call[Answer]:
@@ -95,9 +100,33 @@ def create_token(
     return Call("create_token", "POST", "/auth/tokens", parse_created, json=body, idempotent=False)
 
 
-def list_tokens(include_revoked: bool) -> Call[list[TokenInfo]]:
-    params = {"all": "true"} if include_revoked else None
-    return Call("list_tokens", "GET", "/auth/tokens", list_of(parse_token_info), params=params)
+def _query(**values: object) -> dict[str, str]:
+    """Query parameters: None left out, times as the API writes them, the rest as text."""
+    return {
+        name: iso(value) if isinstance(value, datetime) else str(value)
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def list_tokens(
+    *,
+    status: ListStatus | None,
+    name: str | None,
+    scope: str | None,
+    expires_within_days: int | None,
+    limit: int,
+    cursor: str | None,
+) -> Call[Page[TokenInfo]]:
+    params = _query(
+        status=status,
+        name=name,
+        scope=scope,
+        expires_within_days=expires_within_days,
+        limit=limit,
+        cursor=cursor,
+    )
+    return Call("list_tokens", "GET", "/auth/tokens", page_of(parse_token_info), params=params)
 
 
 def get_token(token_id: str) -> Call[TokenInfo]:
@@ -124,16 +153,71 @@ def extend_token(token_id: str, days: int) -> Call[TokenInfo]:
     )
 
 
-def token_audit(token_id: str, limit: int) -> Call[list[AuditEntry]]:
-    path = f"/auth/tokens/{_checked_id(token_id)}/audit"
+def audit(
+    *,
+    token_id: str | None,
+    action: str | None,
+    actor: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> Call[Page[AuditEntry]]:
+    """The whole log, or one token's trail (``token_id``): the same filters either way."""
+    path = "/auth/audit" if token_id is None else f"/auth/tokens/{_checked_id(token_id)}/audit"
+    params = _query(
+        action=action, actor=actor, since=since, until=until, limit=limit, cursor=cursor
+    )
+    name = "audit" if token_id is None else "token_audit"
+    return Call(name, "GET", path, page_of(parse_audit_entry), params=params)
+
+
+def revoke_tokens(token_ids: Collection[str]) -> Call[BulkRevocation]:
+    if isinstance(token_ids, str):
+        raise TypeError(f"token_ids must be a collection of ids, not a str: [{token_ids!r}]")
+    ids = [_checked_id(token_id) for token_id in token_ids]
+    # Idempotent, as one revoke is: a second time, they are all already revoked.
     return Call(
-        "token_audit", "GET", path, list_of(parse_audit_entry), params={"limit": str(limit)}
+        "revoke_tokens",
+        "POST",
+        "/auth/tokens/revoke",
+        parse_bulk,
+        json={"token_ids": ids},
+        forget_all=True,
     )
 
 
-def audit(limit: int) -> Call[list[AuditEntry]]:
+def revoke_where(
+    *, name: str | None, scope: str | None, expires_within_days: int | None, dry_run: bool
+) -> Call[int]:
+    body: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("name", name),
+            ("scope", scope),
+            ("expires_within_days", expires_within_days),
+        )
+        if value is not None
+    }
+    if not body:
+        # The server refuses it too; said here without a round trip.
+        raise InvalidRequest(
+            "revoke_where needs at least one filter (name, scope, expires_within_days): "
+            "revoking every token is not something a call does by omission",
+            status_code=None,
+            code="invalid_request",
+        )
+    if dry_run:
+        body["dry_run"] = True
     return Call(
-        "audit", "GET", "/auth/audit", list_of(parse_audit_entry), params={"limit": str(limit)}
+        "revoke_where",
+        "POST",
+        "/auth/tokens/revoke",
+        parse_count,
+        json=body,
+        # A dry run changes nothing; a real one is idempotent (already revoked
+        # tokens match no filter of active ones).
+        forget_all=not dry_run,
     )
 
 

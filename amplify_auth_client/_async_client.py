@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from asyncio import sleep
-from collections.abc import Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import TypeVar, Unpack
 
@@ -19,11 +20,14 @@ from amplify_auth_client._cache import SCOPE_TYPES, Answer, ValidationCache, sco
 from amplify_auth_client._exceptions import AuthConfigError, AuthServiceUnavailable
 from amplify_auth_client._models import (
     AuditEntry,
+    BulkRevocation,
     CreatedToken,
+    Page,
     TokenInfo,
     ValidationResult,
 )
 from amplify_auth_client._options import ClientOptions, signature
+from amplify_auth_client.contract import DEFAULT_PAGE_SIZE, ListStatus
 
 T = TypeVar("T")
 
@@ -185,9 +189,62 @@ class AsyncAuthClient(BaseAuthClient):
         """
         return await self._send(_api.create_token(name, scopes, ttl_days, description, metadata))
 
-    async def list_tokens(self, include_revoked: bool = False) -> list[TokenInfo]:
-        """Active tokens, oldest first; ``include_revoked=True`` adds revoked and expired ones."""
-        return await self._send(_api.list_tokens(include_revoked))
+    async def list_tokens(
+        self,
+        include_revoked: bool = False,
+        *,
+        status: ListStatus | None = None,
+        name: str | None = None,
+        scope: str | None = None,
+        expires_within_days: int | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        cursor: str | None = None,
+    ) -> Page[TokenInfo]:
+        """One page of tokens, newest first: active ones, unless ``status`` (or
+        ``include_revoked=True``, the same as ``status="all"``) says otherwise.
+
+        ``name`` is a prefix, whatever its case; ``scope`` one the tokens hold;
+        ``expires_within_days`` keeps those expiring that soon. Pass the page's
+        ``next_cursor`` back as ``cursor``, with the same filters, for the next
+        one, or use :meth:`iter_tokens`.
+        """
+        return await self._send(
+            _api.list_tokens(
+                status="all" if include_revoked and status is None else status,
+                name=name,
+                scope=scope,
+                expires_within_days=expires_within_days,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    async def iter_tokens(
+        self,
+        *,
+        status: ListStatus | None = None,
+        name: str | None = None,
+        scope: str | None = None,
+        expires_within_days: int | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[TokenInfo]:
+        """Every token matching the filters (see :meth:`list_tokens`), fetching pages as
+        the loop needs them."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_tokens(
+                status=status,
+                name=name,
+                scope=scope,
+                expires_within_days=expires_within_days,
+                limit=page_size,
+                cursor=cursor,
+            )
+            for item in page:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def get_token(self, token_id: str) -> TokenInfo:
         """One token's details, by id (``tok_…``)."""
@@ -203,17 +260,115 @@ class AsyncAuthClient(BaseAuthClient):
         """
         return await self._send(_api.revoke_token(token_id))
 
+    async def revoke_tokens(self, token_ids: Collection[str]) -> BulkRevocation:
+        """Revoke up to 1000 tokens by id, in one call: every one is revoked when it returns.
+
+        The answer says which were revoked now, which were already, and which
+        ids are of no token. Like :meth:`revoke_token`, safe to repeat.
+        """
+        return await self._send(_api.revoke_tokens(token_ids))
+
+    async def revoke_where(
+        self,
+        *,
+        name: str | None = None,
+        scope: str | None = None,
+        expires_within_days: int | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Revoke every active token matching the filters (at least one); how many.
+
+        ``dry_run=True`` only counts them. A compromised service's tokens, by
+        name prefix or scope: every one is refused everywhere once this returns.
+        """
+        return await self._send(
+            _api.revoke_where(
+                name=name, scope=scope, expires_within_days=expires_within_days, dry_run=dry_run
+            )
+        )
+
     async def extend_token(self, token_id: str, days: int) -> TokenInfo:
         """Push a token's expiry ``days`` further. :class:`TokenConflict` if revoked or endless."""
         return await self._send(_api.extend_token(token_id, days))
 
-    async def token_audit(self, token_id: str, limit: int = 100) -> list[AuditEntry]:
-        """A token's audit trail, newest first."""
-        return await self._send(_api.token_audit(token_id, limit))
+    async def token_audit(
+        self,
+        token_id: str,
+        limit: int = DEFAULT_PAGE_SIZE,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+    ) -> Page[AuditEntry]:
+        """One page of a token's audit trail, newest first (filters as :meth:`audit`)."""
+        return await self._send(
+            _api.audit(
+                token_id=token_id,
+                action=action,
+                actor=actor,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
 
-    async def audit(self, limit: int = 100) -> list[AuditEntry]:
-        """The whole audit log, newest first."""
-        return await self._send(_api.audit(limit))
+    async def audit(
+        self,
+        limit: int = DEFAULT_PAGE_SIZE,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+    ) -> Page[AuditEntry]:
+        """One page of the audit log, newest first: of one ``action``, one ``actor``
+        (a token id, or ``"system"``), from ``since`` and before ``until``."""
+        return await self._send(
+            _api.audit(
+                token_id=None,
+                action=action,
+                actor=actor,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    async def iter_audit(
+        self,
+        *,
+        token_id: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[AuditEntry]:
+        """Every audit entry matching the filters (one token's, with ``token_id``),
+        newest first, fetching pages as the loop needs them."""
+        cursor: str | None = None
+        while True:
+            page = await self._send(
+                _api.audit(
+                    token_id=token_id,
+                    action=action,
+                    actor=actor,
+                    since=since,
+                    until=until,
+                    limit=page_size,
+                    cursor=cursor,
+                )
+            )
+            for item in page:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     # -- sending -------------------------------------------------------------
 

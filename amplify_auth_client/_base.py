@@ -249,13 +249,17 @@ class BaseAuthClient:
         have happened.
         """
         request = self._build(call)
-        if call.forget is not None:
-            self._cache.forget(call.forget)
+        self._forget(call)
         try:
             yield request, self._retry.start(idempotent=call.idempotent)
         finally:
-            if call.forget is not None:
-                self._cache.forget(call.forget)
+            self._forget(call)
+
+    def _forget(self, call: Call[Any]) -> None:
+        if call.forget_all:
+            self._cache.clear()
+        elif call.forget is not None:
+            self._cache.forget(call.forget)
 
     def _before_attempt(self, call: Call[Any], request: httpx.Request, attempts: Attempts) -> None:
         """Refuse a closed client; cut this attempt's timeouts to what is left of the deadline.

@@ -6,23 +6,27 @@ object to every caller of a cache hit; nobody may change it under the others.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from amplify_auth_client.contract import Reason, TokenStatus
 
 __all__ = [
     "AuditEntry",
+    "BulkRevocation",
     "CacheStats",
     "CreatedToken",
+    "Page",
     "Reason",
     "SubscriptionState",
     "TokenInfo",
     "TokenStatus",
     "ValidationResult",
 ]
+
+T = TypeVar("T")
 
 #: Where a client's revocation subscription stands (see ``CacheStats.subscription``).
 SubscriptionState = Literal["off", "idle", "connecting", "live", "unavailable"]
@@ -107,6 +111,47 @@ class AuditEntry:
     action: str
     token_id: str | None
     details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing, newest first, and where the next one starts.
+
+    Iterable, sized and indexable, so ``for token in client.list_tokens():``
+    reads the page's items. ``next_cursor`` is None on the last page; otherwise pass it
+    back as ``cursor=`` with the same filters (or let ``iter_tokens`` and
+    ``iter_audit`` do it).
+
+    >>> page = Page(items=("a", "b"), next_cursor=None)
+    >>> len(page), list(page), page.last
+    (2, ['a', 'b'], True)
+    """
+
+    items: tuple[T, ...]
+    next_cursor: str | None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> T:
+        return self.items[index]
+
+    @property
+    def last(self) -> bool:
+        """Whether no page follows this one."""
+        return self.next_cursor is None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRevocation:
+    """What ``revoke_tokens`` did: the ids revoked now, those revoked before, those unknown."""
+
+    revoked: tuple[str, ...]
+    already_revoked: tuple[str, ...]
+    not_found: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

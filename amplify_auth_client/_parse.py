@@ -18,7 +18,15 @@ import httpx
 
 from amplify_auth_client import _cache
 from amplify_auth_client._cache import Answer
-from amplify_auth_client._models import AuditEntry, CreatedToken, Reason, TokenInfo, TokenStatus
+from amplify_auth_client._models import (
+    AuditEntry,
+    BulkRevocation,
+    CreatedToken,
+    Page,
+    Reason,
+    TokenInfo,
+    TokenStatus,
+)
 from amplify_auth_client.contract import CACHEABLE_REASONS, TOKEN_LIKE, is_token_id
 
 T = TypeVar("T")
@@ -228,13 +236,6 @@ def parse_audit_entry(data: Any) -> AuditEntry:
     )
 
 
-def list_of(parse: Callable[[Any], T]) -> Callable[[Any], list[T]]:
-    def parse_all(data: Any) -> list[T]:
-        return [parse(item) for item in _array(data)]
-
-    return parse_all
-
-
 def error_body(
     response: httpx.Response, secret: str | None
 ) -> tuple[str, str, list[dict[str, Any]]]:
@@ -268,3 +269,33 @@ def error_body(
         scrub(detail if isinstance(detail, str) else "no detail given", secret),
         errors,
     )
+
+
+def page_of(parse: Callable[[Any], T]) -> Callable[[Any], Page[T]]:
+    """A reader of ``{"items": [...], "next_cursor": ...}`` whose items ``parse`` reads."""
+
+    def parse_page(data: Any) -> Page[T]:
+        body = _object(data)
+        return Page(
+            tuple(parse(item) for item in _array(body["items"])), _opt_str(body["next_cursor"])
+        )
+
+    return parse_page
+
+
+def parse_bulk(data: Any) -> BulkRevocation:
+    """The answer to a bulk revocation by ids."""
+    body = _object(data)
+    return BulkRevocation(
+        revoked=_strs(body["revoked"]),
+        already_revoked=_strs(body["already_revoked"]),
+        not_found=_strs(body["not_found"]),
+    )
+
+
+def parse_count(data: Any) -> int:
+    """The answer to a bulk revocation by filters: how many tokens it revoked."""
+    count = _object(data)["revoked_count"]
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError("revoked_count must be an integer")
+    return count

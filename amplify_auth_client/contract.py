@@ -26,12 +26,16 @@ nothing to brute-force, and validation must stay cheap (see docs/security.md).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
+import json
 import re
 import secrets
 import string
 import zlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal, TypeGuard
@@ -40,18 +44,22 @@ __all__ = [
     "ADMIN_SCOPE",
     "ADMIN_TOKEN_FILE_SUFFIX",
     "CACHEABLE_REASONS",
+    "DEFAULT_PAGE_SIZE",
     "DEFAULT_SQLITE_FILE",
     "LABEL_PATTERN",
-    "MAX_AUDIT_LIMIT",
     "MAX_BODY_BYTES",
+    "MAX_BULK_IDS",
+    "MAX_CURSOR_LENGTH",
     "MAX_DESCRIPTION_LENGTH",
     "MAX_METADATA_ITEMS",
     "MAX_METADATA_KEY_LENGTH",
     "MAX_METADATA_VALUE_LENGTH",
     "MAX_NAME_LENGTH",
+    "MAX_PAGE_SIZE",
     "MAX_SCOPES",
     "MAX_SCOPE_LENGTH",
     "MAX_TOKEN_FIELD",
+    "MAX_TOKEN_ID_FIELD",
     "MAX_TTL_DAYS",
     "SCOPE",
     "SCOPE_PATTERN",
@@ -61,6 +69,7 @@ __all__ = [
     "TOKEN_LENGTH",
     "TOKEN_LIKE",
     "TOKEN_PREFIX",
+    "ListStatus",
     "Reason",
     "TokenStatus",
     "admin_token_file",
@@ -197,8 +206,15 @@ MAX_METADATA_KEY_LENGTH: Final = 64
 MAX_METADATA_VALUE_LENGTH: Final = 500
 #: No token expires further away than this (and ``datetime`` has a ceiling).
 MAX_TTL_DAYS: Final = 36_500
-#: How many audit entries one request may ask for.
-MAX_AUDIT_LIMIT: Final = 1000
+#: Rows one page of a listing (tokens, the audit log) holds by default, and at most.
+DEFAULT_PAGE_SIZE: Final = 100
+MAX_PAGE_SIZE: Final = 1000
+#: The longest cursor a server makes (and so the longest it takes).
+MAX_CURSOR_LENGTH: Final = 512
+#: Token ids one bulk revocation may name.
+MAX_BULK_IDS: Final = 1000
+#: The longest string taken where a token id goes (longer ones are no id).
+MAX_TOKEN_ID_FIELD: Final = 64
 #: The largest request body the server reads, by default (``MAX_BODY_BYTES``).
 MAX_BODY_BYTES: Final = 64 * 1024
 
@@ -237,6 +253,8 @@ def is_text(value: object, max_length: int) -> TypeGuard[str]:
 Reason = Literal["malformed", "unknown", "revoked", "expired", "insufficient_scope"]
 #: A token's state as management reports it.
 TokenStatus = Literal["active", "expired", "revoked"]
+#: Which tokens a listing holds by state; ``all`` is every state.
+ListStatus = Literal["active", "expired", "revoked", "all"]
 #: The negative reasons that hold for a while, and so may be cached. The
 #: others are answered anew each time ("malformed" from a server means it
 #: disagrees with this module's format check).
@@ -309,3 +327,57 @@ def admin_token_file(database_url: str | None, explicit: Path | str | None = Non
     if database is None:
         return None
     return database.with_name(database.stem + ADMIN_TOKEN_FILE_SUFFIX)
+
+
+# -- listing cursors ---------------------------------------------------------------
+
+_CURSOR_SIGNATURE_BYTES: Final = 12
+
+
+class Cursors:
+    """The cursors of one installation's listings: opaque to clients, signed, bound to filters.
+
+    A cursor holds the position its page ended at and a fingerprint of the
+    filters it was made for, signed with ``key`` (something every replica of
+    one installation shares). :meth:`read` refuses, with :class:`ValueError`
+    saying why, a cursor that was changed, cut short, made elsewhere, for
+    another listing or for other filters: a listing never takes a bad cursor
+    for the first page. The signature keeps a mistake from passing, not data
+    from anyone: a page holds only what its caller may list anyway.
+
+    >>> cursors = Cursors(b"installation")
+    >>> cursor = cursors.make("tokens", ["2026-01-01T00:00:00Z", "tok_0123456789abcdef"], {})
+    >>> cursors.read(cursor, "tokens", {})
+    ['2026-01-01T00:00:00Z', 'tok_0123456789abcdef']
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = hashlib.sha256(b"amplify-auth cursors\0" + key).digest()
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_CURSOR_SIGNATURE_BYTES]
+
+    @staticmethod
+    def _fingerprint(filters: Mapping[str, object]) -> str:
+        canonical = json.dumps(filters, sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def make(self, kind: str, position: list[object], filters: Mapping[str, object]) -> str:
+        payload = json.dumps([kind, position, self._fingerprint(filters)]).encode()
+        raw = self._sign(payload) + payload
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def read(self, cursor: str, kind: str, filters: Mapping[str, object]) -> list[object]:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError("it is not a cursor this server made") from None
+        signature, payload = raw[:_CURSOR_SIGNATURE_BYTES], raw[_CURSOR_SIGNATURE_BYTES:]
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            raise ValueError("it is not a cursor this server made (changed, or cut short)")
+        made_for, position, fingerprint = json.loads(payload)
+        if made_for != kind:
+            raise ValueError("it was made for another listing")
+        if fingerprint != self._fingerprint(filters):
+            raise ValueError("it was made for other filters: send the same filters with it")
+        return list(position)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -39,18 +40,21 @@ from amplify_auth_client._options import ClientOptions
 from amplify_auth_client._testing import is_testing, set_testing
 from amplify_auth_client.contract import (
     ADMIN_SCOPE,
-    MAX_AUDIT_LIMIT,
+    DEFAULT_PAGE_SIZE,
     MAX_BODY_BYTES,
+    MAX_CURSOR_LENGTH,
     MAX_DESCRIPTION_LENGTH,
     MAX_METADATA_ITEMS,
     MAX_METADATA_KEY_LENGTH,
     MAX_METADATA_VALUE_LENGTH,
     MAX_NAME_LENGTH,
+    MAX_PAGE_SIZE,
     MAX_SCOPE_LENGTH,
     MAX_SCOPES,
     MAX_TOKEN_FIELD,
     MAX_TTL_DAYS,
     TOKEN_PREFIX,
+    Cursors,
     TokenStatus,
     bearer_token,
     generate_token,
@@ -151,6 +155,7 @@ class FakeAuthServer:
         self._by_hash: dict[str, str] = {}
         self._audit: list[dict[str, Any]] = []
         self._now = now or (lambda: datetime.now(UTC))
+        self._cursors = Cursors(secrets.token_bytes(16))
         #: Every request received, in order (validation bodies hold raw tokens:
         #: fine for a test double, which is all this is).
         self.requests: list[httpx.Request] = []
@@ -299,14 +304,63 @@ class FakeAuthServer:
 
     def _list_route(self, request: httpx.Request) -> _Answer:
         self._admin(request)
+        params = request.url.params
+        limit = _page_size(params)
         include = self._flag(request, "all")
+        status = params.get("status")
+        if status is not None and status not in _STATUSES:
+            raise _invalid(["query", "status"], "Input should be a listing status", "literal_error")
+        if include and status not in (None, "all"):
+            raise _invalid(["query", "all"], "Conflicts with status", "value_error")
+        name = params.get("name")
+        if name is not None and not (name and is_text(name, MAX_NAME_LENGTH)):
+            raise _invalid(["query", "name"], "String should match pattern", "string_type")
+        scope = params.get("scope")
+        if scope is not None and not is_scope(scope):
+            raise _invalid(["query", "scope"], "String should match pattern", "string_type")
+        within = _optional_int(params, "expires_within_days", 0, MAX_TTL_DAYS)
+        filters = {
+            "status": "all" if include else status or "active",
+            "name": name,
+            "scope": scope,
+            "expires_within_days": within,
+        }
         now = self._now()
-        records = [
-            r
-            for r in sorted(self._records.values(), key=lambda r: (r.created_at, r.id))
-            if include or r.status(now) == "active"
-        ]
-        return 200, [self._record_body(r, now) for r in records], {}
+        matching = [r for r in self._newest_first() if _matches(r, filters, now)]
+        after = self._position(params, "tokens", filters)
+        if after is not None:
+            position = (datetime.fromisoformat(after[0]), after[1])
+            matching = [r for r in matching if (r.created_at, r.id) < position]
+        page, more = matching[:limit], len(matching) > limit
+        cursor = None
+        if more:
+            last = page[-1]
+            cursor = self._cursors.make("tokens", [_iso(last.created_at), last.id], filters)
+        items = [self._record_body(r, now) for r in page]
+        return 200, {"items": items, "next_cursor": cursor}, {}
+
+    def _newest_first(self) -> list[_Record]:
+        return sorted(self._records.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+
+    def _position(
+        self, params: httpx.QueryParams, kind: str, filters: Mapping[str, object]
+    ) -> list[Any] | None:
+        cursor = params.get("cursor")
+        if cursor is None:
+            return None
+        if not 1 <= len(cursor) <= MAX_CURSOR_LENGTH or not _CURSOR.fullmatch(cursor):
+            raise _invalid(["query", "cursor"], "String should match pattern", "string_type")
+        try:
+            return self._cursors.read(cursor, kind, filters)
+        except ValueError as exc:
+            raise _Refusal(
+                422,
+                "invalid_request",
+                f"the cursor cannot be used: {exc}; start again without one",
+                errors=[
+                    {"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "cursor_invalid"}
+                ],
+            ) from None
 
     def _get_route(self, request: httpx.Request, token_id: str) -> _Answer:
         self._admin(request)
@@ -525,16 +579,39 @@ class FakeAuthServer:
             )
         return days
 
-    def _audit_page(self, request: httpx.Request, token_id: str | None) -> list[dict[str, Any]]:
-        raw = request.url.params.get("limit", "100")
-        # Digits only, as the server reads a number from a query.
-        limit = int(raw) if _DIGITS.fullmatch(raw) else 0
-        if not 1 <= limit <= MAX_AUDIT_LIMIT:
-            raise _invalid(["query", "limit"], "Input should be between 1 and 1000", "range")
+    def _audit_page(self, request: httpx.Request, token_id: str | None) -> dict[str, Any]:
+        params = request.url.params
+        limit = _page_size(params)
+        action, actor = params.get("action"), params.get("actor")
+        if action is not None and not _ACTION.fullmatch(action):
+            raise _invalid(["query", "action"], "String should match pattern", "string_type")
+        if actor is not None and not (actor == "system" or is_token_id(actor)):
+            raise _invalid(["query", "actor"], "String should match pattern", "string_type")
+        since, until = _aware(params, "since"), _aware(params, "until")
+        filters = {
+            "token_id": token_id,
+            "action": action,
+            "actor": actor,
+            "since": None if since is None else _iso(since),
+            "until": None if until is None else _iso(until),
+        }
         entries = [
-            e for e in reversed(self._audit) if token_id is None or e["token_id"] == token_id
+            e
+            for e in reversed(self._audit)
+            if (token_id is None or e["token_id"] == token_id)
+            and (action is None or e["action"] == action)
+            and (actor is None or e["actor_id"] == actor)
+            and (since is None or datetime.fromisoformat(e["at"]) >= since)
+            and (until is None or datetime.fromisoformat(e["at"]) < until)
         ]
-        return entries[:limit]
+        after = self._position(params, "audit", filters)
+        if after is not None:
+            entries = [e for e in entries if e["id"] < after[0]]
+        page = entries[:limit]
+        cursor = (
+            self._cursors.make("audit", [page[-1]["id"]], filters) if len(entries) > limit else None
+        )
+        return {"items": page, "next_cursor": cursor}
 
     # -- the store -----------------------------------------------------------
 
@@ -649,17 +726,23 @@ class FakeAuthServer:
         raise _invalid(["query", name], "Input should be a valid boolean", "bool_parsing")
 
 
+_AUDIT_PARAMETERS: Final = ("limit", "cursor", "action", "actor", "since", "until")
 #: Every route of the real server's HTTP API, as (method, path, handler);
 #: ``{}`` matches one path segment, passed to the handler.
 _ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer], tuple[str, ...]], ...]] = (
     ("POST", "auth/validate", FakeAuthServer._validate_route, ()),
     ("POST", "auth/tokens", FakeAuthServer._create_route, ()),
-    ("GET", "auth/tokens", FakeAuthServer._list_route, ("all",)),
+    (
+        "GET",
+        "auth/tokens",
+        FakeAuthServer._list_route,
+        ("limit", "cursor", "status", "all", "name", "scope", "expires_within_days"),
+    ),
     ("GET", "auth/tokens/{}", FakeAuthServer._get_route, ()),
     ("POST", "auth/tokens/{}/revoke", FakeAuthServer._revoke_route, ()),
     ("POST", "auth/tokens/{}/extend", FakeAuthServer._extend_route, ()),
-    ("GET", "auth/tokens/{}/audit", FakeAuthServer._token_audit_route, ("limit",)),
-    ("GET", "auth/audit", FakeAuthServer._audit_route, ("limit",)),
+    ("GET", "auth/tokens/{}/audit", FakeAuthServer._token_audit_route, _AUDIT_PARAMETERS),
+    ("GET", "auth/audit", FakeAuthServer._audit_route, _AUDIT_PARAMETERS),
 )
 _DIGITS: Final = re.compile(r"0|[1-9][0-9]{0,8}")
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
@@ -724,6 +807,54 @@ def _no_duplicate_keys(content: bytes) -> None:
             "the body is not valid JSON in UTF-8",
             errors=[{"loc": ["body"], "msg": "Invalid JSON", "type": "json_invalid"}],
         ) from None
+
+
+_STATUSES: Final = frozenset({"active", "revoked", "expired", "all"})
+_CURSOR: Final = re.compile(r"[A-Za-z0-9_-]+")
+_ACTION: Final = re.compile(r"[a-z_]{1,32}")
+
+
+def _optional_int(params: httpx.QueryParams, name: str, low: int, high: int) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    value = int(raw) if _DIGITS.fullmatch(raw) else None
+    if value is None or not low <= value <= high:
+        raise _invalid(["query", name], f"Input should be between {low} and {high}", "range")
+    return value
+
+
+def _page_size(params: httpx.QueryParams) -> int:
+    limit = _optional_int(params, "limit", 1, MAX_PAGE_SIZE)
+    return DEFAULT_PAGE_SIZE if limit is None else limit
+
+
+def _aware(params: httpx.QueryParams, name: str) -> datetime | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise _invalid(["query", name], "Input should have timezone info", "timezone_aware")
+    return moment
+
+
+def _matches(record: _Record, filters: Mapping[str, Any], now: datetime) -> bool:
+    """The server's listing filters (``amplify_auth_server.store.token_conditions``)."""
+    status = filters["status"]
+    if status != "all" and record.status(now) != status:
+        return False
+    name, scope, within = filters["name"], filters["scope"], filters["expires_within_days"]
+    if name is not None and not record.name.lower().startswith(name.lower()):
+        return False
+    if scope is not None and scope not in record.scopes:
+        return False
+    return within is None or (
+        record.expires_at is not None and record.expires_at <= now + timedelta(days=within)
+    )
 
 
 def _whole(value: object, low: int, high: int) -> TypeGuard[int]:

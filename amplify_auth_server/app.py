@@ -40,6 +40,7 @@ from amplify_auth_server.middleware import (
     ValidateFastPath,
 )
 from amplify_auth_server.outbox import OutboxReplay
+from amplify_auth_server.pages import Cursors
 from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.routes import errors, events, health, tokens, validate
 from amplify_auth_server.store import TokenStore
@@ -179,6 +180,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             validator=Validator(store, cache, metrics),
             queue=queue,
             events=feed,
+            # Signed with the database's installation id: the same on every replica.
+            cursors=Cursors((await store.instance_id()).encode()),
         )
         await register_admin_token(settings, queue)
         yield

@@ -23,6 +23,7 @@ from amplify_auth_server.errors import Forbidden, InvalidInput, Unauthorized
 from amplify_auth_server.events import EventFeed
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor
+from amplify_auth_server.pages import Cursors
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.validation import Validator
 
@@ -38,6 +39,7 @@ class Services:
     validator: Validator
     queue: CommandQueue
     events: EventFeed
+    cursors: Cursors
 
 
 def services(request: Request) -> Services:

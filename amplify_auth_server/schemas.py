@@ -22,10 +22,12 @@ from pydantic import (
     Field,
     StrictInt,
     StringConstraints,
+    model_validator,
 )
 
 from amplify_auth_client.contract import (
     LABEL_PATTERN,
+    MAX_BULK_IDS,
     MAX_DESCRIPTION_LENGTH,
     MAX_METADATA_ITEMS,
     MAX_METADATA_KEY_LENGTH,
@@ -34,6 +36,7 @@ from amplify_auth_client.contract import (
     MAX_SCOPE_LENGTH,
     MAX_SCOPES,
     MAX_TOKEN_FIELD,
+    MAX_TOKEN_ID_FIELD,
     MAX_TTL_DAYS,
     SCOPE_PATTERN,
     TEXT_PATTERN,
@@ -73,6 +76,10 @@ MetaKey = Annotated[
 ]
 MetaValue = Annotated[
     str, StringConstraints(max_length=MAX_METADATA_VALUE_LENGTH, pattern=TEXT_PATTERN)
+]
+#: A name prefix to list by (a prefix may end in a space; no control characters).
+NamePrefix = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=TEXT_PATTERN)
 ]
 Scopes = Annotated[
     list[Scope],
@@ -210,6 +217,74 @@ class AuditRecordResponse(BaseModel):
             token_id=record.token_id,
             details=record.details,
         )
+
+
+class TokenPageResponse(BaseModel):
+    """One page of a token listing, newest first."""
+
+    items: list[TokenRecordResponse]
+    next_cursor: str | None = Field(
+        description="Send it as `cursor`, with the same filters, for the next page; null on "
+        "the last page."
+    )
+
+
+class AuditPageResponse(BaseModel):
+    """One page of the audit log, newest first."""
+
+    items: list[AuditRecordResponse]
+    next_cursor: str | None = Field(
+        description="Send it as `cursor`, with the same filters, for the next page; null on "
+        "the last page."
+    )
+
+
+class BulkRevokeRequest(_Request):
+    """Either ``token_ids``, or filters (at least one): never both, never neither."""
+
+    token_ids: Annotated[
+        list[Annotated[str, StringConstraints(max_length=MAX_TOKEN_ID_FIELD)]] | None,
+        Field(min_length=1, max_length=MAX_BULK_IDS, json_schema_extra={"uniqueItems": True}),
+    ] = Field(default=None, description=f"1 to {MAX_BULK_IDS} token ids, each once.")
+    name: Annotated[
+        str | None,
+        StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=TEXT_PATTERN),
+    ] = Field(default=None, description="Every active token whose name starts so (any case).")
+    scope: Scope | None = Field(default=None, description="Every active token holding it.")
+    expires_within_days: Annotated[StrictInt | None, Field(ge=0, le=MAX_TTL_DAYS)] = Field(
+        default=None, description="Every active token expiring within this many days."
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="With filters: answer how many tokens would be revoked, and revoke none.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> BulkRevokeRequest:
+        filtered = any(
+            value is not None for value in (self.name, self.scope, self.expires_within_days)
+        )
+        if (self.token_ids is None) == (not filtered):
+            raise ValueError(
+                "give token_ids, or at least one filter (name, scope, expires_within_days), "
+                "not both: revoking every token needs a filter"
+            )
+        if self.token_ids is not None and len(set(self.token_ids)) != len(self.token_ids):
+            raise ValueError("a token id is listed twice; list each once")
+        if self.dry_run and self.token_ids is not None:
+            raise ValueError("dry_run goes with filters, not with token_ids")
+        return self
+
+
+class BulkRevokeResponse(BaseModel):
+    """What a bulk revocation did. The lists are there for ``token_ids``, null for filters."""
+
+    revoked_count: int = Field(description="Tokens revoked now (or that would be, dry run).")
+    revoked: list[str] | None
+    already_revoked: list[str] | None
+    not_found: list[str] | None = Field(
+        description="Ids of no token (of none this caller may manage)."
+    )
 
 
 ComponentStatus = Literal["healthy", "unhealthy", "disabled", "running", "stopped"]

@@ -14,15 +14,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import bindparam, delete, insert, select, update
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from amplify_auth_server.errors import DatabaseUnavailable
 from amplify_auth_server.models import Actor, AuditRecord, TokenRecord
+from amplify_auth_server.pages import AuditFilter, AuditPosition, TokenFilter, TokenPosition
 from amplify_auth_server.tables import audit_log, cache_outbox, installation, tokens
 
 # Built once: the miss path then only binds a value to a cached compilation.
@@ -99,21 +114,69 @@ class TokenStore:
             row = (await connection.execute(_BY_ID, {"token_id": token_id})).first()
         return None if row is None else TokenRecord.from_row(row)
 
-    async def list_records(self, *, include_inactive: bool, now: datetime) -> list[TokenRecord]:
-        query = select(tokens).order_by(tokens.c.created_at, tokens.c.id)
-        if not include_inactive:
-            query = query.where(
-                tokens.c.revoked_at.is_(None),
-                (tokens.c.expires_at.is_(None)) | (tokens.c.expires_at > now),
-            )
+    async def token_page(
+        self, filters: TokenFilter, *, after: TokenPosition | None, limit: int, now: datetime
+    ) -> list[TokenRecord]:
+        """Up to ``limit`` tokens matching ``filters``, newest first, strictly after ``after``."""
+        query = (
+            select(tokens)
+            .where(*self.token_conditions(filters, now))
+            .order_by(tokens.c.created_at.desc(), tokens.c.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(tokens.c.created_at, tokens.c.id) < tuple_(*after))
         async with self._connect() as connection:
             rows = (await connection.execute(query)).all()
         return [TokenRecord.from_row(row) for row in rows]
 
-    async def audit(self, *, token_id: str | None, limit: int) -> list[AuditRecord]:
+    def token_conditions(self, filters: TokenFilter, now: datetime) -> list[ColumnElement[bool]]:
+        """The WHERE clause of ``filters``, in this database's dialect."""
+        conditions: list[ColumnElement[bool]] = []
+        live = tokens.c.revoked_at.is_(None)
+        unexpired = tokens.c.expires_at.is_(None) | (tokens.c.expires_at > now)
+        if filters.status == "active":
+            conditions += [live, unexpired]
+        elif filters.status == "revoked":
+            conditions.append(tokens.c.revoked_at.is_not(None))
+        elif filters.status == "expired":
+            conditions += [live, tokens.c.expires_at <= now]
+        if filters.name is not None:
+            prefix = filters.name.lower()
+            for special in ("\\", "%", "_"):
+                prefix = prefix.replace(special, "\\" + special)
+            conditions.append(func.lower(tokens.c.name).like(prefix + "%", escape="\\"))
+        if filters.scope is not None:
+            conditions.append(self._holds(filters.scope))
+        if filters.expires_within_days is not None:
+            horizon = now + timedelta(days=filters.expires_within_days)
+            conditions.append(tokens.c.expires_at <= horizon)
+        return conditions
+
+    def _holds(self, scope: str) -> ColumnElement[bool]:
+        if self.engine.dialect.name == "postgresql":
+            # jsonb containment, which the GIN index of migration 0003 serves.
+            return tokens.c.scopes.op("@>")(cast(literal(orjson.dumps([scope]).decode()), JSONB))
+        held = func.json_each(tokens.c.scopes).table_valued("value")
+        return exists(select(literal(1)).select_from(held).where(held.c.value == scope))
+
+    async def audit_page(
+        self, filters: AuditFilter, *, after: AuditPosition | None, limit: int
+    ) -> list[AuditRecord]:
+        """Up to ``limit`` audit entries matching ``filters``, newest first, after ``after``."""
         query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-        if token_id is not None:
-            query = query.where(audit_log.c.token_id == token_id)
+        if after is not None:
+            query = query.where(audit_log.c.id < after)
+        if filters.token_id is not None:
+            query = query.where(audit_log.c.token_id == filters.token_id)
+        if filters.action is not None:
+            query = query.where(audit_log.c.action == filters.action)
+        if filters.actor is not None:
+            query = query.where(audit_log.c.actor_id == filters.actor)
+        if filters.since is not None:
+            query = query.where(audit_log.c.at >= filters.since)
+        if filters.until is not None:
+            query = query.where(audit_log.c.at < filters.until)
         async with self._connect() as connection:
             rows = (await connection.execute(query)).all()
         return [

@@ -24,10 +24,12 @@ AUDIT_LIMIT: Final = 20
 
 @dataclass(frozen=True, slots=True)
 class TokenList:
-    """What ``list`` shows: the tokens, and whether revoked and expired ones were asked for."""
+    """What ``list`` shows: one page of tokens, whether revoked and expired ones were asked
+    for, and the cursor of the next page (None on the last)."""
 
     tokens: tuple[TokenInfo, ...]
     include_all: bool
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +58,16 @@ def create(args: argparse.Namespace, client: AuthClient) -> CreatedToken:
 
 
 def list_tokens(args: argparse.Namespace, client: AuthClient) -> TokenList:
-    """Active tokens, oldest first; with ``--all``, revoked and expired ones too."""
-    return TokenList(tuple(client.list_tokens(include_revoked=args.all)), args.all)
+    """A page of tokens, newest first: active ones; with ``--all``, every state."""
+    page = client.list_tokens(
+        include_revoked=args.all,
+        name=args.name,
+        scope=args.scope,
+        expires_within_days=args.expiring_within,
+        limit=args.limit,
+        cursor=args.cursor,
+    )
+    return TokenList(page.items, args.all, page.next_cursor)
 
 
 def info(args: argparse.Namespace, client: AuthClient) -> TokenDetail:

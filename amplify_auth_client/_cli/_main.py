@@ -123,6 +123,9 @@ def _run(argv: Sequence[str] | None) -> int:
     if render is None:
         json.dump(to_json(result), sys.stdout, indent=2)
         sys.stdout.write("\n")
+        if isinstance(result, TokenList) and result.next_cursor is not None:
+            # The rows stay the table's rows; where the rest is goes beside them.
+            sys.stderr.write(f"{PROG}: more tokens: --cursor {result.next_cursor}\n")
     else:
         _show(render, render.console(sys.stdout), result)
     sys.stdout.flush()
@@ -135,7 +138,9 @@ def _show(render: ModuleType, out: Any, result: Result) -> None:
     if isinstance(result, CreatedToken):
         render.created(out, result)
     elif isinstance(result, TokenList):
-        render.token_table(out, result.tokens, include_all=result.include_all)
+        render.token_table(
+            out, result.tokens, include_all=result.include_all, next_cursor=result.next_cursor
+        )
     elif isinstance(result, TokenDetail):
         render.detail(out, result)
     else:

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from amplify_auth_client._cli._errors import USAGE
 from amplify_auth_client._cli._settings import DEFAULT_AUTH_URL
 from amplify_auth_client._version import __version__
+from amplify_auth_client.contract import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TTL_DAYS
 
 PROG = "auth-cli"
 
@@ -38,6 +39,25 @@ def _days(text: str) -> int:
     if days < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a number of days must be 1 or more")
     return days
+
+
+def _whole(text: str, low: int, high: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {what}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r}: {what} must be {low} to {high}")
+    return value
+
+
+def _days_or_zero(text: str) -> int:
+    """A whole number of days, 0 or more: ``--expiring-within``."""
+    return _whole(text, 0, MAX_TTL_DAYS, "days")
+
+
+def _page_size(text: str) -> int:
+    return _whole(text, 1, MAX_PAGE_SIZE, "rows")
 
 
 def _global_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
@@ -101,8 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="days until the token expires (default: never)",
     )
 
-    listing = command("list", "List active tokens (with --all, revoked and expired ones too).")
+    listing = command(
+        "list", "List active tokens, newest first (with --all, revoked and expired ones too)."
+    )
     listing.add_argument("--all", action="store_true", help="include revoked and expired tokens")
+    listing.add_argument("--name", metavar="PREFIX", help="tokens whose name starts so (any case)")
+    listing.add_argument("--scope", metavar="SCOPE", help="tokens holding this scope")
+    listing.add_argument(
+        "--expiring-within",
+        type=_days_or_zero,
+        metavar="DAYS",
+        help="tokens that expire within DAYS days",
+    )
+    listing.add_argument(
+        "--limit",
+        type=_page_size,
+        default=DEFAULT_PAGE_SIZE,
+        metavar="N",
+        help=f"rows at most, 1 to {MAX_PAGE_SIZE} (default: {DEFAULT_PAGE_SIZE})",
+    )
+    listing.add_argument(
+        "--cursor", metavar="CURSOR", help="where the previous list said more tokens follow"
+    )
 
     info = command("info", "Show a token's details and its audit trail.")
     info.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…)")

@@ -49,13 +49,22 @@ def created(out: IO[str], token: CreatedToken) -> None:
     _fields(out, views.created_fields(token))
 
 
-def token_table(out: IO[str], tokens: Sequence[TokenInfo], *, include_all: bool) -> None:
-    """``list``: one line per token."""
+def token_table(
+    out: IO[str],
+    tokens: Sequence[TokenInfo],
+    *,
+    include_all: bool,
+    next_cursor: str | None = None,
+) -> None:
+    """``list``: one line per token, and a line when more follow."""
     if not tokens:
         out.write(views.empty_list(include_all=include_all) + "\n")
         return
-    title = views.list_title(tokens, include_all=include_all)
+    title = views.list_title(tokens, include_all=include_all, partial=next_cursor is not None)
     _table(out, title, views.TOKEN_COLUMNS, [views.token_row(token) for token in tokens])
+    line = views.more(next_cursor)
+    if line is not None:
+        out.write(line + "\n")
 
 
 def detail(out: IO[str], detail: TokenDetail) -> None:

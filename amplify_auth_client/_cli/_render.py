@@ -95,12 +95,20 @@ def created(out: Console, token: CreatedToken) -> None:
     out.print(_fields(views.created_fields(token)))
 
 
-def token_table(out: Console, tokens: Sequence[TokenInfo], *, include_all: bool) -> None:
-    """``list``: one row per token."""
+def token_table(
+    out: Console,
+    tokens: Sequence[TokenInfo],
+    *,
+    include_all: bool,
+    next_cursor: str | None = None,
+) -> None:
+    """``list``: one row per token, and a line when more follow."""
     if not tokens:
         out.print(views.empty_list(include_all=include_all))
         return
-    table = Table(title=views.list_title(tokens, include_all=include_all), **_TABLE)
+    partial = next_cursor is not None
+    title = views.list_title(tokens, include_all=include_all, partial=partial)
+    table = Table(title=title, **_TABLE)
     for column in views.TOKEN_COLUMNS:
         # Names and scopes fold rather than cut: they are data.
         table.add_column(column, **_WRAP.get(column, _NO_WRAP))
@@ -108,6 +116,9 @@ def token_table(out: Console, tokens: Sequence[TokenInfo], *, include_all: bool)
         cells = views.token_row(token)
         table.add_row(*(_status(c) if i == 3 else Text(c) for i, c in enumerate(cells)))
     out.print(table)
+    line = views.more(next_cursor)
+    if line is not None:
+        out.print(Text(line, style="yellow"))
 
 
 def detail(out: Console, detail: TokenDetail) -> None:

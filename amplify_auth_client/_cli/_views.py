@@ -71,8 +71,16 @@ def created_fields(token: CreatedToken) -> list[tuple[str, str]]:
     ]
 
 
-def list_title(tokens: Sequence[TokenInfo], *, include_all: bool) -> str:
-    return f"{'Tokens' if include_all else 'Active tokens'} ({len(tokens)})"
+def list_title(tokens: Sequence[TokenInfo], *, include_all: bool, partial: bool = False) -> str:
+    count = f"{len(tokens)}, newest first, more follow" if partial else str(len(tokens))
+    return f"{'Tokens' if include_all else 'Active tokens'} ({count})"
+
+
+def more(next_cursor: str | None) -> str | None:
+    """The line under a list that is not all there is."""
+    if next_cursor is None:
+        return None
+    return f"More tokens: narrow the filters, raise --limit, or --cursor {next_cursor}"
 
 
 def empty_list(*, include_all: bool) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from amplify_auth_server.tables import metadata
+from amplify_auth_server.tables import include_object, metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -17,6 +17,11 @@ if connection is None:
         "Run migrations with `amplify-auth-server migrate`, which knows DATABASE_URL."
     )
 
-context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=True,
+    include_object=include_object,
+)
 with context.begin_transaction():
     context.run_migrations()

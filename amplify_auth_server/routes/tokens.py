@@ -9,18 +9,33 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import AwareDatetime
 
-from amplify_auth_client.contract import MAX_AUDIT_LIMIT, is_token_id, token_is_well_formed
+from amplify_auth_client.contract import (
+    DEFAULT_PAGE_SIZE,
+    MAX_CURSOR_LENGTH,
+    MAX_PAGE_SIZE,
+    MAX_TTL_DAYS,
+    TOKEN_ID,
+    ListStatus,
+    is_token_id,
+    token_is_well_formed,
+)
 from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeToken
 from amplify_auth_server.deps import Admin, ServicesDep
-from amplify_auth_server.errors import NotFound
+from amplify_auth_server.errors import InvalidInput, NotFound
 from amplify_auth_server.models import utcnow
+from amplify_auth_server.pages import AuditFilter, TokenFilter
 from amplify_auth_server.schemas import (
+    AuditPageResponse,
     AuditRecordResponse,
     CreatedTokenResponse,
     CreateTokenRequest,
     ErrorResponse,
     ExtendTokenRequest,
+    NamePrefix,
+    Scope,
+    TokenPageResponse,
     TokenRecordResponse,
 )
 
@@ -82,17 +97,64 @@ async def create_token(
     )
 
 
-@router.get("/tokens", summary="List tokens (active only, unless all=true)")
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page, newest first.")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_CURSOR_LENGTH,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The `next_cursor` of the previous page, with the same filters.",
+    ),
+]
+
+
+@router.get("/tokens", summary="List tokens, a page at a time, newest first")
 async def list_tokens(
     admin: Admin,
     parts: ServicesDep,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+    status: Annotated[
+        ListStatus | None, Query(description="Which tokens by state; `active` by default.")
+    ] = None,
     include_all: Annotated[
-        bool, Query(alias="all", description="Include revoked and expired tokens.")
+        bool, Query(alias="all", description="The same as `status=all` (the seed's form).")
     ] = False,
-) -> list[TokenRecordResponse]:
+    name: Annotated[
+        NamePrefix | None, Query(description="Tokens whose name starts so, whatever its case.")
+    ] = None,
+    scope: Annotated[Scope | None, Query(description="Tokens holding this scope.")] = None,
+    expires_within_days: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_TTL_DAYS, description="Tokens expiring within this many days."),
+    ] = None,
+) -> TokenPageResponse:
+    if include_all and status not in (None, "all"):
+        raise InvalidInput(
+            f"all=true means status=all, and status={status} was given too: send one of them",
+            errors=[
+                {"loc": ["query", "all"], "msg": "Conflicts with status", "type": "value_error"}
+            ],
+        )
+    filters = TokenFilter(
+        status="all" if include_all else status or "active",
+        name=name,
+        scope=scope,
+        expires_within_days=expires_within_days,
+    )
+    after = None if cursor is None else parts.cursors.token_position(cursor, filters)
     now = utcnow()
-    records = await parts.store.list_records(include_inactive=include_all, now=now)
-    return [TokenRecordResponse.of(record, now) for record in records]
+    records = await parts.store.token_page(filters, after=after, limit=limit + 1, now=now)
+    more = len(records) > limit
+    records = records[:limit]
+    next_cursor = None
+    if more:
+        last = records[-1]
+        next_cursor = parts.cursors.tokens((last.created_at, last.id), filters)
+    return TokenPageResponse(
+        items=[TokenRecordResponse.of(record, now) for record in records], next_cursor=next_cursor
+    )
 
 
 @router.get("/tokens/{token_id}", summary="A token's details", responses=_NOT_FOUND)
@@ -127,28 +189,71 @@ async def extend_token(
     return TokenRecordResponse.of(record, utcnow())
 
 
+Action = Annotated[
+    str | None,
+    Query(pattern=r"^[a-z_]{1,32}$", description="Entries of this action (`create`, `revoke`...)."),
+]
+ActorId = Annotated[
+    str | None,
+    Query(
+        pattern=rf"^(system|{TOKEN_ID.pattern})$",
+        description="Entries caused by this token id, or `system`.",
+    ),
+]
+Since = Annotated[
+    AwareDatetime | None, Query(description="Entries at or after this time (with its zone).")
+]
+Until = Annotated[
+    AwareDatetime | None, Query(description="Entries before this time (with its zone).")
+]
+
+
+async def _audit_page(
+    parts: ServicesDep, filters: AuditFilter, cursor: str | None, limit: int
+) -> AuditPageResponse:
+    after = None if cursor is None else parts.cursors.audit_position(cursor, filters)
+    records = await parts.store.audit_page(filters, after=after, limit=limit + 1)
+    next_cursor = None
+    if len(records) > limit:
+        records = records[:limit]
+        next_cursor = parts.cursors.audit(records[-1].id, filters)
+    return AuditPageResponse(
+        items=[AuditRecordResponse.of(record) for record in records], next_cursor=next_cursor
+    )
+
+
 @router.get(
     "/tokens/{token_id}/audit",
-    summary="A token's audit trail, newest first",
+    summary="A token's audit trail, a page at a time, newest first",
     responses=_NOT_FOUND,
 )
 async def token_audit(
     token_id: TokenId,
     admin: Admin,
     parts: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
-) -> list[AuditRecordResponse]:
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+    action: Action = None,
+    actor: ActorId = None,
+    since: Since = None,
+    until: Until = None,
+) -> AuditPageResponse:
     if await parts.store.get(_known(token_id)) is None:
         raise NotFound.token(token_id)
-    records = await parts.store.audit(token_id=token_id, limit=limit)
-    return [AuditRecordResponse.of(record) for record in records]
+    filters = AuditFilter(token_id=token_id, action=action, actor=actor, since=since, until=until)
+    return await _audit_page(parts, filters, cursor, limit)
 
 
-@router.get("/audit", summary="The audit log, newest first")
+@router.get("/audit", summary="The audit log, a page at a time, newest first")
 async def audit(
     admin: Admin,
     parts: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
-) -> list[AuditRecordResponse]:
-    records = await parts.store.audit(token_id=None, limit=limit)
-    return [AuditRecordResponse.of(record) for record in records]
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+    action: Action = None,
+    actor: ActorId = None,
+    since: Since = None,
+    until: Until = None,
+) -> AuditPageResponse:
+    filters = AuditFilter(action=action, actor=actor, since=since, until=until)
+    return await _audit_page(parts, filters, cursor, limit)

@@ -70,6 +70,11 @@ def error(status: int, code: str, detail: str, **extra: Any) -> httpx.Response:
     return httpx.Response(status, json={"error": code, "detail": detail, **extra}, headers=headers)
 
 
+def page(*items: dict[str, Any], next_cursor: str | None = None) -> httpx.Response:
+    """A 200 with one page of a listing, in the contract's ``{"items", "next_cursor"}`` shape."""
+    return httpx.Response(200, json={"items": list(items), "next_cursor": next_cursor})
+
+
 def record(
     token_id: str = TOKEN_ID,
     *,

@@ -24,9 +24,11 @@ PUBLIC = [
     "AuthError",
     "AuthRequestError",
     "AuthServiceUnavailable",
+    "BulkRevocation",
     "CacheStats",
     "CreatedToken",
     "InvalidRequest",
+    "Page",
     "Reason",
     "TokenConflict",
     "TokenInfo",
@@ -67,7 +69,7 @@ def test_exported_classes_claim_the_package() -> None:
     classes = [
         value for name in PUBLIC if isinstance(value := getattr(amplify_auth_client, name), type)
     ]
-    assert len(classes) == 16
+    assert len(classes) == 18
     assert {cls.__module__ for cls in classes} == {"amplify_auth_client"}
 
 
@@ -86,18 +88,22 @@ def test_the_contract_is_pinned() -> None:
         "ADMIN_SCOPE",
         "ADMIN_TOKEN_FILE_SUFFIX",
         "CACHEABLE_REASONS",
+        "DEFAULT_PAGE_SIZE",
         "DEFAULT_SQLITE_FILE",
         "LABEL_PATTERN",
-        "MAX_AUDIT_LIMIT",
         "MAX_BODY_BYTES",
+        "MAX_BULK_IDS",
+        "MAX_CURSOR_LENGTH",
         "MAX_DESCRIPTION_LENGTH",
         "MAX_METADATA_ITEMS",
         "MAX_METADATA_KEY_LENGTH",
         "MAX_METADATA_VALUE_LENGTH",
         "MAX_NAME_LENGTH",
+        "MAX_PAGE_SIZE",
         "MAX_SCOPES",
         "MAX_SCOPE_LENGTH",
         "MAX_TOKEN_FIELD",
+        "MAX_TOKEN_ID_FIELD",
         "MAX_TTL_DAYS",
         "SCOPE",
         "SCOPE_PATTERN",
@@ -107,6 +113,7 @@ def test_the_contract_is_pinned() -> None:
         "TOKEN_LENGTH",
         "TOKEN_LIKE",
         "TOKEN_PREFIX",
+        "ListStatus",
         "Reason",
         "TokenStatus",
         "admin_token_file",

@@ -26,7 +26,7 @@ from amplify_auth_client import (
     TokenStatus,
     generate_token,
 )
-from tests.client.support import BASE_URL, CREATED_AT, OTHER_ID, TOKEN_ID, error, record
+from tests.client.support import BASE_URL, CREATED_AT, OTHER_ID, TOKEN_ID, error, page, record
 
 ADMIN = generate_token()
 RAW = generate_token()
@@ -106,10 +106,10 @@ def test_create_token_refuses_a_str_of_scopes(client: AuthClient) -> None:
 
 def test_list_tokens(api: respx.MockRouter, client: AuthClient) -> None:
     route = api.get("/auth/tokens").mock(
-        return_value=httpx.Response(200, json=[record(), record(OTHER_ID, expires_at=None)])
+        return_value=page(record(), record(OTHER_ID, expires_at=None))
     )
     tokens = client.list_tokens()
-    assert route.calls.last.request.url.query == b""
+    assert route.calls.last.request.url.query == b"limit=100"
     assert [t.token_id for t in tokens] == [TOKEN_ID, OTHER_ID]
     first = tokens[0]
     assert isinstance(first, TokenInfo)
@@ -119,13 +119,10 @@ def test_list_tokens(api: respx.MockRouter, client: AuthClient) -> None:
 
 
 def test_list_tokens_with_revoked_asks_for_all(api: respx.MockRouter, client: AuthClient) -> None:
-    route = api.get("/auth/tokens", params={"all": "true"}).mock(
-        return_value=httpx.Response(
-            200,
-            json=[
-                record(status="revoked", revoked_at="2026-01-05T00:00:00Z"),
-                record(OTHER_ID, status="expired"),
-            ],
+    route = api.get("/auth/tokens", params={"status": "all"}).mock(
+        return_value=page(
+            record(status="revoked", revoked_at="2026-01-05T00:00:00Z"),
+            record(OTHER_ID, status="expired"),
         )
     )
     tokens = client.list_tokens(include_revoked=True)
@@ -151,10 +148,10 @@ def test_get_revoke_extend(api: respx.MockRouter, client: AuthClient) -> None:
 
 def test_audit_trails(api: respx.MockRouter, client: AuthClient) -> None:
     one = api.get(f"/auth/tokens/{TOKEN_ID}/audit", params={"limit": "5"}).mock(
-        return_value=httpx.Response(200, json=[AUDIT])
+        return_value=page(AUDIT)
     )
     every = api.get("/auth/audit", params={"limit": "100"}).mock(
-        return_value=httpx.Response(200, json=[AUDIT, {**AUDIT, "id": 6, "token_id": None}])
+        return_value=page(AUDIT, {**AUDIT, "id": 6, "token_id": None})
     )
     [entry] = client.token_audit(TOKEN_ID, limit=5)
     assert entry == AuditEntry(
@@ -173,7 +170,7 @@ def test_audit_trails(api: respx.MockRouter, client: AuthClient) -> None:
 def test_unknown_statuses_pass_through(api: respx.MockRouter, client: AuthClient) -> None:
     # A newer server's status must not break an older client's listing.
     api.get("/auth/tokens").mock(
-        return_value=httpx.Response(200, json=[record(status="suspended")])
+        return_value=page(record(status="suspended"))
     )
     assert client.list_tokens()[0].status == cast(TokenStatus, "suspended")
 
@@ -262,8 +259,8 @@ def test_the_admin_token_comes_from_the_environment(
     api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUTH_ADMIN_TOKEN", ADMIN)
-    route = api.get("/auth/tokens").mock(return_value=httpx.Response(200, json=[]))
-    assert AuthClient(BASE_URL).list_tokens() == []
+    route = api.get("/auth/tokens").mock(return_value=page())
+    assert list(AuthClient(BASE_URL).list_tokens()) == []
     assert route.calls.last.request.headers["authorization"] == f"Bearer {ADMIN}"
 
 
@@ -289,7 +286,7 @@ def test_arguments_that_cannot_be_json_are_refused_before_sending(
 @pytest.mark.anyio
 async def test_async_management(api: respx.MockRouter) -> None:
     api.post("/auth/tokens").mock(return_value=httpx.Response(201, json=created_body()))
-    api.get("/auth/tokens").mock(return_value=httpx.Response(200, json=[record()]))
+    api.get("/auth/tokens").mock(return_value=page(record()))
     api.get(f"/auth/tokens/{TOKEN_ID}").mock(return_value=httpx.Response(200, json=record()))
     api.post(f"/auth/tokens/{TOKEN_ID}/revoke").mock(
         return_value=httpx.Response(200, json=record(status="revoked", revoked_at=CREATED_AT))
@@ -297,7 +294,7 @@ async def test_async_management(api: respx.MockRouter) -> None:
     api.post(f"/auth/tokens/{TOKEN_ID}/extend").mock(
         return_value=error(409, "conflict", "a revoked token cannot be extended")
     )
-    api.get(f"/auth/tokens/{TOKEN_ID}/audit").mock(return_value=httpx.Response(200, json=[AUDIT]))
+    api.get(f"/auth/tokens/{TOKEN_ID}/audit").mock(return_value=page(AUDIT))
     api.get("/auth/audit").mock(return_value=error(403, "forbidden", "lacks the admin scope"))
     async with AsyncAuthClient(BASE_URL, admin_token=ADMIN) as client:
         assert (await client.create_token("billing", ["invoices:read"])).token == RAW

@@ -44,6 +44,8 @@ def normalise(value: Any) -> Any:
         for key, item in value.items():
             if key in ("detail", "msg", "type", "id", "actor_name"):
                 out[key] = "<text>" if item is not None else None
+            elif key == "next_cursor":
+                out[key] = "<cursor>" if item is not None else None
             else:
                 out[key] = normalise(item)
         return out

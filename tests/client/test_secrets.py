@@ -20,7 +20,7 @@ from amplify_auth_client import (
     _api,
     generate_token,
 )
-from tests.client.support import BASE_URL, CREATED_AT, TOKEN_ID, FakeClock, error, valid
+from tests.client.support import BASE_URL, CREATED_AT, TOKEN_ID, FakeClock, error, page, valid
 
 SECRET = generate_token()
 ADMIN = generate_token()
@@ -192,7 +192,7 @@ def test_credentials_in_base_url_stay_out_of_httpx_logs(
 
 
 def test_credentials_in_base_url_do_not_replace_the_admin_token(api: respx.MockRouter) -> None:
-    route = api.get("/auth/tokens").mock(return_value=httpx.Response(200, json=[]))
+    route = api.get("/auth/tokens").mock(return_value=page())
     with AuthClient("http://svc:pw@auth.test", admin_token=ADMIN) as client:
         client.list_tokens()
     assert route.calls.last.request.headers["authorization"] == f"Bearer {ADMIN}"

@@ -189,8 +189,8 @@ def test_the_wire_format_of_management(raw: tuple[FakeAuthServer, httpx.Client])
         "metadata",
     }
     token_id = created.json()["token_id"]
-    listed = http.get("/auth/tokens", headers=admin).json()
-    assert set(listed[-1]) == {
+    listed = http.get("/auth/tokens", headers=admin).json()["items"]
+    assert set(listed[0]) == {
         "token_id",
         "name",
         "scopes",

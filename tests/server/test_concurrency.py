@@ -59,13 +59,15 @@ def test_500_concurrent_creates_and_revokes_lose_and_duplicate_nothing(
     assert len({c["token_id"] for c in created}) == 500
     assert len({c["token"] for c in created}) == 500
 
-    listed = {r["token_id"]: r for r in admin.get("/auth/tokens?all=true").json()}
+    page = admin.get("/auth/tokens?all=true&limit=1000").json()
+    assert page["next_cursor"] is None
+    listed = {r["token_id"]: r for r in page["items"]}
     for token_id in first_ids:
         assert listed[token_id]["status"] == "revoked"
     for item in second:
         assert listed[item["token_id"]]["status"] == "active"
 
-    audit = admin.get("/auth/audit", params={"limit": 1000}).json()
+    audit = admin.get("/auth/audit", params={"limit": 1000}).json()["items"]
     ours = {c["token_id"] for c in created}
     actions = Counter(e["action"] for e in audit if e["token_id"] in ours)
     assert actions == {"create": 500, "revoke": 250}
@@ -154,7 +156,7 @@ def test_racing_revoke_and_extend_on_two_replicas_end_in_one_consistent_state(
             # Every replica's cache agrees with the database.
             assert validate(first, item["token"])["reason"] == "revoked"
             assert validate(second, item["token"])["reason"] == "revoked"
-            trail = first.get(f"/auth/tokens/{token_id}/audit").json()
+            trail = first.get(f"/auth/tokens/{token_id}/audit").json()["items"]
             actions = [e["action"] for e in reversed(trail)]
             # One serial order: create, any extends that won the race, one revoke.
             assert actions[0] == "create"

@@ -83,13 +83,15 @@ def test_list_shows_active_tokens_and_all_shows_the_rest(
 
     listed = admin.get("/auth/tokens")
     assert listed.status_code == 200
-    assert isinstance(listed.json(), list)
-    ids = {r["token_id"] for r in listed.json()}
+    assert set(listed.json()) == {"items", "next_cursor"}
+    ids = {r["token_id"] for r in listed.json()["items"]}
     assert active in ids
     assert not ids & {revoked, expired}
-    assert all(set(r) == RECORD_FIELDS for r in listed.json())
+    assert all(set(r) == RECORD_FIELDS for r in listed.json()["items"])
 
-    statuses = {r["token_id"]: r["status"] for r in admin.get("/auth/tokens?all=true").json()}
+    statuses = {
+        r["token_id"]: r["status"] for r in admin.get("/auth/tokens?all=true").json()["items"]
+    }
     assert statuses[active] == "active"
     assert statuses[revoked] == "revoked"
     assert statuses[expired] == "expired"
@@ -121,7 +123,7 @@ def test_revoke_is_immediate_and_idempotent(admin: httpx.Client) -> None:
     assert validate(admin, created["token"])["reason"] == "revoked"
     revokes = [
         e
-        for e in admin.get(f"/auth/tokens/{created['token_id']}/audit").json()
+        for e in admin.get(f"/auth/tokens/{created['token_id']}/audit").json()["items"]
         if e["action"] == "revoke"
     ]
     assert len(revokes) == 1
@@ -228,7 +230,7 @@ def test_a_token_with_the_admin_scope_can_manage(
     second_admin = create(admin, name="second admin", scopes=["admin"])
     with server.client(token=second_admin["token"]) as client:
         created = create(client, name="made by the second admin")
-        audit = client.get(f"/auth/tokens/{created['token_id']}/audit").json()
+        audit = client.get(f"/auth/tokens/{created['token_id']}/audit").json()["items"]
     assert audit[0]["action"] == "create"
     assert audit[0]["actor_id"] == second_admin["token_id"]
     assert audit[0]["actor_name"] == "second admin"
@@ -242,7 +244,7 @@ def test_the_audit_trail_says_who_did_what_and_when(admin: httpx.Client) -> None
     admin.post(f"/auth/tokens/{token_id}/revoke").raise_for_status()
     trail = admin.get(f"/auth/tokens/{token_id}/audit")
     assert trail.status_code == 200
-    entries = trail.json()
+    entries = trail.json()["items"]
     assert [e["action"] for e in entries] == ["revoke", "extend", "create"]
     assert {e["token_id"] for e in entries} == {token_id}
     assert all(parse(e["at"]) >= before - timedelta(seconds=1) for e in entries)
@@ -252,7 +254,7 @@ def test_the_audit_trail_says_who_did_what_and_when(admin: httpx.Client) -> None
     assert entries[2]["details"]["scopes"] == created["scopes"]
     assert entries[1]["details"]["expires_at"].endswith("Z")  # as every API time
     assert created["token"] not in trail.text
-    everything = admin.get("/auth/audit", params={"limit": 3}).json()
+    everything = admin.get("/auth/audit", params={"limit": 3}).json()["items"]
     assert [e["id"] for e in everything] == [e["id"] for e in entries]
 
 
@@ -283,12 +285,12 @@ def test_the_audit_trail_says_who_did_what_and_when(admin: httpx.Client) -> None
 def test_invalid_create_bodies_are_422_and_create_nothing(
     admin: httpx.Client, body: dict[str, object]
 ) -> None:
-    before = len(admin.get("/auth/tokens?all=true").json())
+    before = len(admin.get("/auth/tokens?all=true").json()["items"])
     response = admin.post("/auth/tokens", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "invalid_request"
     assert response.json()["errors"]
-    assert len(admin.get("/auth/tokens?all=true").json()) == before
+    assert len(admin.get("/auth/tokens?all=true").json()["items"]) == before
 
 
 def test_odd_but_valid_unicode_names_round_trip(admin: httpx.Client) -> None:
@@ -343,14 +345,14 @@ def test_a_body_without_a_json_content_type_is_415_and_told_so(
 ) -> None:
     # Not JSON's media type: what a web page may send cross-origin without a
     # preflight. Refused before anything reads it, and nothing is created.
-    before = len(admin.get("/auth/tokens").json())
+    before = len(admin.get("/auth/tokens").json()["items"])
     headers = {} if content_type is None else {"content-type": content_type}
     for path in ("/auth/tokens", "/auth/validate"):
         response = admin.post(path, content=b'{"name": "x", "scopes": ["read"]}', headers=headers)
         assert response.status_code == 415
         assert response.json()["error"] == "unsupported_media_type"
         assert "Content-Type: application/json" in response.json()["detail"]
-    assert len(admin.get("/auth/tokens").json()) == before
+    assert len(admin.get("/auth/tokens").json()["items"]) == before
 
 
 def test_a_raw_token_pasted_as_an_id_is_never_echoed(admin: httpx.Client) -> None:

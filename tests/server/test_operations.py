@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from amplify_auth_client import __version__, generate_token, hash_token, token_is_well_formed
 from amplify_auth_server.database import create_engine
-from amplify_auth_server.tables import metadata
+from amplify_auth_server.tables import include_object, metadata
 from tests.server.conftest import create, validate
 from tests.support.server import Backend, ServerProcess, clean_environment, running_server
 from tests.support.services import fresh_database
@@ -104,7 +104,7 @@ def test_openapi_describes_every_route_with_models(server: ServerProcess) -> Non
 
 
 def _schema_diff(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection)
+    context = MigrationContext.configure(connection, opts={"include_object": include_object})
     return list(compare_metadata(context, metadata))
 
 
@@ -164,7 +164,7 @@ def test_create_admin_token_prints_it_once_and_it_can_manage(tmp_path: Path, kin
         with running_server(backend) as server, server.client(token=token) as ops:
             listed = ops.get("/auth/tokens")
             assert listed.status_code == 200
-            assert "ops" in {r["name"] for r in listed.json()}
+            assert "ops" in {r["name"] for r in listed.json()["items"]}
             assert token not in server.log()
 
     if kind == "sqlite":
@@ -210,13 +210,17 @@ def test_auth_admin_token_is_registered_once_across_restarts(tmp_path: Path) -> 
     token, later = generate_token(), generate_token()
     for _ in range(3):
         with running_server(backend, admin_token=token) as server, server.client() as admin:
-            admins = [r for r in admin.get("/auth/tokens").json() if "admin" in r["scopes"]]
+            admins = [
+                r for r in admin.get("/auth/tokens").json()["items"] if "admin" in r["scopes"]
+            ]
             assert len(admins) == 1
             assert admins[0]["name"] == f"admin (AUTH_ADMIN_TOKEN sha256:{hash_token(token)[:8]})"
     assert token not in server.log()
     # Another token set there later gets a name of its own: list tells them apart.
     with running_server(backend, admin_token=later) as server, server.client() as admin:
-        names = {r["name"] for r in admin.get("/auth/tokens").json() if "admin" in r["scopes"]}
+        names = {
+            r["name"] for r in admin.get("/auth/tokens").json()["items"] if "admin" in r["scopes"]
+        }
     assert len(names) == 2
     # No file is minted when the token comes from the environment.
     assert not (tmp_path / "amplify_auth.admin-token").exists()
@@ -237,7 +241,9 @@ def test_the_embedded_default_mints_an_admin_token_file_once(tmp_path: Path) -> 
         server.start()
         assert token_file.read_text().strip() == token
         with server.client(token=token) as admin:
-            admins = [r for r in admin.get("/auth/tokens").json() if "admin" in r["scopes"]]
+            admins = [
+                r for r in admin.get("/auth/tokens").json()["items"] if "admin" in r["scopes"]
+            ]
             assert len(admins) == 1
     finally:
         server.stop()

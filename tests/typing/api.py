@@ -19,6 +19,7 @@ from amplify_auth_client import (
     AuthServiceUnavailable,
     CacheStats,
     CreatedToken,
+    Page,
     Reason,
     TokenInfo,
     TokenStatus,
@@ -46,9 +47,9 @@ def sync_client() -> None:
             token_id: str | None = result.token_id
             del token_id
         created: CreatedToken = auth.create_token("svc", ["read"], ttl_days=30)
-        listed: list[TokenInfo] = auth.list_tokens(include_revoked=True)
+        listed: Page[TokenInfo] = auth.list_tokens(include_revoked=True)
         status: TokenStatus = auth.revoke_token(created.token_id).status
-        trail: list[AuditEntry] = auth.token_audit(created.token_id, limit=10)
+        trail: Page[AuditEntry] = auth.token_audit(created.token_id, limit=10)
         stats: CacheStats = auth.cache_stats()
         ratio: float = stats.hit_ratio
         del reason, expires, missing, listed, status, trail, ratio

@@ -169,9 +169,7 @@ def test_audit_trails(api: respx.MockRouter, client: AuthClient) -> None:
 
 def test_unknown_statuses_pass_through(api: respx.MockRouter, client: AuthClient) -> None:
     # A newer server's status must not break an older client's listing.
-    api.get("/auth/tokens").mock(
-        return_value=page(record(status="suspended"))
-    )
+    api.get("/auth/tokens").mock(return_value=page(record(status="suspended")))
     assert client.list_tokens()[0].status == cast(TokenStatus, "suspended")
 
 

@@ -32,7 +32,7 @@ import httpx
 
 from amplify_auth_client._api import Call
 from amplify_auth_client._cache import ValidationCache
-from amplify_auth_client._config import ClientConfig
+from amplify_auth_client._config import ClientConfig, seconds
 from amplify_auth_client._exceptions import (
     AdminPermissionDenied,
     AdminTokenInvalid,
@@ -388,8 +388,22 @@ class BaseAuthClient:
 
     # -- a validation's flight ----------------------------------------------
 
+    @staticmethod
+    def _per_call(max_staleness: float | None, stale_if_error: float | None) -> None:
+        """Check one call's ``max_staleness`` and ``stale_if_error``: on the miss path only
+        (a value no entry can satisfy always gets there, see ``ValidationCache.lookup``)."""
+        if max_staleness is not None:
+            seconds("max_staleness", max_staleness)
+        if stale_if_error is not None:
+            seconds("stale_if_error", stale_if_error)
+
     def _failed(
-        self, key: str, required_scopes: Collection[str], error: BaseException
+        self,
+        key: str,
+        required_scopes: Collection[str],
+        error: BaseException,
+        max_staleness: float | None = None,
+        stale_if_error: float | None = None,
     ) -> ValidationResult:
         """A waiter's answer when the request it joined failed: stale if allowed, else raise.
 
@@ -403,7 +417,9 @@ class BaseAuthClient:
         if not isinstance(error, AuthServiceUnavailable):
             error = self._flight_error(error)
         if error._unreachable:
-            stale = self._cache.stale(key, required_scopes)
+            stale = self._cache.stale(
+                key, required_scopes, max_age=max_staleness, stale_if_error=stale_if_error
+            )
             if stale is not None:
                 return stale
         own = AuthServiceUnavailable(str(error), status_code=error.status_code)

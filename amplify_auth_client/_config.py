@@ -29,7 +29,8 @@ def _from_env(name: str) -> str | None:
     return value or None
 
 
-def _seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
+def seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
+    """``value`` as finite seconds, or :class:`AuthConfigError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise AuthConfigError(f"{name} must be a number of seconds, got {type(value).__name__}")
     if math.isinf(value):
@@ -44,11 +45,11 @@ def _seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
 
 def _timeout(value: float | httpx.Timeout) -> httpx.Timeout:
     if not isinstance(value, httpx.Timeout):
-        return httpx.Timeout(_seconds("timeout", value, allow_zero=False))
+        return httpx.Timeout(seconds("timeout", value, allow_zero=False))
     # None is httpx's "no limit" for a phase, and allowed.
-    for phase, seconds in value.as_dict().items():
-        if seconds is not None:
-            _seconds(f"timeout ({phase})", seconds, allow_zero=False)
+    for phase, limit in value.as_dict().items():
+        if limit is not None:
+            seconds(f"timeout ({phase})", limit, allow_zero=False)
     return value
 
 
@@ -121,12 +122,12 @@ class ClientConfig:
             admin_token=_admin_token(given["admin_token"] or _from_env(ENV_ADMIN_TOKEN)),
             timeout=_timeout(given["timeout"]),
             cache_size=_count("cache_size", given["cache_size"]),
-            cache_ttl=_seconds("cache_ttl", given["cache_ttl"]),
-            negative_cache_ttl=_seconds("negative_cache_ttl", given["negative_cache_ttl"]),
+            cache_ttl=seconds("cache_ttl", given["cache_ttl"]),
+            negative_cache_ttl=seconds("negative_cache_ttl", given["negative_cache_ttl"]),
             max_retries=_count("max_retries", given["max_retries"]),
-            retry_deadline=_seconds("retry_deadline", given["retry_deadline"], allow_zero=False),
+            retry_deadline=seconds("retry_deadline", given["retry_deadline"], allow_zero=False),
             stale_if_error=(
-                None if stale_if_error is None else _seconds("stale_if_error", stale_if_error)
+                None if stale_if_error is None else seconds("stale_if_error", stale_if_error)
             ),
             subscribe_revocations=subscribe,
         )

@@ -371,7 +371,7 @@ def test_install_commands_name_what_exists() -> None:
     assert "amplify-auth-server" in project["scripts"]
     # client.md says what the base install brings.
     base = {re.split(r"[<>=\[ ]", requirement)[0] for requirement in project["dependencies"]}
-    assert base == {"httpx", "httpx-sse", "cachetools", "sniffio"}
+    assert base == {"httpx", "httpx-sse", "sniffio"}
 
 
 @contextmanager

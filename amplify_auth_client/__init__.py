@@ -13,6 +13,7 @@ Test helpers live in :mod:`amplify_auth_client.testing`.
 import importlib
 import typing
 
+from amplify_auth_client._caller import Caller
 from amplify_auth_client._exceptions import (
     AdminPermissionDenied,
     AdminTokenInvalid,
@@ -41,6 +42,8 @@ from amplify_auth_client._options import (
     DEFAULT_RETRY_DEADLINE,
     DEFAULT_TIMEOUT,
 )
+from amplify_auth_client._policy import DEFAULT_OUTAGE_GRACE, OnOutage, Policy
+from amplify_auth_client._refusal import Refusal
 from amplify_auth_client._version import __version__
 from amplify_auth_client.contract import (
     TOKEN_PREFIX,
@@ -51,6 +54,7 @@ from amplify_auth_client.contract import (
 
 if typing.TYPE_CHECKING:
     from amplify_auth_client._async_client import AsyncAuthClient
+    from amplify_auth_client._authenticator import Authenticator
     from amplify_auth_client._client import AuthClient
 
 __all__ = [
@@ -58,6 +62,7 @@ __all__ = [
     "DEFAULT_CACHE_TTL",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_NEGATIVE_CACHE_TTL",
+    "DEFAULT_OUTAGE_GRACE",
     "DEFAULT_RETRY_DEADLINE",
     "DEFAULT_TIMEOUT",
     "TOKEN_PREFIX",
@@ -70,10 +75,15 @@ __all__ = [
     "AuthError",
     "AuthRequestError",
     "AuthServiceUnavailable",
+    "Authenticator",
     "CacheStats",
+    "Caller",
     "CreatedToken",
     "InvalidRequest",
+    "OnOutage",
+    "Policy",
     "Reason",
+    "Refusal",
     "TokenConflict",
     "TokenInfo",
     "TokenNotFound",
@@ -91,6 +101,7 @@ __all__ = [
 _CLIENTS = {
     "AsyncAuthClient": "amplify_auth_client._async_client",
     "AuthClient": "amplify_auth_client._client",
+    "Authenticator": "amplify_auth_client._authenticator",
 }
 
 

@@ -32,7 +32,7 @@ import httpx
 
 from amplify_auth_client._api import Call
 from amplify_auth_client._cache import ValidationCache
-from amplify_auth_client._config import ClientConfig, seconds
+from amplify_auth_client._config import ClientConfig
 from amplify_auth_client._exceptions import (
     AdminPermissionDenied,
     AdminTokenInvalid,
@@ -44,7 +44,7 @@ from amplify_auth_client._exceptions import (
     TokenNotFound,
 )
 from amplify_auth_client._models import CacheStats, ValidationResult
-from amplify_auth_client._options import ClientOptions
+from amplify_auth_client._options import ClientOptions, seconds
 from amplify_auth_client._parse import error_body, scrub
 from amplify_auth_client._retry import LOCAL, RETRIABLE_STATUS, Attempts, RetryPolicy
 from amplify_auth_client._subscription import RevocationSubscription
@@ -200,6 +200,22 @@ class BaseAuthClient:
         if subscription is not None and not subscription.started:
             subscription.start()
         self._resubscribe = False
+
+    def _peek(
+        self, token: str, required_scopes: Collection[str], max_staleness: float | None
+    ) -> ValidationResult | None:
+        """The cache's answer, without waiting for anything; None when only the server knows.
+
+        What ``validate`` does before its first suspension, for callers that
+        choose how to wait themselves (the integrations' core:
+        ``Authenticator``). Never blocks: a hit takes no lock.
+        """
+        found = self._cache.lookup(token, required_scopes, max_staleness)
+        if isinstance(found, str):
+            return None
+        if self._resubscribe:  # a forked child's first answer (see _after_fork)
+            self._subscribe()
+        return found
 
     def clear_cache(self) -> None:
         """Forget every cached answer, e.g. after revoking tokens from this process."""

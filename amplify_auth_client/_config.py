@@ -4,7 +4,6 @@ from, and what every option may be. The options and their defaults are in
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from typing import Any, Final
 import httpx
 
 from amplify_auth_client._exceptions import AuthConfigError
-from amplify_auth_client._options import DEFAULTS, ClientOptions
+from amplify_auth_client._options import DEFAULTS, ClientOptions, seconds
 
 ENV_BASE_URL: Final = "AUTH_SERVICE_URL"
 ENV_ADMIN_TOKEN: Final = "AUTH_ADMIN_TOKEN"
@@ -27,20 +26,6 @@ def _from_env(name: str) -> str | None:
     # An exported-but-empty variable means "not set", as shells usually intend.
     value = os.environ.get(name, "").strip()
     return value or None
-
-
-def seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
-    """``value`` as finite seconds, or :class:`AuthConfigError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise AuthConfigError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if math.isinf(value):
-        # An infinite TTL would serve a revoked token forever; an infinite
-        # timeout or deadline would hang a request behind a dead server.
-        raise AuthConfigError(f"{name} must be a finite number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = "zero or more" if allow_zero else "more than zero"
-        raise AuthConfigError(f"{name} must be {bound} seconds, got {value!r}")
-    return float(value)
 
 
 def _timeout(value: float | httpx.Timeout) -> httpx.Timeout:

@@ -1,4 +1,4 @@
-"""One call's max_staleness and stale_if_error: a dangerous action asks, a read may ride an outage."""
+"""One call's max_staleness and stale_if_error: a risky action asks, a read may ride an outage."""
 
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ class Authenticator:
             return insufficient_scope(self.realm, policy.scopes, result.missing_scopes)
         if not result.valid:
             return self._invalid.get(result.reason, self._invalid[None])
-        caller = Caller.from_result(result)
+        caller = result.caller or Caller.from_result(result)
         if caller is None:
             logger.warning("the auth service called a token valid without naming it")
             return self._unavailable

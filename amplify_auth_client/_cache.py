@@ -63,6 +63,7 @@ from datetime import datetime
 from hashlib import sha256
 from typing import Final, Generic, TypeVar
 
+from amplify_auth_client._caller import Caller
 from amplify_auth_client._models import CacheStats, Reason, ValidationResult
 from amplify_auth_client.contract import TOKEN_LENGTH, missing_scopes, token_is_well_formed
 
@@ -143,9 +144,17 @@ class Answer:
             expires_ts = self.expires_at.timestamp()
         object.__setattr__(self, "scope_set", frozenset(self.scopes))
         object.__setattr__(self, "expires_ts", expires_ts)
+        hit = replace(base, cached=True)
+        stale = replace(base, cached=True, stale=True)
+        # The Caller too, once per answer: a frozen dataclass costs a couple of
+        # microseconds to build, more than the rest of a hit.
+        caller = Caller.from_result(base)
+        object.__setattr__(base, "caller", caller)
+        object.__setattr__(hit, "caller", caller)
+        object.__setattr__(stale, "caller", None if caller is None else replace(caller, stale=True))
         object.__setattr__(self, "fresh", base)
-        object.__setattr__(self, "hit", replace(base, cached=True))
-        object.__setattr__(self, "stale", replace(base, cached=True, stale=True))
+        object.__setattr__(self, "hit", hit)
+        object.__setattr__(self, "stale", stale)
 
     def judge(self, required_scopes: Collection[str], base: ValidationResult) -> ValidationResult:
         """``base`` (one of the three results) if the scopes are held, else the shortfall.

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from amplify_auth_client._models import ValidationResult
 from amplify_auth_client.contract import missing_scopes
+
+if TYPE_CHECKING:
+    from amplify_auth_client._models import ValidationResult
 
 
 @dataclass(frozen=True, slots=True)

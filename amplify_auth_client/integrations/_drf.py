@@ -112,7 +112,9 @@ class HasScopes(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if isinstance(request.auth, Caller):
             return True
-        authenticator = AmplifyTokenAuthentication().authenticator()
-        refusal = authenticator.credentials(())
+        # The view's own authentication class knows the authenticator (and realm).
+        ours = [a for a in request.authenticators if isinstance(a, AmplifyTokenAuthentication)]
+        authentication = ours[0] if ours else AmplifyTokenAuthentication()
+        refusal = authentication.authenticator().credentials(())
         assert isinstance(refusal, Refusal)
         raise AuthRefused(refusal)

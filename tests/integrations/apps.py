@@ -183,9 +183,9 @@ def flask_target(
         def orders() -> dict[str, str]:
             return {"caller": current_caller().name}
 
-    with wsgi_serving(lambda host, port: make_server(host, port, app, threaded=True)) as url:
-        with http_caller(url) as call:
-            yield call
+    serve = wsgi_serving(lambda host, port: make_server(host, port, app, threaded=True))
+    with serve as url, http_caller(url) as call:
+        yield call
 
 
 @contextmanager

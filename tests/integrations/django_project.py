@@ -24,7 +24,7 @@ def configure() -> None:
     if not settings.configured:
         settings.configure(
             DEBUG=False,
-            SECRET_KEY="tests-only-not-a-secret",  # noqa: S106 - a test project's key
+            SECRET_KEY="tests-only-not-a-secret",
             ROOT_URLCONF=__name__,
             ALLOWED_HOSTS=["127.0.0.1", "localhost", "testserver"],
             INSTALLED_APPS=["rest_framework"],
@@ -66,9 +66,9 @@ def install(auth: Authenticator, prefix: str) -> None:
     Authentication.auth = auth
 
     class Orders(APIView):  # type: ignore[misc]
-        authentication_classes = [Authentication]
-        permission_classes = [HasScopes]
-        required_scopes = ["orders:read"]
+        authentication_classes = (Authentication,)
+        permission_classes = (HasScopes,)
+        required_scopes = ("orders:read",)
 
         def get(self, request: Any) -> Response:
             return Response({"caller": request.auth.name, "user": str(request.user)})

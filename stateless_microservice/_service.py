@@ -33,19 +33,16 @@ import logging
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from amplify_auth_client import AsyncAuthClient, AuthConfigError, Authenticator, Refusal
+from amplify_auth_client import AsyncAuthClient, AuthConfigError, Authenticator
 from amplify_auth_client._refusal import check_realm
 from amplify_auth_client._shared import (
     ENV_CACHE_TTL,
@@ -53,8 +50,8 @@ from amplify_auth_client._shared import (
     cache_ttl_from_environment,
 )
 from stateless_microservice._action import StatelessAction
-from stateless_microservice._errors import ActionError, payload_too_large, refused
-from stateless_microservice._identity import ActionRequest, Caller
+from stateless_microservice._dispatch import ActionFront, Runtime, endpoint, error_response
+from stateless_microservice._errors import ActionError
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -80,28 +77,6 @@ _ERROR_SCHEMA: Final[dict[str, Any]] = {
     "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
 }
 _HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed"}
-
-
-@dataclass
-class _Runtime:
-    """What exists only while the app runs: the authenticator of its event loop's client."""
-
-    authenticator: Authenticator | None = None
-
-    async def authenticate(self, request: Request, action: StatelessAction) -> Caller:
-        authenticator = self.authenticator
-        if authenticator is None:
-            raise RuntimeError(
-                "the service's auth client is not running: serve the app with its lifespan "
-                "(uvicorn does; in tests use `with TestClient(app)` or "
-                "stateless_microservice.testing.service_client)"
-            )
-        found = await authenticator.authenticate_async(
-            request.headers.getlist("authorization"), action.policy
-        )
-        if isinstance(found, Refusal):
-            raise refused(found)
-        return found
 
 
 class StatelessService:
@@ -158,7 +133,7 @@ class StatelessService:
         except ValueError as exc:
             raise ValueError(f"service name: {exc}") from None
         actions = _checked(list(self.actions()))
-        runtime = _Runtime()
+        runtime = Runtime()
         factory = auth_client or auth_client_from_environment
         needs_auth = any(not action.public for action in actions)
 
@@ -181,10 +156,11 @@ class StatelessService:
             description=inspect.getdoc(type(self)) or "",
             lifespan=lifespan,
         )
-        for action in actions:
+        routes = [(action, endpoint(action, runtime, self.max_body_bytes)) for action in actions]
+        for action, answer in routes:
             app.add_api_route(
                 action.path,
-                _endpoint(action, runtime, self.max_body_bytes),
+                answer,
                 methods=[action.method],
                 name=action.name,
                 operation_id=action.name,
@@ -193,6 +169,8 @@ class StatelessService:
                 openapi_extra=_openapi_extra(action),
             )
         app.add_exception_handler(HTTPException, _http_error)
+        # In front of FastAPI's router: the actions' requests skip it (see _dispatch).
+        app.add_middleware(ActionFront, routes=routes)
         app.openapi = _openapi(app, needs_auth)  # type: ignore[method-assign]
         return app
 
@@ -241,83 +219,6 @@ def _checked(actions: Sequence[StatelessAction]) -> Sequence[StatelessAction]:
 _PATH_PARAM_SHAPE: Final = re.compile(r"\{[^}]*\}")
 
 
-def _endpoint(
-    action: StatelessAction, runtime: _Runtime, max_body_bytes: int
-) -> Callable[[Request], Awaitable[Response]]:
-    handler = cast(Callable[..., Any], action.handler)
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            caller = None if action.public else await runtime.authenticate(request, action)
-            data = ActionRequest(
-                method=request.method,
-                path=request.url.path,
-                path_params=dict(request.path_params),
-                query=dict(request.query_params),
-                headers=_headers(request),
-                body=await _body(request, max_body_bytes),
-            )
-            arguments = (data,) if caller is None else (data, caller)
-            if action.is_async:
-                result = await handler(*arguments)
-            else:
-                result = await run_in_threadpool(handler, *arguments)
-                if inspect.isawaitable(result):  # a plain function that returned a coroutine
-                    result = await result
-            return _render(result)
-        except ActionError as error:
-            return _error_response(error)
-        except Exception:
-            # Logged with its traceback here, answered without it: a traceback
-            # may hold anything the handler had in hand.
-            logger.exception("action %s failed", action.name)
-            return _error_response(
-                ActionError(
-                    "the service failed to answer; the error is in its log",
-                    status_code=500,
-                    code="internal_error",
-                )
-            )
-
-    endpoint.__name__ = action.name.replace("-", "_").replace(".", "_")
-    return endpoint
-
-
-def _headers(request: Request) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        if name == "authorization":
-            continue  # never handed to handlers: see _identity's docstring
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise payload_too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # a chunked body declares no length: count as it comes
-            raise payload_too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _render(result: Any) -> Response:
-    if isinstance(result, Response):
-        return result
-    if result is None:
-        return Response(status_code=204)
-    return JSONResponse(jsonable_encoder(result))
-
-
-def _error_response(error: ActionError) -> Response:
-    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
-
-
 async def _http_error(_: Request, exc: Exception) -> Response:
     # An unknown path or a wrong method: Starlette's, put in our JSON shape.
     assert isinstance(exc, HTTPException)
@@ -327,7 +228,7 @@ async def _http_error(_: Request, exc: Exception) -> Response:
         code=_HTTP_CODES.get(exc.status_code, "http_error"),
         headers=exc.headers,
     )
-    return _error_response(error)
+    return error_response(error)
 
 
 def _responses(action: StatelessAction) -> dict[int | str, dict[str, Any]]:

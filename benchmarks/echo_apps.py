@@ -1,0 +1,84 @@
+"""The apps of ``service_echo.py``, each served by the same uvicorn options.
+
+    python benchmarks/echo_apps.py {bare,dependency,example} PORT
+
+* ``bare``: the example's ``POST /echo`` handler in a bare FastAPI app, no
+  authentication (the baseline of both comparisons).
+* ``dependency``: the same route behind ``Depends(RequireScopes("read"))``.
+* ``example``: ``examples/authenticated_service/app.py``, a StatelessService.
+
+One process each, uvloop and httptools, no access log, no server header: the
+options of the issue's first measurement.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+
+from amplify_auth_client import Caller
+from amplify_auth_client.integrations.fastapi import RequireScopes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bare() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "healthy"}
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        return {"echo": await request.json() if body else None, "token_name": "bench"}
+
+    return app
+
+
+def dependency() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "healthy"}
+
+    @app.post("/echo")
+    async def echo(
+        request: Request, caller: Caller = Depends(RequireScopes("read"))
+    ) -> dict[str, Any]:
+        body = await request.body()
+        return {"echo": await request.json() if body else None, "token_name": caller.name}
+
+    return app
+
+
+def example() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "example_app", ROOT / "examples/authenticated_service/app.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
+
+
+if __name__ == "__main__":
+    app = {"bare": bare, "dependency": dependency, "example": example}[sys.argv[1]]()
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[2]),
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )

@@ -31,7 +31,8 @@ it is there for the OpenAPI document, which reads scopes only from
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 try:
     from fastapi import FastAPI, HTTPException, Request, Security
@@ -45,7 +46,7 @@ except ImportError as exc:
 
 from amplify_auth_client import Authenticator, Caller, OnOutage, Policy, Refusal
 
-__all__ = ["SECURITY_SCHEME", "AuthRefused", "RequireScopes", "add_refusal_handler"]
+__all__ = ["SECURITY_SCHEME", "AuthRefused", "RequireScopes", "add_refusal_handler", "public"]
 
 #: The OpenAPI name of the bearer scheme the dependency declares.
 SECURITY_SCHEME = "bearerAuth"
@@ -132,6 +133,18 @@ def add_refusal_handler(app: FastAPI) -> None:
     app.add_exception_handler(AuthRefused, _refused)
 
 
-def policy_of(dependency: Any) -> Policy | None:
-    """The policy of a :class:`RequireScopes` dependency; None for anything else."""
-    return dependency.policy if isinstance(dependency, RequireScopes) else None
+#: The attribute :func:`public` sets on an endpoint.
+PUBLIC_MARK = "__amplify_public__"
+
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def public(endpoint: E) -> E:
+    """Declare a route open to all, for ``auth-cli audit-routes`` (costs nothing per request)::
+
+    @app.get("/health")
+    @public
+    async def health(): ...
+    """
+    setattr(endpoint, PUBLIC_MARK, True)
+    return endpoint

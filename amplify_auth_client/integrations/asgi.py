@@ -18,9 +18,10 @@ Every HTTP request and WebSocket handshake to a path not listed in
 ``public`` needs a token holding ``scopes``; the app behind sees the
 :class:`~amplify_auth_client.Caller` in ``scope["amplify_auth.caller"]``
 (:func:`caller_of`). A refusal is the core's: status, ``WWW-Authenticate``
-and the JSON body, sent before the app is called; a WebSocket handshake is
-closed instead (1008, or 1013 "try again later" when the auth service is
-down). ``public`` entries are exact paths, or prefixes ending with ``*``.
+and the JSON body, sent before the app is called; a WebSocket handshake gets
+the same HTTP answer where the server offers ASGI's
+``websocket.http.response`` extension (uvicorn does), and is otherwise
+closed (1008, or 1013 "try again later" when the auth service is down). ``public`` entries are exact paths, or prefixes ending with ``*``.
 
 Pure ASGI, no framework: nothing to install, and nothing between the
 server and the app but one dictionary lookup and a cache hit. One policy per
@@ -113,8 +114,10 @@ class AuthMiddleware:
         found = await auth.authenticate_async(values, self.policy)
         if isinstance(found, Refusal):
             if kind == "http":
-                await _send_refusal(found, send)
-            else:
+                await _send_refusal(found, send, "http.response")
+            elif "websocket.http.response" in scope.get("extensions", {}):
+                await _send_refusal(found, send, "websocket.http.response")
+            else:  # the server cannot send a response to a handshake: close it
                 await send(
                     {"type": "websocket.close", "code": 1013 if found.status == 503 else 1008}
                 )
@@ -133,12 +136,12 @@ class AuthMiddleware:
         return closing
 
 
-async def _send_refusal(refusal: Refusal, send: Send) -> None:
+async def _send_refusal(refusal: Refusal, send: Send, kind: str) -> None:
     body = refusal.json()
     headers = [
         *_JSON,
         (b"content-length", str(len(body)).encode()),
         *((name.lower().encode(), value.encode()) for name, value in refusal.headers.items()),
     ]
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{kind}.start", "status": refusal.status, "headers": headers})
+    await send({"type": f"{kind}.body", "body": body})

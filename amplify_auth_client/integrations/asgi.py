@@ -21,7 +21,8 @@ Every HTTP request and WebSocket handshake to a path not listed in
 and the JSON body, sent before the app is called; a WebSocket handshake gets
 the same HTTP answer where the server offers ASGI's
 ``websocket.http.response`` extension (uvicorn does), and is otherwise
-closed (1008, or 1013 "try again later" when the auth service is down). ``public`` entries are exact paths, or prefixes ending with ``*``.
+closed (1008, or 1013 "try again later" when the auth service is down).
+``public`` entries are exact paths, or prefixes ending with ``*``.
 
 Pure ASGI, no framework: nothing to install, and nothing between the
 server and the app but one dictionary lookup and a cache hit. One policy per

@@ -118,5 +118,5 @@ def test_a_streaming_refusal_is_the_cores(
 
 
 def test_method_names_are_checked_when_built() -> None:
-    with pytest.raises(ValueError, match="/package.Service/Method"):
+    with pytest.raises(ValueError, match=r"/package\.Service/Method"):
         AuthInterceptor(methods={"Orders.Get": ["read"]})

@@ -30,6 +30,7 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+from amplify_auth_client import _telemetry
 from amplify_auth_client._api import Call
 from amplify_auth_client._cache import ValidationCache
 from amplify_auth_client._config import ClientConfig
@@ -126,6 +127,7 @@ class BaseAuthClient:
             # Collected without close(): the thread must not outlive the client.
             weakref.finalize(self, self._subscription.stop, 0)
         _CLIENTS.add(self)
+        _telemetry.watch(self)
 
     @staticmethod
     def _subscribes(requested: bool | None, custom_transport: bool) -> bool:
@@ -267,7 +269,8 @@ class BaseAuthClient:
         if call.forget is not None:
             self._cache.forget(call.forget)
         try:
-            yield request, self._retry.start(idempotent=call.idempotent)
+            with _telemetry.call_span(call, self._where):
+                yield request, self._retry.start(idempotent=call.idempotent)
         finally:
             if call.forget is not None:
                 self._cache.forget(call.forget)
@@ -357,6 +360,7 @@ class BaseAuthClient:
     def _read(self, call: Call[T], response: httpx.Response, attempts: Attempts) -> T:
         """The parsed body of a 2xx answer; otherwise the error from our tree, raised."""
         status = response.status_code
+        _telemetry.answered(status, attempts.attempt)
         if 200 <= status < 300:
             try:
                 return call.parse(response.json())

@@ -95,6 +95,9 @@ class BaseAuthClient:
             negative_ttl=config.negative_cache_ttl,
             stale_if_error=config.stale_if_error,
         )
+        # Bound once: the hit path then skips an attribute lookup and a bound
+        # method's creation on every call.
+        self._lookup = self._cache.lookup
         self._retry = RetryPolicy(max_retries=config.max_retries, deadline=config.retry_deadline)
         self._timeouts = config.timeout.as_dict()
         # How long a caller waits for the request it joined. The fetcher's
@@ -212,8 +215,8 @@ class BaseAuthClient:
         choose how to wait themselves (the integrations' core:
         ``Authenticator``). Never blocks: a hit takes no lock.
         """
-        found = self._cache.lookup(token, required_scopes, max_staleness)
-        if isinstance(found, str):
+        found = self._lookup(token, required_scopes, max_staleness)
+        if type(found) is not ValidationResult:  # the key of a miss
             return None
         if self._resubscribe:  # a forked child's first answer (see _after_fork)
             self._subscribe()

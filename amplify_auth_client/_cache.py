@@ -24,17 +24,19 @@ Logic only, no I/O: the clients ask it before sending, and tell it what came bac
 
 **A hit takes no lock.** The entries are a plain ``dict``, whose single
 operations are atomic; an entry is never changed once stored (it is replaced
-whole), except for its ``used`` flag. Eviction is CLOCK (second chance), the
+whole), except for its hit count. Eviction is CLOCK (second chance), the
 approximation of least-recently-used that operating systems use for pages: a
-hit sets ``used``; when the table is full, the oldest entry goes unless its
-flag is set, in which case the flag is cleared and the entry moves to the
-back. An exact LRU would reorder a list on every read, which needs the lock
+hit counts itself on its entry; when the table is full, the oldest entry goes
+unless it was hit since the hand last passed it, in which case it moves to
+the back. An exact LRU would reorder a list on every read, which needs the lock
 (cachetools' ``LRUCache`` did, and cost as much as the rest of a hit
 together). Writers (store, evict, forget, clear, the in-flight table and the
 miss counters) still share one lock, held for a dictionary operation or two,
-never across I/O. The hit counter is incremented without it: under the GIL
-an attribute ``+=`` is not interrupted in practice; on a free-threaded build
-a count may be lost under contention, never an answer.
+never across I/O. A hit's count on its entry is the one write it makes,
+without the lock: under the GIL an attribute ``+=`` is not interrupted in
+practice; on a free-threaded build a count may be lost under contention,
+never an answer. ``stats()`` adds the live entries' counts to those of the
+entries gone.
 
 **In flight**: both clients coalesce through the same table, each with its
 own kind of future (``concurrent.futures`` for threads, ``asyncio`` for
@@ -173,11 +175,21 @@ class Answer:
 class _Entry:
     """An answer and its deadlines, with what a hit needs copied into slots of its own.
 
-    Never changed once stored, but for ``used`` (see the module's docstring):
-    a reader holding no lock sees a whole entry, old or new.
+    Never changed once stored, but for its hit count and ``granted`` (see the
+    module's docstring): a reader holding no lock sees a whole entry, old or new.
     """
 
-    __slots__ = ("answer", "expires_ts", "fresh_until", "hit", "scope_set", "stored_at", "used")
+    __slots__ = (
+        "answer",
+        "expires_ts",
+        "fresh_until",
+        "granted",
+        "hit",
+        "hits",
+        "scope_set",
+        "seen",
+        "stored_at",
+    )
 
     def __init__(self, answer: Answer, stored_at: float, fresh_until: float) -> None:
         self.fresh_until = fresh_until
@@ -186,7 +198,13 @@ class _Entry:
         self.scope_set = answer.scope_set
         self.answer = answer
         self.stored_at = stored_at
-        self.used = False
+        #: Hits on this entry (the one write a hit makes), and their number when the
+        #: eviction hand last passed it: "used since" is ``hits != seen``.
+        self.hits = self.seen = 0
+        #: The last tuple of required scopes found held: the same tuple again (a
+        #: route's, every request) is then held without looking. Only a tuple,
+        #: which cannot change after the check.
+        self.granted: tuple[str, ...] = ()
 
     def fresh_until_for(self, max_age: float | None) -> float:
         """When this entry stops being fresh for a caller who accepts answers ``max_age`` old."""
@@ -256,9 +274,12 @@ class ValidationCache(Generic[F]):
         if entry is not None:
             fresh_until = entry.fresh_until if max_age is None else entry.fresh_until_for(max_age)
             if fresh_until > monotonic() and entry.expires_ts > wall_time():
-                self._hits += 1
-                entry.used = True
-                if not required_scopes or entry.scope_set.issuperset(required_scopes):
+                entry.hits += 1
+                if required_scopes is entry.granted or not required_scopes:
+                    return entry.hit
+                if entry.scope_set.issuperset(required_scopes):
+                    if type(required_scopes) is tuple:
+                        entry.granted = required_scopes
                     return entry.hit
                 return entry.answer.judge(required_scopes, entry.hit)
         if not token_is_well_formed(token):
@@ -326,7 +347,7 @@ class ValidationCache(Generic[F]):
         if not self._maxsize:
             return
         # Out first, so that the new entry goes to the back of the eviction order.
-        entries.pop(key, None)
+        self._retire(entries.pop(key, None))
         if not answer.cacheable:
             # Not remembered, but it still supersedes what we had: an older
             # positive entry must not come back as a stale answer.
@@ -345,10 +366,16 @@ class ValidationCache(Generic[F]):
         while entries:
             key, entry = next(iter(entries.items()))
             del entries[key]
-            if not entry.used:
+            if entry.hits == entry.seen:
+                self._retire(entry)
                 return
-            entry.used = False  # a second chance: to the back
+            entry.seen = entry.hits  # a second chance: to the back
             entries[key] = entry
+
+    def _retire(self, entry: _Entry | None) -> None:
+        """Keep the hits of an entry that leaves the table in the cache's own count."""
+        if entry is not None:
+            self._hits += entry.hits
 
     def stale(
         self,
@@ -388,7 +415,7 @@ class ValidationCache(Generic[F]):
     def stats(self) -> CacheStats:
         with self._lock:
             return CacheStats(
-                hits=self._hits,
+                hits=self._hits + sum(entry.hits for entry in self._entries.values()),
                 misses=self._misses,
                 coalesced=self._coalesced,
                 errors=self._errors,
@@ -410,7 +437,7 @@ class ValidationCache(Generic[F]):
             self._new_generation()
             stale = [k for k, e in self._entries.items() if e.answer.token_id == token_id]
             for key in stale:
-                del self._entries[key]
+                self._retire(self._entries.pop(key))
 
     def evict(self, key: str) -> None:
         """Drop the entry of token hash ``key``, which the server says changed.
@@ -421,12 +448,14 @@ class ValidationCache(Generic[F]):
         """
         with self._lock:
             self._inflight.pop(key, None)
-            self._entries.pop(key, None)
+            self._retire(self._entries.pop(key, None))
 
     def clear(self) -> None:
         """Forget every entry and detach every flight (counters are kept)."""
         with self._lock:
             self._new_generation()
+            for entry in self._entries.values():
+                self._retire(entry)
             self._entries.clear()
 
     def _new_generation(self) -> None:
@@ -441,6 +470,8 @@ class ValidationCache(Generic[F]):
         of the parent may have been halfway through changing them.
         """
         if self._lock.locked():
+            for entry in list(self._entries.values()):
+                self._retire(entry)
             self._entries = {}
         self._lock = threading.Lock()
         self._inflight = {}

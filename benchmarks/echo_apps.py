@@ -1,10 +1,12 @@
 """The apps of ``service_echo.py``, each served by the same uvicorn options.
 
-    python benchmarks/echo_apps.py {bare,dependency,example} PORT
+    python benchmarks/echo_apps.py {bare,dependency,requires,middleware,example} PORT
 
 * ``bare``: the example's ``POST /echo`` handler in a bare FastAPI app, no
   authentication (the baseline of both comparisons).
 * ``dependency``: the same route behind ``Depends(RequireScopes("read"))``.
+* ``requires``: the same behind ``requires("read")``, the one-dependency form.
+* ``middleware``: the bare app behind ``AuthMiddleware(scopes=["read"])``.
 * ``example``: ``examples/authenticated_service/app.py``, a StatelessService.
 
 One process each, uvloop and httptools, no access log, no server header: the
@@ -22,7 +24,8 @@ import uvicorn
 from fastapi import Depends, FastAPI, Request
 
 from amplify_auth_client import Caller
-from amplify_auth_client.integrations.fastapi import RequireScopes
+from amplify_auth_client.integrations.asgi import AuthMiddleware, caller_of
+from amplify_auth_client.integrations.fastapi import RequireScopes, requires
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +62,37 @@ def dependency() -> FastAPI:
     return app
 
 
+def requires_form() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "healthy"}
+
+    @app.post("/echo")
+    async def echo(request: Request, caller: Caller = requires("read")) -> dict[str, Any]:
+        body = await request.body()
+        return {"echo": await request.json() if body else None, "token_name": caller.name}
+
+    return app
+
+
+def middleware() -> Any:
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "healthy"}
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        caller = caller_of(request.scope)
+        return {"echo": await request.json() if body else None, "token_name": caller.name}
+
+    return AuthMiddleware(app, scopes=["read"], public=["/health"])
+
+
 def example() -> Any:
     spec = importlib.util.spec_from_file_location(
         "example_app", ROOT / "examples/authenticated_service/app.py"
@@ -71,7 +105,14 @@ def example() -> Any:
 
 
 if __name__ == "__main__":
-    app = {"bare": bare, "dependency": dependency, "example": example}[sys.argv[1]]()
+    apps = {
+        "bare": bare,
+        "dependency": dependency,
+        "requires": requires_form,
+        "middleware": middleware,
+        "example": example,
+    }
+    app = apps[sys.argv[1]]()
     uvicorn.run(
         app,
         host="127.0.0.1",

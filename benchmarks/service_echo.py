@@ -9,7 +9,9 @@ alternating round by round:
 
 * **bare**: the example's echo handler in a bare FastAPI app, no token;
 * **example**: the example service (a ``StatelessService``), authenticated;
-* **dependency**: the bare route behind ``Depends(RequireScopes("read"))``.
+* **dependency**: the bare route behind ``Depends(RequireScopes("read"))``;
+* **requires**: the same behind ``requires("read")`` (one dependency, not two);
+* **middleware**: the bare app behind ``AuthMiddleware`` (pure ASGI).
 
 Every authenticated request is a cache hit after the first (the SDK's
 default 30 s cache, its revocation subscription live), as in production.
@@ -37,7 +39,7 @@ from server_validate import create_token, serve, server_env, wrk  # noqa: E402
 from amplify_auth_client import generate_token  # noqa: E402
 from tests.support.services import free_port  # noqa: E402
 
-APPS = ("bare", "example", "dependency")
+APPS = ("bare", "example", "dependency", "requires", "middleware")
 
 
 def main() -> None:

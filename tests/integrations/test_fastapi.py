@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, Security
 
 from amplify_auth_client import Authenticator, Caller
-from amplify_auth_client.integrations.fastapi import RequireScopes, public
+from amplify_auth_client.integrations.fastapi import RequireScopes, public, requires
 from amplify_auth_client.pytest_plugin import TokenFactory
 from amplify_auth_client.testing import FakeAuthServer
 from tests.integrations.servers import uvicorn_serving
+
+#: The one-dependency form, as a named alias (module level: FastAPI resolves it by name).
+Reader = Annotated[Caller, requires("orders:read")]
 
 
 @asynccontextmanager
@@ -109,3 +113,19 @@ def test_a_public_route_needs_no_token_even_while_auth_is_down(
 ) -> None:
     amplify_auth_server.available = False
     assert httpx.get(url + "/health").json() == {"status": "ok"}
+
+
+def test_the_requires_form_is_the_same_check_and_document(
+    amplify_auth_server: FakeAuthServer, amplify_token: TokenFactory
+) -> None:
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/orders")
+    async def orders(caller: Reader) -> dict[str, str]:
+        return {"caller": caller.name}
+
+    assert app.openapi()["paths"]["/orders"]["get"]["security"] == [{"bearerAuth": ["orders:read"]}]
+    token = amplify_token(scopes=["orders:read"], name="reader").token
+    with uvicorn_serving(app) as base:
+        assert httpx.get(base + "/orders", headers=bearer(token)).json() == {"caller": "reader"}
+        assert httpx.get(base + "/orders").status_code == 401

@@ -30,65 +30,60 @@ from amplify_auth_client.integrations.fastapi import RequireScopes, requires
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def bare() -> FastAPI:
+async def _echoed(request: Request, name: str) -> dict[str, Any]:
+    """The example's echo: the JSON body received, and the caller's name."""
+    body = await request.body()
+    return {"echo": await request.json() if body else None, "token_name": name}
+
+
+def _app() -> FastAPI:
     app = FastAPI()
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "healthy"}
 
+    return app
+
+
+def bare() -> FastAPI:
+    app = _app()
+
     @app.post("/echo")
     async def echo(request: Request) -> dict[str, Any]:
-        body = await request.body()
-        return {"echo": await request.json() if body else None, "token_name": "bench"}
+        return await _echoed(request, "bench")
 
     return app
 
 
 def dependency() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "healthy"}
+    app = _app()
 
     @app.post("/echo")
     async def echo(
         request: Request, caller: Caller = Depends(RequireScopes("read"))
     ) -> dict[str, Any]:
-        body = await request.body()
-        return {"echo": await request.json() if body else None, "token_name": caller.name}
+        return await _echoed(request, caller.name)
 
     return app
 
 
 def requires_form() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "healthy"}
+    app = _app()
 
     @app.post("/echo")
     async def echo(request: Request, caller: Caller = requires("read")) -> dict[str, Any]:
-        body = await request.body()
-        return {"echo": await request.json() if body else None, "token_name": caller.name}
+        return await _echoed(request, caller.name)
 
     return app
 
 
 def middleware() -> Any:
-    app = FastAPI()
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "healthy"}
+    app = _app()
 
     @app.post("/echo")
     async def echo(request: Request) -> dict[str, Any]:
-        body = await request.body()
-        caller = caller_of(request.scope)
-        return {"echo": await request.json() if body else None, "token_name": caller.name}
+        return await _echoed(request, caller_of(request.scope).name)
 
     return AuthMiddleware(app, scopes=["read"], public=["/health"])
 

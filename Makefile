@@ -28,7 +28,7 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 docs: $(BIN)/.installed
-	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 pytest: $(BIN)/.installed
 	# Two workers, a test file each at a time (module fixtures start servers

@@ -13,6 +13,7 @@ Test helpers live in :mod:`amplify_auth_client.testing`.
 import importlib
 import typing
 
+from amplify_auth_client._caller import Caller
 from amplify_auth_client._exceptions import (
     AdminPermissionDenied,
     AdminTokenInvalid,
@@ -43,6 +44,8 @@ from amplify_auth_client._options import (
     DEFAULT_RETRY_DEADLINE,
     DEFAULT_TIMEOUT,
 )
+from amplify_auth_client._policy import DEFAULT_OUTAGE_GRACE, OnOutage, Policy
+from amplify_auth_client._refusal import Refusal
 from amplify_auth_client._version import __version__
 from amplify_auth_client.contract import (
     TOKEN_PREFIX,
@@ -53,6 +56,7 @@ from amplify_auth_client.contract import (
 
 if typing.TYPE_CHECKING:
     from amplify_auth_client._async_client import AsyncAuthClient
+    from amplify_auth_client._authenticator import Authenticator
     from amplify_auth_client._client import AuthClient
 
 __all__ = [
@@ -60,6 +64,7 @@ __all__ = [
     "DEFAULT_CACHE_TTL",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_NEGATIVE_CACHE_TTL",
+    "DEFAULT_OUTAGE_GRACE",
     "DEFAULT_RETRY_DEADLINE",
     "DEFAULT_TIMEOUT",
     "TOKEN_PREFIX",
@@ -72,12 +77,17 @@ __all__ = [
     "AuthError",
     "AuthRequestError",
     "AuthServiceUnavailable",
+    "Authenticator",
     "BulkRevocation",
     "CacheStats",
+    "Caller",
     "CreatedToken",
     "InvalidRequest",
+    "OnOutage",
     "Page",
+    "Policy",
     "Reason",
+    "Refusal",
     "TokenConflict",
     "TokenInfo",
     "TokenNotFound",
@@ -95,6 +105,7 @@ __all__ = [
 _CLIENTS = {
     "AsyncAuthClient": "amplify_auth_client._async_client",
     "AuthClient": "amplify_auth_client._client",
+    "Authenticator": "amplify_auth_client._authenticator",
 }
 
 

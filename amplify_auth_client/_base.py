@@ -30,6 +30,7 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+from amplify_auth_client import _telemetry
 from amplify_auth_client._api import Call
 from amplify_auth_client._cache import ValidationCache
 from amplify_auth_client._config import ClientConfig
@@ -44,7 +45,7 @@ from amplify_auth_client._exceptions import (
     TokenNotFound,
 )
 from amplify_auth_client._models import CacheStats, ValidationResult
-from amplify_auth_client._options import ClientOptions
+from amplify_auth_client._options import ClientOptions, seconds
 from amplify_auth_client._parse import error_body, scrub
 from amplify_auth_client._retry import LOCAL, RETRIABLE_STATUS, Attempts, RetryPolicy
 from amplify_auth_client._subscription import RevocationSubscription
@@ -95,6 +96,9 @@ class BaseAuthClient:
             negative_ttl=config.negative_cache_ttl,
             stale_if_error=config.stale_if_error,
         )
+        # Bound once: the hit path then skips an attribute lookup and a bound
+        # method's creation on every call.
+        self._lookup = self._cache.lookup
         self._retry = RetryPolicy(max_retries=config.max_retries, deadline=config.retry_deadline)
         self._timeouts = config.timeout.as_dict()
         # How long a caller waits for the request it joined. The fetcher's
@@ -127,6 +131,7 @@ class BaseAuthClient:
             # Collected without close(): the thread must not outlive the client.
             weakref.finalize(self, self._subscription.stop, 0)
         _CLIENTS.add(self)
+        _telemetry.watch(self)
 
     @staticmethod
     def _subscribes(requested: bool | None, custom_transport: bool) -> bool:
@@ -202,6 +207,22 @@ class BaseAuthClient:
             subscription.start()
         self._resubscribe = False
 
+    def _peek(
+        self, token: str, required_scopes: Collection[str], max_staleness: float | None
+    ) -> ValidationResult | None:
+        """The cache's answer, without waiting for anything; None when only the server knows.
+
+        What ``validate`` does before its first suspension, for callers that
+        choose how to wait themselves (the integrations' core:
+        ``Authenticator``). Never blocks: a hit takes no lock.
+        """
+        found = self._lookup(token, required_scopes, max_staleness)
+        if type(found) is not ValidationResult:  # the key of a miss
+            return None
+        if self._resubscribe:  # a forked child's first answer (see _after_fork)
+            self._subscribe()
+        return found
+
     def clear_cache(self) -> None:
         """Forget every cached answer, e.g. after revoking tokens from this process."""
         self._cache.clear()
@@ -251,7 +272,8 @@ class BaseAuthClient:
         request = self._build(call)
         self._forget(call)
         try:
-            yield request, self._retry.start(idempotent=call.idempotent)
+            with _telemetry.call_span(call, self._where):
+                yield request, self._retry.start(idempotent=call.idempotent)
         finally:
             self._forget(call)
 
@@ -346,6 +368,7 @@ class BaseAuthClient:
     def _read(self, call: Call[T], response: httpx.Response, attempts: Attempts) -> T:
         """The parsed body of a 2xx answer; otherwise the error from our tree, raised."""
         status = response.status_code
+        _telemetry.answered(status, attempts.attempt)
         if 200 <= status < 300:
             try:
                 return call.parse(response.json())
@@ -393,8 +416,22 @@ class BaseAuthClient:
 
     # -- a validation's flight ----------------------------------------------
 
+    @staticmethod
+    def _per_call(max_staleness: float | None, stale_if_error: float | None) -> None:
+        """Check one call's ``max_staleness`` and ``stale_if_error``: on the miss path only
+        (a value no entry can satisfy always gets there, see ``ValidationCache.lookup``)."""
+        if max_staleness is not None:
+            seconds("max_staleness", max_staleness)
+        if stale_if_error is not None:
+            seconds("stale_if_error", stale_if_error)
+
     def _failed(
-        self, key: str, required_scopes: Collection[str], error: BaseException
+        self,
+        key: str,
+        required_scopes: Collection[str],
+        error: BaseException,
+        max_staleness: float | None = None,
+        stale_if_error: float | None = None,
     ) -> ValidationResult:
         """A waiter's answer when the request it joined failed: stale if allowed, else raise.
 
@@ -408,7 +445,9 @@ class BaseAuthClient:
         if not isinstance(error, AuthServiceUnavailable):
             error = self._flight_error(error)
         if error._unreachable:
-            stale = self._cache.stale(key, required_scopes)
+            stale = self._cache.stale(
+                key, required_scopes, max_age=max_staleness, stale_if_error=stale_if_error
+            )
             if stale is not None:
                 return stale
         own = AuthServiceUnavailable(str(error), status_code=error.status_code)

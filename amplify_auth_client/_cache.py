@@ -10,20 +10,33 @@ Logic only, no I/O: the clients ask it before sending, and tell it what came bac
   answers every ``required_scopes`` combination locally.
 - **Deadlines live in the entry**: a fresh-until time on the monotonic clock
   (``cache_ttl`` for positive answers, the shorter ``negative_cache_ttl`` for
-  unknown, revoked and expired tokens), and the token's own ``expires_at`` on
-  the wall clock, past which an entry is never served, since that is the clock
-  the server judges expiry by. cachetools' ``TTLCache`` would cost more than the
-  rest of a hit together; an ``LRUCache`` bounds the size.
-- **Stale entries** (``stale_if_error``): a positive entry is kept up to that
-  many seconds past its fresh-until time and served, flagged ``stale=True``,
-  only when the server cannot be reached. A newer negative answer replaces
-  it, so a revocation that was seen is never undone by a stale entry.
+  unknown, revoked and expired tokens), the time it was fetched (for a
+  caller's ``max_staleness``), and the token's own ``expires_at`` on the wall
+  clock, past which an entry is never served, since that is the clock the
+  server judges expiry by.
+- **Stale entries** (``stale_if_error``, the client's or one call's): a
+  positive entry may be served that many seconds past its freshness, flagged
+  ``stale=True``, only when the server cannot be reached. A newer negative
+  answer replaces it, so a revocation that was seen is never undone by a
+  stale entry.
 - **Malformed tokens are never stored**, so a hit implies a well-formed token
   and the checksum check runs only on misses.
 
-cachetools is not thread-safe (even a read reorders the LRU list), so one
-lock guards the entries, the counters and the in-flight table used for
-coalescing; it is held for a dictionary operation or two, never across I/O.
+**A hit takes no lock.** The entries are a plain ``dict``, whose single
+operations are atomic; an entry is never changed once stored (it is replaced
+whole), except for its hit count. Eviction is CLOCK (second chance), the
+approximation of least-recently-used that operating systems use for pages: a
+hit counts itself on its entry; when the table is full, the oldest entry goes
+unless it was hit since the hand last passed it, in which case it moves to
+the back. An exact LRU would reorder a list on every read, which needs the lock
+(cachetools' ``LRUCache`` did, and cost as much as the rest of a hit
+together). Writers (store, evict, forget, clear, the in-flight table and the
+miss counters) still share one lock, held for a dictionary operation or two,
+never across I/O. A hit's count on its entry is the one write it makes,
+without the lock: under the GIL an attribute ``+=`` is not interrupted in
+practice; on a free-threaded build a count may be lost under contention,
+never an answer. ``stats()`` adds the live entries' counts to those of the
+entries gone.
 
 **In flight**: both clients coalesce through the same table, each with its
 own kind of future (``concurrent.futures`` for threads, ``asyncio`` for
@@ -52,8 +65,7 @@ from datetime import datetime
 from hashlib import sha256
 from typing import Final, Generic, TypeVar
 
-from cachetools import LRUCache
-
+from amplify_auth_client._caller import Caller
 from amplify_auth_client._models import CacheStats, Reason, ValidationResult
 from amplify_auth_client.contract import TOKEN_LENGTH, missing_scopes, token_is_well_formed
 
@@ -134,9 +146,17 @@ class Answer:
             expires_ts = self.expires_at.timestamp()
         object.__setattr__(self, "scope_set", frozenset(self.scopes))
         object.__setattr__(self, "expires_ts", expires_ts)
+        hit = replace(base, cached=True)
+        stale = replace(base, cached=True, stale=True)
+        # The Caller too, once per answer: a frozen dataclass costs a couple of
+        # microseconds to build, more than the rest of a hit.
+        caller = Caller.from_result(base)
+        object.__setattr__(base, "caller", caller)
+        object.__setattr__(hit, "caller", caller)
+        object.__setattr__(stale, "caller", None if caller is None else replace(caller, stale=True))
         object.__setattr__(self, "fresh", base)
-        object.__setattr__(self, "hit", replace(base, cached=True))
-        object.__setattr__(self, "stale", replace(base, cached=True, stale=True))
+        object.__setattr__(self, "hit", hit)
+        object.__setattr__(self, "stale", stale)
 
     def judge(self, required_scopes: Collection[str], base: ValidationResult) -> ValidationResult:
         """``base`` (one of the three results) if the scopes are held, else the shortfall.
@@ -153,17 +173,44 @@ class Answer:
 
 
 class _Entry:
-    """An answer and its deadlines, with what a hit needs copied into slots of its own."""
+    """An answer and its deadlines, with what a hit needs copied into slots of its own.
 
-    __slots__ = ("answer", "expires_ts", "fresh_until", "hit", "scope_set", "stale_until")
+    Never changed once stored, but for its hit count and ``granted`` (see the
+    module's docstring): a reader holding no lock sees a whole entry, old or new.
+    """
 
-    def __init__(self, answer: Answer, fresh_until: float, stale_until: float) -> None:
+    __slots__ = (
+        "answer",
+        "expires_ts",
+        "fresh_until",
+        "granted",
+        "hit",
+        "hits",
+        "scope_set",
+        "seen",
+        "stored_at",
+    )
+
+    def __init__(self, answer: Answer, stored_at: float, fresh_until: float) -> None:
         self.fresh_until = fresh_until
         self.expires_ts = answer.expires_ts
         self.hit = answer.hit
         self.scope_set = answer.scope_set
         self.answer = answer
-        self.stale_until = stale_until
+        self.stored_at = stored_at
+        #: Hits on this entry (the one write a hit makes), and their number when the
+        #: eviction hand last passed it: "used since" is ``hits != seen``.
+        self.hits = self.seen = 0
+        #: The last tuple of required scopes found held: the same tuple again (a
+        #: route's, every request) is then held without looking. Only a tuple,
+        #: which cannot change after the check.
+        self.granted: tuple[str, ...] = ()
+
+    def fresh_until_for(self, max_age: float | None) -> float:
+        """When this entry stops being fresh for a caller who accepts answers ``max_age`` old."""
+        if max_age is None:
+            return self.fresh_until
+        return min(self.fresh_until, self.stored_at + max_age)
 
 
 class ValidationCache(Generic[F]):
@@ -188,7 +235,7 @@ class ValidationCache(Generic[F]):
         negative_ttl: float,
         stale_if_error: float | None = None,
     ) -> None:
-        self._entries: LRUCache[str, _Entry] | None = LRUCache(maxsize) if maxsize > 0 else None
+        self._entries: dict[str, _Entry] = {}
         self._maxsize = maxsize
         self._ttl = ttl
         self._negative_ttl = negative_ttl
@@ -200,12 +247,18 @@ class ValidationCache(Generic[F]):
 
     # -- the hot path ----------------------------------------------------------
 
-    def lookup(self, token: str, required_scopes: Collection[str]) -> ValidationResult | str:
+    def lookup(
+        self, token: str, required_scopes: Collection[str], max_age: float | None = None
+    ) -> ValidationResult | str:
         """A local answer for ``token`` if there is one; otherwise its cache key, to fetch.
 
         ``required_scopes`` must be a tuple, list, set or frozenset (see
         :data:`SCOPE_TYPES`): the clients pass anything else through
         :func:`scopes_of` first, since the miss path needs the scopes again.
+        ``max_age`` (a caller's ``max_staleness``) refuses entries fetched
+        longer ago than that; 0 refuses every entry. It is checked by the
+        clients on the miss path only: a negative or NaN ``max_age`` finds no
+        entry fresh, so it always gets there.
         Cheapest first: the length test turns most garbage away before it is
         hashed; the checksum test runs only on a miss, since malformed tokens
         are never stored. A hit returns the entry's shared result object.
@@ -217,24 +270,16 @@ class ValidationCache(Generic[F]):
             key = sha256(token.encode()).hexdigest()
         except UnicodeEncodeError:  # an unpaired surrogate: no token has one
             return MALFORMED
-        entries = self._entries
-        if entries is not None:
-            lock = self._lock
-            # acquire/release rather than `with`: half the cost on CPython 3.11,
-            # and this runs on every request of every service that embeds us.
-            lock.acquire()
-            try:
-                # [] rather than .get(): one Python call fewer on every hit.
-                entry = entries[key]
-                fresh = entry.fresh_until > monotonic() and entry.expires_ts > wall_time()
-                if fresh:
-                    self._hits += 1
-            except KeyError:
-                fresh = False
-            finally:
-                lock.release()
-            if fresh:
-                if not required_scopes or entry.scope_set.issuperset(required_scopes):
+        entry = self._entries.get(key)
+        if entry is not None:
+            fresh_until = entry.fresh_until if max_age is None else entry.fresh_until_for(max_age)
+            if fresh_until > monotonic() and entry.expires_ts > wall_time():
+                entry.hits += 1
+                if required_scopes is entry.granted or not required_scopes:
+                    return entry.hit
+                if entry.scope_set.issuperset(required_scopes):
+                    if type(required_scopes) is tuple:
+                        entry.granted = required_scopes
                     return entry.hit
                 return entry.answer.judge(required_scopes, entry.hit)
         if not token_is_well_formed(token):
@@ -244,7 +289,11 @@ class ValidationCache(Generic[F]):
     # -- misses --------------------------------------------------------------
 
     def join(
-        self, key: str, required_scopes: Collection[str], new_future: Callable[[], F]
+        self,
+        key: str,
+        required_scopes: Collection[str],
+        new_future: Callable[[], F],
+        max_age: float | None = None,
     ) -> ValidationResult | tuple[F, int, bool]:
         """Count a miss and find who fetches: ``(future, generation, fetch)``.
 
@@ -253,18 +302,19 @@ class ValidationCache(Generic[F]):
         completes the future; every caller, the fetcher too, then waits on it.
         The entry is looked up again under the lock that guards the in-flight
         table: a caller that missed just before another's answer landed takes
-        that answer instead of sending a second request.
+        that answer instead of sending a second request. A caller with
+        ``max_age`` 0 takes no entry, but does join a request already in
+        flight: its answer is at most one round trip old.
         """
         with self._lock:
-            if self._entries is not None:
-                entry = self._entries.get(key)
-                if (
-                    entry is not None
-                    and entry.fresh_until > monotonic()
-                    and entry.expires_ts > wall_time()
-                ):
-                    self._hits += 1
-                    return entry.answer.judge(required_scopes, entry.hit)
+            entry = self._entries.get(key)
+            if (
+                entry is not None
+                and entry.fresh_until_for(max_age) > monotonic()
+                and entry.expires_ts > wall_time()
+            ):
+                self._hits += 1
+                return entry.answer.judge(required_scopes, entry.hit)
             self._misses += 1
             future = self._inflight.get(key)
             if future is not None:
@@ -293,41 +343,69 @@ class ValidationCache(Generic[F]):
                 del self._inflight[key]
 
     def _store(self, key: str, answer: Answer) -> None:
-        if self._entries is None:
+        entries = self._entries
+        if not self._maxsize:
             return
+        # Out first, so that the new entry goes to the back of the eviction order.
+        self._retire(entries.pop(key, None))
         if not answer.cacheable:
             # Not remembered, but it still supersedes what we had: an older
             # positive entry must not come back as a stale answer.
-            self._entries.pop(key, None)
             return
+        if len(entries) >= self._maxsize:
+            self._evict_one()
         now = monotonic()
-        if answer.positive:
-            fresh_until = now + self._ttl
-            stale_until = fresh_until + (self._stale_for or 0.0)
-        else:
-            # Stored even with a zero TTL: it must replace a positive entry
-            # that stale_if_error could otherwise still serve.
-            fresh_until = stale_until = now + self._negative_ttl
-        self._entries[key] = _Entry(answer, fresh_until, stale_until)
+        # A negative answer is stored even with a zero TTL: it must replace a
+        # positive entry that stale_if_error could otherwise still serve.
+        ttl = self._ttl if answer.positive else self._negative_ttl
+        entries[key] = _Entry(answer, now, now + ttl)
 
-    def stale(self, key: str, required_scopes: Collection[str]) -> ValidationResult | None:
-        """A positive answer kept for ``stale_if_error``, when the server could not answer.
+    def _evict_one(self) -> None:
+        """CLOCK: drop the oldest entry not used since the hand last passed it."""
+        entries = self._entries
+        while entries:
+            key, entry = next(iter(entries.items()))
+            del entries[key]
+            if entry.hits == entry.seen:
+                self._retire(entry)
+                return
+            entry.seen = entry.hits  # a second chance: to the back
+            entries[key] = entry
 
+    def _retire(self, entry: _Entry | None) -> None:
+        """Keep the hits of an entry that leaves the table in the cache's own count."""
+        if entry is not None:
+            self._hits += entry.hits
+
+    def stale(
+        self,
+        key: str,
+        required_scopes: Collection[str],
+        *,
+        max_age: float | None = None,
+        stale_if_error: float | None = None,
+    ) -> ValidationResult | None:
+        """A positive answer kept past its freshness, when the server could not answer.
+
+        ``stale_if_error`` (the call's, else the client's) is how long past
+        its freshness (``max_age``, else ``cache_ttl``) the answer may serve.
         Never past the token's ``expires_at``, never a negative answer, and
-        never anything when ``stale_if_error`` is off.
+        never anything when both are off.
         """
-        if self._stale_for is None or self._entries is None:
+        grace = self._stale_for if stale_if_error is None else stale_if_error
+        if grace is None:
             return None
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or not entry.answer.positive or entry.expires_ts <= wall_time():
                 return None
             now = monotonic()
-            if now < entry.fresh_until:
+            fresh_until = entry.fresh_until_for(max_age)
+            if now < fresh_until:
                 # Refreshed by another caller meanwhile: a fresh answer after all.
                 self._hits += 1
                 return entry.answer.judge(required_scopes, entry.hit)
-            if now >= entry.stale_until:
+            if now >= fresh_until + grace:
                 return None
             self._stale += 1
             return entry.answer.judge(required_scopes, entry.answer.stale)
@@ -337,12 +415,12 @@ class ValidationCache(Generic[F]):
     def stats(self) -> CacheStats:
         with self._lock:
             return CacheStats(
-                hits=self._hits,
+                hits=self._hits + sum(entry.hits for entry in self._entries.values()),
                 misses=self._misses,
                 coalesced=self._coalesced,
                 errors=self._errors,
                 stale=self._stale,
-                size=0 if self._entries is None else len(self._entries),
+                size=len(self._entries),
                 maxsize=self._maxsize,
             )
 
@@ -357,11 +435,9 @@ class ValidationCache(Generic[F]):
         """
         with self._lock:
             self._new_generation()
-            if self._entries is None:
-                return
             stale = [k for k, e in self._entries.items() if e.answer.token_id == token_id]
             for key in stale:
-                del self._entries[key]
+                self._retire(self._entries.pop(key))
 
     def evict(self, key: str) -> None:
         """Drop the entry of token hash ``key``, which the server says changed.
@@ -372,15 +448,15 @@ class ValidationCache(Generic[F]):
         """
         with self._lock:
             self._inflight.pop(key, None)
-            if self._entries is not None:
-                self._entries.pop(key, None)
+            self._retire(self._entries.pop(key, None))
 
     def clear(self) -> None:
         """Forget every entry and detach every flight (counters are kept)."""
         with self._lock:
             self._new_generation()
-            if self._entries is not None:
-                self._entries.clear()
+            for entry in self._entries.values():
+                self._retire(entry)
+            self._entries.clear()
 
     def _new_generation(self) -> None:
         # The callers already waiting keep their futures; only the table lets go.
@@ -393,8 +469,10 @@ class ValidationCache(Generic[F]):
         Entries are kept, unless the lock was held at the fork: another thread
         of the parent may have been halfway through changing them.
         """
-        if self._lock.locked() and self._entries is not None:
-            self._entries = LRUCache(self._maxsize)
+        if self._lock.locked():
+            for entry in list(self._entries.values()):
+                self._retire(entry)
+            self._entries = {}
         self._lock = threading.Lock()
         self._inflight = {}
         self._generation += 1

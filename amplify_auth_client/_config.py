@@ -4,7 +4,6 @@ from, and what every option may be. The options and their defaults are in
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from typing import Any, Final
 import httpx
 
 from amplify_auth_client._exceptions import AuthConfigError
-from amplify_auth_client._options import DEFAULTS, ClientOptions
+from amplify_auth_client._options import DEFAULTS, ClientOptions, seconds
 
 ENV_BASE_URL: Final = "AUTH_SERVICE_URL"
 ENV_ADMIN_TOKEN: Final = "AUTH_ADMIN_TOKEN"
@@ -29,26 +28,13 @@ def _from_env(name: str) -> str | None:
     return value or None
 
 
-def _seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise AuthConfigError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if math.isinf(value):
-        # An infinite TTL would serve a revoked token forever; an infinite
-        # timeout or deadline would hang a request behind a dead server.
-        raise AuthConfigError(f"{name} must be a finite number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = "zero or more" if allow_zero else "more than zero"
-        raise AuthConfigError(f"{name} must be {bound} seconds, got {value!r}")
-    return float(value)
-
-
 def _timeout(value: float | httpx.Timeout) -> httpx.Timeout:
     if not isinstance(value, httpx.Timeout):
-        return httpx.Timeout(_seconds("timeout", value, allow_zero=False))
+        return httpx.Timeout(seconds("timeout", value, allow_zero=False))
     # None is httpx's "no limit" for a phase, and allowed.
-    for phase, seconds in value.as_dict().items():
-        if seconds is not None:
-            _seconds(f"timeout ({phase})", seconds, allow_zero=False)
+    for phase, limit in value.as_dict().items():
+        if limit is not None:
+            seconds(f"timeout ({phase})", limit, allow_zero=False)
     return value
 
 
@@ -121,12 +107,12 @@ class ClientConfig:
             admin_token=_admin_token(given["admin_token"] or _from_env(ENV_ADMIN_TOKEN)),
             timeout=_timeout(given["timeout"]),
             cache_size=_count("cache_size", given["cache_size"]),
-            cache_ttl=_seconds("cache_ttl", given["cache_ttl"]),
-            negative_cache_ttl=_seconds("negative_cache_ttl", given["negative_cache_ttl"]),
+            cache_ttl=seconds("cache_ttl", given["cache_ttl"]),
+            negative_cache_ttl=seconds("negative_cache_ttl", given["negative_cache_ttl"]),
             max_retries=_count("max_retries", given["max_retries"]),
-            retry_deadline=_seconds("retry_deadline", given["retry_deadline"], allow_zero=False),
+            retry_deadline=seconds("retry_deadline", given["retry_deadline"], allow_zero=False),
             stale_if_error=(
-                None if stale_if_error is None else _seconds("stale_if_error", stale_if_error)
+                None if stale_if_error is None else seconds("stale_if_error", stale_if_error)
             ),
             subscribe_revocations=subscribe,
         )

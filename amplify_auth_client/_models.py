@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from amplify_auth_client.contract import Reason, TokenStatus
+
+if TYPE_CHECKING:
+    from amplify_auth_client._caller import Caller
 
 __all__ = [
     "AuditEntry",
@@ -50,7 +53,10 @@ class ValidationResult:
     required scopes it lacks, for ``reason="insufficient_scope"``. ``cached``
     says the answer came from the local cache, and ``stale`` that it came from
     a cache entry past its freshness, served only because the server was
-    unreachable (``stale_if_error``).
+    unreachable (``stale_if_error``). ``caller`` is the
+    :class:`~amplify_auth_client.Caller` a valid answer from the server
+    names, built once per answer and shared by every cache hit (None for
+    any other result).
     """
 
     valid: bool
@@ -62,6 +68,7 @@ class ValidationResult:
     expires_at: datetime | None = None
     cached: bool = False
     stale: bool = False
+    caller: Caller | None = field(default=None, init=False, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return self.valid

@@ -35,7 +35,10 @@ the package (for its contract) without the SDK's HTTP stack.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import TYPE_CHECKING, Any, Final, TypedDict
+
+from amplify_auth_client._exceptions import AuthConfigError
 
 if TYPE_CHECKING:
     import httpx
@@ -78,6 +81,20 @@ DEFAULTS: Final[dict[str, Any]] = {
     "stale_if_error": None,
     "subscribe_revocations": None,
 }
+
+
+def seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
+    """``value`` as finite seconds, or :class:`AuthConfigError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise AuthConfigError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if math.isinf(value):
+        # An infinite TTL would serve a revoked token forever; an infinite
+        # timeout or deadline would hang a request behind a dead server.
+        raise AuthConfigError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise AuthConfigError(f"{name} must be {bound} seconds, got {value!r}")
+    return float(value)
 
 
 def signature(transport: str) -> inspect.Signature:

@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from amplify_auth_client import __version__
-from amplify_auth_server import logs
+from amplify_auth_server import logs, telemetry
 from amplify_auth_server.bodies import JsonBodies
 from amplify_auth_server.bootstrap import register_admin_token
 from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache
@@ -228,4 +228,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         histogram=metrics.request_latency,
         streams=frozenset({events.EVENTS_PATH}),
     )
+    telemetry.install(app)  # OpenTelemetry spans, only when an SDK is configured
     return app

@@ -44,6 +44,7 @@ from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor, TokenRecord, utcnow
 from amplify_auth_server.propagation import Applied, Propagation
 from amplify_auth_server.store import ConcurrentUpdate, TokenStore
+from amplify_auth_server.telemetry import command_span
 
 logger = logging.getLogger("amplify_auth_server.commands")
 
@@ -367,9 +368,10 @@ class CommandQueue:
             raise ServiceUnavailable("too many pending changes; retry shortly") from None
         # Shielded: a client that hangs up must not cancel a change that the
         # writer may already have committed.
-        done = await asyncio.shield(future)
-        for pending in done.pending:
-            await pending
+        with command_span(command.kind):
+            done = await asyncio.shield(future)
+            for pending in done.pending:
+                await pending
         return done.value
 
     async def stop(self) -> None:

@@ -35,7 +35,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--number", type=int, default=200_000, help="calls per round")
     parser.add_argument("--repeat", type=int, default=7, help="rounds; the best counts")
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="configure an OpenTelemetry SDK (spans and metrics) first: a hit must not notice",
+    )
     args = parser.parse_args()
+    if args.otel:
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+
+        trace.set_tracer_provider(TracerProvider())
+        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
 
     server = FakeAuthServer()
     # An expiring token: the hit path then checks both clocks, the worst case.

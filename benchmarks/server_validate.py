@@ -48,7 +48,7 @@ from tests.support.services import free_port, fresh_database, redis_namespace  #
 # many tokens (with one token, concurrent misses coalesce into one lookup).
 LUA = """
 local bodies = {%s}
-local headers = {["Content-Type"] = "application/json"}
+local headers = {%s}
 local i = 0
 request = function()
   i = i %% #bodies + 1
@@ -95,9 +95,24 @@ def server_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def wrk(url: str, bodies: list[str], *, duration: int, connections: int) -> dict[str, float]:
+def wrk(
+    url: str,
+    bodies: list[str],
+    *,
+    duration: int,
+    connections: int,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """wrk's requests/s and p50/p99 (ms) for POSTs of ``bodies`` in turn, with ``headers``."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(LUA % ", ".join(f"[[{body}]]" for body in bodies))
+        script.write(
+            LUA
+            % (
+                ", ".join(f"[[{body}]]" for body in bodies),
+                ", ".join(f'["{name}"] = "{value}"' for name, value in sent.items()),
+            )
+        )
     try:
         out = subprocess.run(
             [

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
-from amplify_auth_client.contract import is_scope
+from amplify_auth_client import OnOutage, Policy
 from stateless_microservice._identity import ActionRequest, Caller
 
 HttpMethod: TypeAlias = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -48,6 +48,13 @@ class StatelessAction:
             required_scopes=["read", "write"],  # requires both scopes
         )
 
+    ``max_staleness``, ``on_outage`` and ``outage_grace`` say how far the
+    action trusts a cached answer, and what it does while the auth service is
+    down (see :class:`~amplify_auth_client.Policy`): ``max_staleness=0`` for
+    an action that must never act on a cached answer, ``on_outage=
+    "serve_cached"`` for a read that may ride an outage; the default is the
+    client's cache and a 503 during an outage.
+
     ``method`` defaults to POST (actions do things; a GET must be asked for);
     ``handler`` may be a plain function, run in a worker thread so it cannot
     block the event loop, or a coroutine function, awaited in the loop.
@@ -62,6 +69,11 @@ class StatelessAction:
     required_scopes: Collection[str] = ()
     method: HttpMethod = "POST"
     description: str | None = field(default=None, repr=False)
+    max_staleness: float | None = None
+    on_outage: OnOutage = "deny"
+    outage_grace: float | None = None
+    #: What the authentication core is asked for this action (built from the above).
+    policy: Policy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -82,7 +94,24 @@ class StatelessAction:
             )
         # Frozen: normalised values are set the way dataclasses set them.
         object.__setattr__(self, "method", method)
-        object.__setattr__(self, "required_scopes", _scopes(self.name, self.required_scopes))
+        try:
+            policy = Policy(
+                scopes=self.required_scopes,
+                max_staleness=self.max_staleness,
+                on_outage=self.on_outage,
+                outage_grace=self.outage_grace,
+            )
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"action {self.name!r}: {exc}") from None
+        if policy.scopes == () and (policy.max_staleness is not None or policy.on_outage != "deny"):
+            raise ValueError(
+                f"action {self.name!r} is public (no required_scopes): it reads no token, so "
+                "max_staleness and on_outage do not apply; drop them, or require a scope"
+            )
+        object.__setattr__(self, "policy", policy)
+        object.__setattr__(self, "required_scopes", policy.scopes)
+        object.__setattr__(self, "max_staleness", policy.max_staleness)
+        object.__setattr__(self, "outage_grace", policy.outage_grace)
         _check_handler(self.name, self.handler, protected=bool(self.required_scopes))
 
     @property
@@ -102,25 +131,6 @@ class StatelessAction:
         return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004 - an instance with async __call__
         )
-
-
-def _scopes(name: str, scopes: Collection[str]) -> tuple[str, ...]:
-    if isinstance(scopes, str | bytes) or scopes is None:
-        # Iterating "read" would require the scopes "r", "e", "a" and "d".
-        raise TypeError(
-            f"action {name!r}: required_scopes must be a collection of scope names, "
-            f"not {type(scopes).__name__}: write [{scopes!r}]"
-        )
-    unique = tuple(dict.fromkeys(scopes))
-    for scope in unique:
-        # A scope no token can hold would make the action unreachable:
-        # refused here rather than found out in production.
-        if not is_scope(scope):
-            raise ValueError(
-                f"action {name!r}: {scope!r} is not a scope a token can hold (letters, digits "
-                "and _ . : / * -, starting with a letter or digit, at most 64 characters)"
-            )
-    return unique
 
 
 def _check_handler(name: str, handler: object, *, protected: bool) -> None:

@@ -1,43 +1,26 @@
-"""One error type for every refusal a service sends, and the refusals it sends itself.
+"""One error type for every refusal a service sends.
 
 ::
 
     ActionError                    an answer that is an error: status, code, detail, as JSON
     ├── raised by handlers         their own refusals (400, 404, 409, 422, ...)
     └── raised by the service      before a handler runs:
-        400 invalid_request        two Authorization headers (RFC 6750 section 3.1)
-        401 unauthorized           no bearer token (a challenge without an error code)
-        401 invalid_token          malformed, unknown, revoked or expired token
-        403 insufficient_scope     valid token, missing some of the action's scopes
+        400/401/403/503            the authentication core's refusals
+                                   (:class:`~amplify_auth_client.Refusal`, RFC 6750),
+                                   the same as every integration sends
         413 payload_too_large      a body over the service's max_body_bytes
-        503 auth_unavailable       the auth service could not be asked: never a 401, never a pass
 
 Every body is ``{"error": code, "detail": text, ...}``. None is ever built from
 the caller's token: the details name the token's *state* (revoked, expired),
 never its value, so a response or a log of responses cannot leak it.
-
-Why RFC 6750 to the letter: HTTP clients and gateways read ``WWW-Authenticate``
-to decide what to do next. ``invalid_token`` means "get a new token",
-``insufficient_scope`` means "get a token with these scopes" (listed in
-``scope``), and a request with no credentials at all gets a bare challenge,
-since the RFC asks that it carry no error code. A 503 carries no challenge at
-all: the token may be fine, and the client should retry, not re-authenticate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any
 
-#: Seconds a client is asked to wait after a 503 before retrying.
-RETRY_AFTER_SECONDS: Final = 5
-
-_REASONS: Final[Mapping[str | None, str]] = {
-    "malformed": "the bearer token is malformed",
-    "unknown": "the bearer token is not known to the auth service",
-    "revoked": "the bearer token has been revoked",
-    "expired": "the bearer token has expired",
-}
+from amplify_auth_client import Refusal
 
 
 class ActionError(Exception):
@@ -78,60 +61,14 @@ class ActionError(Exception):
         return {"error": self.code, "detail": self.detail, **self.extra}
 
 
-def challenge(realm: str, **params: str) -> dict[str, str]:
-    """The ``WWW-Authenticate`` header of a Bearer challenge (RFC 6750 section 3)."""
-    # Every value here is ours (the realm is checked when the app is built,
-    # scopes match the scope grammar): none needs escaping beyond the quotes.
-    fields = ", ".join(f'{name}="{value}"' for name, value in {"realm": realm, **params}.items())
-    return {"WWW-Authenticate": f"Bearer {fields}"}
-
-
-def missing_token(realm: str) -> ActionError:
+def refused(refusal: Refusal) -> ActionError:
+    """The core's refusal, as the error this service answers with."""
     return ActionError(
-        "this action needs a bearer token: send `Authorization: Bearer <token>`",
-        status_code=401,
-        code="unauthorized",
-        headers=challenge(realm),
-    )
-
-
-def ambiguous_credentials(realm: str) -> ActionError:
-    return ActionError(
-        "send exactly one Authorization header",
-        status_code=400,
-        code="invalid_request",
-        headers=challenge(realm, error="invalid_request"),
-    )
-
-
-def invalid_token(realm: str, reason: str | None) -> ActionError:
-    detail = _REASONS.get(reason, "the bearer token is not valid")
-    return ActionError(
-        detail,
-        status_code=401,
-        code="invalid_token",
-        headers=challenge(realm, error="invalid_token", error_description=detail),
-    )
-
-
-def insufficient_scope(
-    realm: str, required: Collection[str], missing: Collection[str]
-) -> ActionError:
-    return ActionError(
-        f"this action needs the scopes {', '.join(required)}; the token lacks {', '.join(missing)}",
-        status_code=403,
-        code="insufficient_scope",
-        headers=challenge(realm, error="insufficient_scope", scope=" ".join(required)),
-        extra={"required_scopes": list(required), "missing_scopes": list(missing)},
-    )
-
-
-def auth_unavailable() -> ActionError:
-    return ActionError(
-        "the token could not be checked: the auth service is unavailable; retry shortly",
-        status_code=503,
-        code="auth_unavailable",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        refusal.detail,
+        status_code=refusal.status,
+        code=refusal.code,
+        headers=refusal.headers,
+        extra=refusal.extra,
     )
 
 

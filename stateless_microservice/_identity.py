@@ -1,5 +1,8 @@
 """What a handler is given: the caller's identity and the request's data, as typed values.
 
+:class:`~amplify_auth_client.Caller` is the SDK's, the one every integration
+hands over, so that code written for a service moves between frameworks.
+
 Both are frozen so a handler cannot change what another part of the request
 (a second handler call, a log line written after it) sees; neither ever holds
 the caller's raw token. The ``Authorization`` header is withheld from
@@ -13,34 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from amplify_auth_client.contract import missing_scopes
+from amplify_auth_client import Caller
 from stateless_microservice._errors import ActionError
 
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who called a protected action: the token's id, its name and every scope it holds.
-
-    ``scopes`` are all of the token's scopes, not only the ones the action
-    required, so a handler can make finer decisions itself:
-
-    >>> caller = Caller(token_id="tok_0123456789abcdef", name="reporting", scopes=("read",))
-    >>> caller.has_scopes("read"), caller.has_scopes("read", "write")
-    (True, False)
-    """
-
-    token_id: str
-    name: str
-    scopes: tuple[str, ...]
-    #: When the token stops working; None when it never expires.
-    expires_at: datetime | None = None
-
-    def has_scopes(self, *scopes: str) -> bool:
-        """Whether the token holds every one of ``scopes``."""
-        return not missing_scopes(self.scopes, scopes)
+__all__ = ["ActionRequest", "Caller"]
 
 
 @dataclass(frozen=True, slots=True)

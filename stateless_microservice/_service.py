@@ -30,137 +30,53 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from amplify_auth_client import (
-    DEFAULT_CACHE_TTL,
-    AsyncAuthClient,
-    AuthConfigError,
-    AuthServiceUnavailable,
+from amplify_auth_client import AsyncAuthClient, AuthConfigError, Authenticator
+from amplify_auth_client._refusal import check_realm
+from amplify_auth_client._shared import (
+    ENV_CACHE_TTL,
+    auth_client_from_environment,
+    cache_ttl_from_environment,
 )
-from amplify_auth_client.contract import bearer_token
 from stateless_microservice._action import StatelessAction
-from stateless_microservice._errors import (
-    ActionError,
-    ambiguous_credentials,
-    auth_unavailable,
-    insufficient_scope,
-    invalid_token,
-    missing_token,
-    payload_too_large,
-)
-from stateless_microservice._identity import ActionRequest, Caller
+from stateless_microservice._dispatch import ActionFront, Runtime, endpoint, error_response
+from stateless_microservice._errors import ActionError
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "ENV_CACHE_TTL",
+    "StatelessService",
+    "auth_client_from_environment",
+    "cache_ttl_from_environment",
+]
 
 logger = logging.getLogger("stateless_microservice")
 
 #: Bodies over this many bytes are refused with 413 (1 MiB).
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
-#: Seconds the service may reuse a positive validation (the SDK's ``cache_ttl``)
-#: while no revocation event says otherwise.
-ENV_CACHE_TTL: Final = "AUTH_CACHE_TTL"
 ENV_BASE_URL: Final = "AUTH_SERVICE_URL"
 #: The OpenAPI name of the bearer scheme every protected action requires.
 SECURITY_SCHEME: Final = "bearerAuth"
 
 AuthClientFactory = Callable[[], AsyncAuthClient]
 
-# A realm is put between quotes in WWW-Authenticate: nothing that could end them.
-_REALM: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:-]{0,99}")
 _ERROR_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "required": ["error", "detail"],
     "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
 }
 _HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed"}
-
-
-def auth_client_from_environment() -> AsyncAuthClient:
-    """The default auth client: ``AUTH_SERVICE_URL``, and ``AUTH_CACHE_TTL`` seconds of cache.
-
-    The client subscribes to the auth server's revocation events (the SDK's
-    default), so a revoked token is refused here within milliseconds.
-    ``AUTH_CACHE_TTL`` (default: the SDK's 30 s) is the longest a revoked token
-    can still be accepted while that subscription is down (the auth server
-    unreachable, a proxy cutting the stream); ``0`` asks the auth service on
-    every request (concurrent requests with one token still share one call).
-    Raises :class:`~amplify_auth_client.AuthConfigError` naming the variable
-    to fix.
-    """
-    return AsyncAuthClient(cache_ttl=cache_ttl_from_environment())
-
-
-def cache_ttl_from_environment() -> float:
-    """``AUTH_CACHE_TTL`` as seconds; the SDK's default when unset or empty."""
-    raw = os.environ.get(ENV_CACHE_TTL, "").strip()
-    if not raw:
-        return DEFAULT_CACHE_TTL
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds < 0:
-        raise AuthConfigError(
-            f"{ENV_CACHE_TTL} must be a number of seconds, zero or more, got {raw!r}"
-        )
-    return seconds
-
-
-@dataclass
-class _Runtime:
-    """What exists only while the app runs: the auth client of its event loop."""
-
-    realm: str
-    client: AsyncAuthClient | None = None
-
-    async def authenticate(self, request: Request, action: StatelessAction) -> Caller:
-        headers = request.headers.getlist("authorization")
-        if len(headers) > 1:
-            raise ambiguous_credentials(self.realm)
-        token = bearer_token(headers[0] if headers else None)
-        if token is None:
-            # No credentials, or another scheme (Basic...): RFC 6750 asks for a
-            # bare challenge here, without an error code.
-            raise missing_token(self.realm)
-        if self.client is None:
-            raise RuntimeError(
-                "the service's auth client is not running: serve the app with its lifespan "
-                "(uvicorn does; in tests use `with TestClient(app)` or "
-                "stateless_microservice.testing.service_client)"
-            )
-        try:
-            result = await self.client.validate(token, action.required_scopes)
-        except AuthServiceUnavailable as exc:
-            # Fail closed, and say so honestly: not a 401 (the token may be
-            # fine), and never a pass.
-            logger.warning("action %s refused with 503: %s", action.name, exc)
-            raise auth_unavailable() from exc
-        if result.reason == "insufficient_scope":
-            raise insufficient_scope(self.realm, action.required_scopes, result.missing_scopes)
-        if not result:
-            raise invalid_token(self.realm, result.reason)
-        if result.token_id is None or result.name is None:
-            logger.warning("the auth service called a token valid without naming it")
-            raise auth_unavailable()
-        return Caller(
-            token_id=result.token_id,
-            name=result.name,
-            scopes=result.scopes,
-            expires_at=result.expires_at,
-        )
 
 
 class StatelessService:
@@ -212,25 +128,25 @@ class StatelessService:
         when the app starts (default: :func:`auth_client_from_environment`).
         It is not called when every action is public.
         """
-        if not isinstance(self.name, str) or not _REALM.fullmatch(self.name):
-            raise ValueError(
-                f"service name {self.name!r}: use letters, digits, spaces and . _ : - "
-                "(it is the realm of WWW-Authenticate)"
-            )
+        try:
+            realm = check_realm(self.name)
+        except ValueError as exc:
+            raise ValueError(f"service name: {exc}") from None
         actions = _checked(list(self.actions()))
-        runtime = _Runtime(realm=self.name)
+        runtime = Runtime()
         factory = auth_client or auth_client_from_environment
         needs_auth = any(not action.public for action in actions)
 
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             client = factory() if needs_auth else None
-            runtime.client = client
+            if client is not None:
+                runtime.authenticator = Authenticator(realm=realm, async_client=client)
             try:
                 async with self.lifespan():
                     yield
             finally:
-                runtime.client = None
+                runtime.authenticator = None
                 if client is not None:
                     await client.aclose()
 
@@ -240,10 +156,11 @@ class StatelessService:
             description=inspect.getdoc(type(self)) or "",
             lifespan=lifespan,
         )
-        for action in actions:
+        routes = [(action, endpoint(action, runtime, self.max_body_bytes)) for action in actions]
+        for action, answer in routes:
             app.add_api_route(
                 action.path,
-                _endpoint(action, runtime, self.max_body_bytes),
+                answer,
                 methods=[action.method],
                 name=action.name,
                 operation_id=action.name,
@@ -252,6 +169,8 @@ class StatelessService:
                 openapi_extra=_openapi_extra(action),
             )
         app.add_exception_handler(HTTPException, _http_error)
+        # In front of FastAPI's router: the actions' requests skip it (see _dispatch).
+        app.add_middleware(ActionFront, routes=routes)
         app.openapi = _openapi(app, needs_auth)  # type: ignore[method-assign]
         return app
 
@@ -300,83 +219,6 @@ def _checked(actions: Sequence[StatelessAction]) -> Sequence[StatelessAction]:
 _PATH_PARAM_SHAPE: Final = re.compile(r"\{[^}]*\}")
 
 
-def _endpoint(
-    action: StatelessAction, runtime: _Runtime, max_body_bytes: int
-) -> Callable[[Request], Awaitable[Response]]:
-    handler = cast(Callable[..., Any], action.handler)
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            caller = None if action.public else await runtime.authenticate(request, action)
-            data = ActionRequest(
-                method=request.method,
-                path=request.url.path,
-                path_params=dict(request.path_params),
-                query=dict(request.query_params),
-                headers=_headers(request),
-                body=await _body(request, max_body_bytes),
-            )
-            arguments = (data,) if caller is None else (data, caller)
-            if action.is_async:
-                result = await handler(*arguments)
-            else:
-                result = await run_in_threadpool(handler, *arguments)
-                if inspect.isawaitable(result):  # a plain function that returned a coroutine
-                    result = await result
-            return _render(result)
-        except ActionError as error:
-            return _error_response(error)
-        except Exception:
-            # Logged with its traceback here, answered without it: a traceback
-            # may hold anything the handler had in hand.
-            logger.exception("action %s failed", action.name)
-            return _error_response(
-                ActionError(
-                    "the service failed to answer; the error is in its log",
-                    status_code=500,
-                    code="internal_error",
-                )
-            )
-
-    endpoint.__name__ = action.name.replace("-", "_").replace(".", "_")
-    return endpoint
-
-
-def _headers(request: Request) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        if name == "authorization":
-            continue  # never handed to handlers: see _identity's docstring
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise payload_too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # a chunked body declares no length: count as it comes
-            raise payload_too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _render(result: Any) -> Response:
-    if isinstance(result, Response):
-        return result
-    if result is None:
-        return Response(status_code=204)
-    return JSONResponse(jsonable_encoder(result))
-
-
-def _error_response(error: ActionError) -> Response:
-    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
-
-
 async def _http_error(_: Request, exc: Exception) -> Response:
     # An unknown path or a wrong method: Starlette's, put in our JSON shape.
     assert isinstance(exc, HTTPException)
@@ -386,7 +228,7 @@ async def _http_error(_: Request, exc: Exception) -> Response:
         code=_HTTP_CODES.get(exc.status_code, "http_error"),
         headers=exc.headers,
     )
-    return _error_response(error)
+    return error_response(error)
 
 
 def _responses(action: StatelessAction) -> dict[int | str, dict[str, Any]]:

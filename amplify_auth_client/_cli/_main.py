@@ -102,6 +102,10 @@ def _renderer() -> ModuleType:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "audit-routes":  # reads an app, asks no server
+        from amplify_auth_client._cli._audit import run
+
+        return run(args.app, as_json=args.json)
     render = None if args.json else _renderer()
     url = auth_url(args.auth_url)
     token = admin_token(args.admin_token, url)

@@ -156,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not ask for confirmation (needed when stdin is not a terminal)",
     )
 
+    audit = command(
+        "audit-routes",
+        "List an app's routes and what they require; exit 1 if one is neither "
+        "protected nor declared public.",
+    )
+    audit.add_argument("app", metavar="MODULE:APP", help="the app, as uvicorn names it")
+
     extend = command("extend", "Push a token's expiry further.")
     extend.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…)")
     extend.add_argument(

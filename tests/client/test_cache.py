@@ -382,3 +382,25 @@ def test_any_other_answer_than_2xx_to_validate_fails_closed(
     assert f"{BASE_URL} answered validate with HTTP {status}" in str(raised.value)
     if status == 404:
         assert "check that base_url points at the auth service" in str(raised.value)
+
+
+def test_a_hit_takes_no_lock(api: respx.MockRouter, client: AuthClient, token: str) -> None:
+    # The hit path reads a plain dict: a writer holding the lock does not stall it.
+    api.post("/auth/validate").mock(return_value=valid())
+    client.validate(token)
+    with client._cache._lock:
+        assert client.validate(token).cached
+
+
+def test_eviction_gives_a_used_entry_a_second_chance(api: respx.MockRouter) -> None:
+    route = api.post("/auth/validate").mock(return_value=valid())
+    client = AuthClient(BASE_URL, cache_size=3)
+    a, b, c, d, e = (generate_token() for _ in range(5))
+    for each in (a, b, c):
+        client.validate(each)
+    client.validate(b)  # a hit: b is flagged as used
+    client.validate(d)  # a goes: the oldest, and unused
+    client.validate(e)  # b is older than c but used: it moves to the back, c goes
+    assert client.validate(b).cached
+    assert not client.validate(a).cached
+    assert route.call_count == 6

@@ -12,6 +12,7 @@ PUBLIC = [
     "DEFAULT_CACHE_TTL",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_NEGATIVE_CACHE_TTL",
+    "DEFAULT_OUTAGE_GRACE",
     "DEFAULT_RETRY_DEADLINE",
     "DEFAULT_TIMEOUT",
     "TOKEN_PREFIX",
@@ -24,12 +25,17 @@ PUBLIC = [
     "AuthError",
     "AuthRequestError",
     "AuthServiceUnavailable",
+    "Authenticator",
     "BulkRevocation",
     "CacheStats",
+    "Caller",
     "CreatedToken",
     "InvalidRequest",
+    "OnOutage",
     "Page",
+    "Policy",
     "Reason",
+    "Refusal",
     "TokenConflict",
     "TokenInfo",
     "TokenNotFound",
@@ -69,7 +75,7 @@ def test_exported_classes_claim_the_package() -> None:
     classes = [
         value for name in PUBLIC if isinstance(value := getattr(amplify_auth_client, name), type)
     ]
-    assert len(classes) == 18
+    assert len(classes) == 22
     assert {cls.__module__ for cls in classes} == {"amplify_auth_client"}
 
 

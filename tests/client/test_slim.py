@@ -20,7 +20,9 @@ def test_the_sdk_imports_only_its_base_dependencies() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     loaded = set(json.loads(result.stdout))
-    assert {"httpx", "cachetools"} <= loaded
+    assert "httpx" in loaded
+    # The validation cache is a plain dict since its hit path dropped the lock.
+    assert "cachetools" not in loaded
     assert not loaded & set(SERVER_SIDE)
 
 

@@ -7,6 +7,10 @@ How each fenced block is treated, by its language:
   token an earlier block made). Functions named ``test_*`` that a block
   defines are then called, as pytest would call them (the page's testing
   examples).
+  Two kinds of page run in a process of their own instead
+  (:data:`OWN_PROCESS`): a page whose example configures process-wide state
+  (Django's settings can be configured once per process), and the test kit's
+  page, whose blocks are a test module run by pytest itself, fixtures and all.
 * ``bash``: run with ``bash`` under ``set -euo pipefail``, in page order, as
   one shell session per page: the variables a block sets are there for the
   next blocks of the same page.
@@ -82,6 +86,10 @@ UVICORN = "uvicorn amplify_auth_server.app:create_app --factory --timeout-gracef
 #: Every command a ``console`` block may show, and the test that proves it.
 CONSOLE_PROOFS = {
     "python -m pip install '.[server]'": "test_install_commands_name_what_exists",
+    "python -m pip install '.[fastapi]'": "test_install_commands_name_what_exists",
+    "python -m pip install '.[drf]'": "test_install_commands_name_what_exists",
+    "python -m pip install '.[flask]'": "test_install_commands_name_what_exists",
+    "python -m pip install '.[grpc]'": "test_install_commands_name_what_exists",
     "python -m pip install .": "test_install_commands_name_what_exists",
     "amplify-auth-server": "test_quick_start_session",
     "export AUTH_SERVICE_URL=http://127.0.0.1:8000": "test_quick_start_session",
@@ -151,8 +159,17 @@ PAGES = sorted(DOCS.glob("*.md"))
 BLOCKS = [block for page in PAGES for block in read_blocks(page)]
 
 
+#: Pages whose python blocks run in a process of their own: "exec" runs them as
+#: one session, as in this process; "pytest" runs them as one test module.
+OWN_PROCESS = {"django.md": "exec", "testing.md": "pytest"}
+
+
 def blocks_of(*languages: str) -> list[Any]:
-    return [pytest.param(b, id=b.id) for b in BLOCKS if b.language in languages]
+    return [
+        pytest.param(b, id=b.id)
+        for b in BLOCKS
+        if b.language in languages and not (b.language == "python" and b.page in OWN_PROCESS)
+    ]
 
 
 # -- the server the examples run against ---------------------------------------
@@ -231,6 +248,46 @@ def test_python_block(block: Block, reader_shell: DocsServer) -> None:
         for name, value in list(namespace.items()):
             if name.startswith("test_") and callable(value) and before.get(name) is not value:
                 value()
+
+
+_EXEC_PAGE = """
+import sys
+from pathlib import Path
+from tests.docs.test_examples import read_blocks
+# The page runs as a script would: its module is __main__ (Django imports its
+# ROOT_URLCONF, which the page names as __name__).
+namespace = sys.modules["__main__"].__dict__
+for block in read_blocks(Path(sys.argv[1])):
+    if block.language == "python":
+        exec(compile("\\n" * block.line + block.code, sys.argv[1], "exec"), namespace)
+for name, value in list(namespace.items()):
+    if name.startswith("test_") and callable(value):
+        value()
+"""
+
+
+@pytest.mark.parametrize("page", sorted(OWN_PROCESS))
+def test_page_in_its_own_process(page: str, docs_server: DocsServer, tmp_path: Path) -> None:
+    path = DOCS / page
+    env = {**docs_server.environment(), "PYTHONPATH": str(ROOT)}
+    if OWN_PROCESS[page] == "exec":
+        command = [sys.executable, "-c", _EXEC_PAGE, str(path)]
+    else:
+        module = tmp_path / f"test_{path.stem}_page.py"
+        module.write_text(
+            "".join(b.code for b in read_blocks(path) if b.language == "python"), encoding="utf-8"
+        )
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)]
+    result = subprocess.run(
+        command,
+        cwd=docs_server.directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, f"--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
 
 
 @pytest.mark.parametrize("block", blocks_of("bash"))
@@ -362,7 +419,8 @@ def test_client_options_table_matches_the_code() -> None:
 
 def test_install_commands_name_what_exists() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for command in ("python -m pip install '.[server]'", "python -m pip install ."):
+    installs = [c for c in CONSOLE_PROOFS if c.startswith("python -m pip install")]
+    for command in installs:
         target = shlex.split(command)[-1]
         extras = re.fullmatch(r"\.(?:\[(.*)\])?", target)
         assert extras, command
@@ -371,7 +429,7 @@ def test_install_commands_name_what_exists() -> None:
     assert "amplify-auth-server" in project["scripts"]
     # client.md says what the base install brings.
     base = {re.split(r"[<>=\[ ]", requirement)[0] for requirement in project["dependencies"]}
-    assert base == {"httpx", "httpx-sse", "cachetools", "sniffio"}
+    assert base == {"httpx", "httpx-sse", "sniffio"}
 
 
 @contextmanager

@@ -207,14 +207,12 @@ def revoke_where(
             status_code=None,
             code="invalid_request",
         )
-    if dry_run:
-        body["dry_run"] = True
     return Call(
         "revoke_where",
         "POST",
         "/auth/tokens/revoke",
         parse_count,
-        json=body,
+        json={"filter": body, "dry_run": dry_run},
         # A dry run changes nothing; a real one is idempotent (already revoked
         # tokens match no filter of active ones).
         forget_all=not dry_run,

@@ -59,7 +59,6 @@ __all__ = [
     "MAX_SCOPES",
     "MAX_SCOPE_LENGTH",
     "MAX_TOKEN_FIELD",
-    "MAX_TOKEN_ID_FIELD",
     "MAX_TTL_DAYS",
     "SCOPE",
     "SCOPE_PATTERN",
@@ -213,8 +212,6 @@ MAX_PAGE_SIZE: Final = 1000
 MAX_CURSOR_LENGTH: Final = 512
 #: Token ids one bulk revocation may name.
 MAX_BULK_IDS: Final = 1000
-#: The longest string taken where a token id goes (longer ones are no id).
-MAX_TOKEN_ID_FIELD: Final = 64
 #: The largest request body the server reads, by default (``MAX_BODY_BYTES``).
 MAX_BODY_BYTES: Final = 64 * 1024
 

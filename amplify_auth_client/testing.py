@@ -42,6 +42,7 @@ from amplify_auth_client.contract import (
     ADMIN_SCOPE,
     DEFAULT_PAGE_SIZE,
     MAX_BODY_BYTES,
+    MAX_BULK_IDS,
     MAX_CURSOR_LENGTH,
     MAX_DESCRIPTION_LENGTH,
     MAX_METADATA_ITEMS,
@@ -365,6 +366,34 @@ class FakeAuthServer:
     def _get_route(self, request: httpx.Request, token_id: str) -> _Answer:
         self._admin(request)
         return 200, self._record_body(self._known(token_id), self._now()), {}
+
+    def _bulk_revoke_route(self, request: httpx.Request) -> _Answer:
+        actor = self._admin(request)
+        ids, name, scope, within, dry_run = _bulk_request(self._json(request))
+        now = self._now()
+        if ids is None:
+            filters = {"status": "active", "name": name, "scope": scope,
+                       "expires_within_days": within}  # fmt: skip
+            matching = [r.id for r in self._newest_first() if _matches(r, filters, now)]
+            if not dry_run:
+                for token_id in matching:
+                    self._change(self._records[token_id], actor, "revoke", revoked_at=now)
+            answer: dict[str, Any] = {"revoked_count": len(matching), "revoked": None,
+                      "already_revoked": None, "not_found": None}  # fmt: skip
+            return 200, answer, {}
+        revoked, already, missing = [], [], []
+        for token_id in ids:
+            record = self._records.get(token_id)
+            if record is None:
+                missing.append(token_id)
+            elif record.revoked_at is not None:
+                already.append(token_id)
+            else:
+                self._change(record, actor, "revoke", revoked_at=now)
+                revoked.append(token_id)
+        answer = {"revoked_count": len(revoked), "revoked": revoked,
+                  "already_revoked": already, "not_found": missing}  # fmt: skip
+        return 200, answer, {}
 
     def _revoke_route(self, request: httpx.Request, token_id: str) -> _Answer:
         actor = self._admin(request)
@@ -738,6 +767,7 @@ _ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer], tuple[str, ...]], .
         FakeAuthServer._list_route,
         ("limit", "cursor", "status", "all", "name", "scope", "expires_within_days"),
     ),
+    ("POST", "auth/tokens/revoke", FakeAuthServer._bulk_revoke_route, ()),
     ("GET", "auth/tokens/{}", FakeAuthServer._get_route, ()),
     ("POST", "auth/tokens/{}/revoke", FakeAuthServer._revoke_route, ()),
     ("POST", "auth/tokens/{}/extend", FakeAuthServer._extend_route, ()),
@@ -855,6 +885,41 @@ def _matches(record: _Record, filters: Mapping[str, Any], now: datetime) -> bool
     return within is None or (
         record.expires_at is not None and record.expires_at <= now + timedelta(days=within)
     )
+
+
+def _bulk_request(
+    body: dict[str, Any],
+) -> tuple[list[str] | None, str | None, str | None, int | None, bool]:
+    """A bulk revocation's body, as the server's RevokeByIds | RevokeByFilter reads it."""
+    if set(body) == {"token_ids"}:
+        ids = body["token_ids"]
+        if (
+            not isinstance(ids, list)
+            or not 1 <= len(ids) <= MAX_BULK_IDS
+            or not all(is_token_id(i) for i in ids)
+            or len(set(ids)) != len(ids)
+        ):
+            raise _invalid(["body", "token_ids"], "Token ids, each once", "list_type")
+        return ids, None, None, None, False
+    wanted, dry_run = body.get("filter"), body.get("dry_run", False)
+    if "filter" not in body or not set(body) <= {"filter", "dry_run"}:
+        raise _invalid(["body"], "token_ids, or a filter", "union_tag_invalid")
+    if not isinstance(wanted, dict) or not set(wanted) <= {"name", "scope", "expires_within_days"}:
+        raise _invalid(["body", "filter"], "A filter", "model_type")
+    name, scope = wanted.get("name"), wanted.get("scope")
+    within = wanted.get("expires_within_days")
+    where: list[str | int] = ["body", "filter"]
+    if name is not None and not (name and is_text(name, MAX_NAME_LENGTH)):
+        raise _invalid([*where, "name"], "String should match pattern", "string_type")
+    if scope is not None and not is_scope(scope):
+        raise _invalid([*where, "scope"], "String should match pattern", "string_type")
+    if within is not None and not _whole(within, 0, MAX_TTL_DAYS):
+        raise _invalid([*where, "expires_within_days"], "Out of range", "range")
+    if not isinstance(dry_run, bool):
+        raise _invalid(["body", "dry_run"], "Input should be a valid boolean", "bool_type")
+    if name is None and scope is None and within is None:
+        raise _invalid(where, "At least one filter", "value_error")
+    return None, name, scope, within, dry_run
 
 
 def _whole(value: object, low: int, high: int) -> TypeGuard[int]:

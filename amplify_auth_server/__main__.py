@@ -97,13 +97,13 @@ async def _create_admin_token(settings: Settings, name: str) -> None:
         await migrate(engine)
         # A one-shot writer: a new token has nothing cached anywhere, and
         # its insert cannot conflict with a running server's writer.
-        done = await CreateToken(actor=SYSTEM, name=name, scopes=(ADMIN_SCOPE,)).execute(
-            Writer(TokenStore(engine), propagation=None)
+        minted = await Writer(TokenStore(engine), propagation=None).run_one(
+            CreateToken(actor=SYSTEM, name=name, scopes=(ADMIN_SCOPE,))
         )
     finally:
         await engine.dispose()
-    print(f"created admin token {done.value.record.id}; it is shown once:", file=sys.stderr)
-    print(done.value.token)
+    print(f"created admin token {minted.record.id}; it is shown once:", file=sys.stderr)
+    print(minted.token)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
@@ -445,6 +446,36 @@ class RedisCache:
         # A zero TTL (caching off) still needs a valid PX: 1 ms.
         args = [state.version, state.dumps(), max(ttl_ms, 1), change, key, self.backlog]
         return await self._write([self.prefix + key, self.stream], args)
+
+    async def announce_many(self, changes: Sequence[tuple[str, TokenState, Change]]) -> list[bool]:
+        """:meth:`announce` for a batch's changes, in one pipeline (one round trip); for
+        each, whether Redis took it."""
+        if self.down:
+            self._metrics.redis_skipped.inc()
+            return [False] * len(changes)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, state, change in changes:
+                    ttl_ms = self.ttl_ms if state.known else self.negative_ttl_ms
+                    args: list[Any] = [
+                        state.version,
+                        state.dumps(),
+                        max(ttl_ms, 1),
+                        change,
+                        key,
+                        self.backlog,
+                    ]
+                    await self._put_if_newer(
+                        keys=[self.prefix + key, self.stream], args=args, client=pipe
+                    )
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return [False] * len(changes)
+        taken = [not isinstance(result, Exception) for result in results]
+        if not all(taken):
+            self._failed(next(r for r in results if isinstance(r, Exception)))
+        return taken
 
     async def _write(self, keys: list[str], args: list[Any]) -> bool:
         if self.down:

@@ -1,13 +1,16 @@
 """The single writer: every change to tokens is a command run by one task.
 
 Handlers build a frozen command and ``await queue.submit(command)``; one
-writer task takes commands in order, runs each in its own transaction,
-writes the audit record in that same transaction, makes the new state
-visible in every cache tier (:mod:`amplify_auth_server.propagation`), and
-only then answers the handler's future, with the result and what the
+writer task takes every command waiting (up to a bound: group commit) and
+runs them in one transaction, each in a savepoint of its own so that one
+failing command fails alone, with each change's audit record in that same
+transaction; after the one commit, it makes every new state visible in
+every cache tier (:mod:`amplify_auth_server.propagation`) in one round, and
+only then answers the handlers' futures, with each result and what each
 handler must still await (the other replicas' confirmations: awaited by the
 handler, not by the writer, so that a slow replica cannot slow every
-write). Validation never comes here: it only reads.
+write). A lone command is never delayed to wait for company. Validation
+never comes here: it only reads.
 
 Within one process the queue is what orders writes. Across replicas the
 database is: each command reads the row under a lock (``FOR UPDATE`` on
@@ -22,12 +25,13 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Generic, TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from amplify_auth_client.contract import MAX_TTL_DAYS, generate_token, hash_token, iso
 from amplify_auth_server.cache import TokenState
@@ -42,7 +46,7 @@ from amplify_auth_server.errors import (
 from amplify_auth_server.events import Change
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor, TokenRecord, utcnow
-from amplify_auth_server.propagation import Applied, Propagation
+from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.store import ConcurrentUpdate, TokenStore
 from amplify_auth_server.telemetry import command_span
 
@@ -51,6 +55,9 @@ logger = logging.getLogger("amplify_auth_server.commands")
 T = TypeVar("T")
 
 DEFAULT_QUEUE_SIZE: Final = 10_000
+#: Commands one transaction holds at most: a burst commits in few batches,
+#: and no batch holds its locks, nor its callers, for long.
+DEFAULT_BATCH_SIZE: Final = 256
 _ATTEMPTS: Final = 5
 
 
@@ -62,35 +69,32 @@ class Done(Generic[T]):
     pending: tuple[Awaitable[None], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Writer:
-    """What a command may touch: the store, and the after-commit path (None in a
-    one-shot process, which has no caches)."""
+@dataclass(slots=True)
+class Batch:
+    """The transaction a batch shares, as one of its commands sees it.
+
+    A command writes through :attr:`connection` and says, with
+    :meth:`changed`, which token states every cache must learn once the
+    batch commits; it never touches a cache itself.
+    """
 
     store: TokenStore
-    propagation: Propagation | None
+    connection: AsyncConnection
+    #: Whether changes go through the outbox (only with a shared tier).
+    durable: bool
+    changes: list[tuple[TokenRecord, Change, bool]] = field(default_factory=list)
 
-    async def apply(self, record: TokenRecord, change: Change) -> Applied:
-        """Show ``record``'s committed state to every cache and announce it."""
-        if self.propagation is None:
-            return Applied(True)
-        return await self.propagation.apply(
-            record.token_hash, TokenState.from_record(record), change
-        )
+    def changed(self, record: TokenRecord, change: Change, *, written: bool = True) -> None:
+        """After the commit, show ``record`` to every cache and announce ``change``.
 
-    @property
-    def durable(self) -> bool:
-        """Whether changes go through the outbox (only with a shared tier)."""
-        return self.propagation is not None and self.propagation.durable
-
-
-def _done(value: T, applied: Applied) -> Done[T]:
-    pending = () if applied.confirmation is None else (applied.confirmation,)
-    return Done(value, pending)
+        ``written`` False: nothing was written (the row already was so), but
+        a previous attempt may have committed and then failed to reach a cache.
+        """
+        self.changes.append((record, change, written))
 
 
 class Command(ABC, Generic[T]):
-    """A change, executed only by the writer (or by a one-shot CLI process)."""
+    """A change, run only by the writer (or by a one-shot CLI process), inside a batch."""
 
     actor: Actor
 
@@ -99,7 +103,115 @@ class Command(ABC, Generic[T]):
         return type(self).__name__
 
     @abstractmethod
-    async def execute(self, writer: Writer) -> Done[T]: ...
+    async def run(self, batch: Batch) -> T:
+        """Do the change in ``batch``'s transaction (in a savepoint of its own)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """Runs batches of commands: one transaction, one savepoint per command, one commit,
+    then one round of cache updates and events. ``propagation`` is None in a one-shot
+    process, which has no caches."""
+
+    store: TokenStore
+    propagation: Propagation | None
+
+    @property
+    def durable(self) -> bool:
+        return self.propagation is not None and self.propagation.durable
+
+    async def run_one(self, command: Command[T]) -> T:
+        """Run ``command`` alone and return its value, or raise its error."""
+        (outcome,) = await self.run([command])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome.value  # type: ignore[no-any-return]
+
+    async def run(self, commands: Sequence[Command[Any]]) -> list[Done[Any] | BaseException]:
+        """Every command's outcome, in order: its :class:`Done`, or the error it failed with.
+
+        A command that fails (a conflict, an unknown id) fails alone: its
+        savepoint is rolled back and the others commit. The batch fails
+        whole only when the database does; then nobody can tell whether it
+        committed, so every token it changed is dropped from the caches.
+        """
+        batches: list[Batch] = []
+        outcomes: list[Any] = []
+        try:
+            async with self.store.transaction() as connection:
+                for command in commands:
+                    batch = Batch(self.store, connection, self.durable)
+                    outcomes.append(await self._in_savepoint(command, batch))
+                    batches.append(batch)
+        except DatabaseUnavailable as exc:
+            await self._forget(batches)
+            failed: list[Done[Any] | BaseException] = [
+                o if isinstance(o, AuthServerError) else exc for o in outcomes
+            ]
+            return failed + [exc] * (len(commands) - len(outcomes))
+        return await self._propagate(batches, outcomes)
+
+    @staticmethod
+    async def _in_savepoint(command: Command[Any], batch: Batch) -> Any:
+        for _ in range(_ATTEMPTS):
+            batch.changes.clear()
+            try:
+                async with batch.connection.begin_nested():
+                    return await command.run(batch)
+            except (ConcurrentUpdate, IntegrityError):
+                # The row moved on (another replica), or an id or hash
+                # collided (another replica registered the same token; a
+                # fresh random draw): a fresh attempt decides again.
+                continue
+            except (DatabaseUnavailable, SQLAlchemyError, OSError):
+                raise  # the transaction is gone: the whole batch fails
+            except AuthServerError as exc:
+                batch.changes.clear()
+                return exc
+            except Exception as exc:
+                # The writer must outlive any one command: log, answer, go on.
+                logger.exception("command %s failed", command.kind)
+                batch.changes.clear()
+                return exc
+        batch.changes.clear()
+        return ServiceUnavailable("the token kept changing concurrently; retry")
+
+    async def _propagate(self, batches: list[Batch], outcomes: list[Any]) -> list[Any]:
+        changes = [change for batch in batches for change in batch.changes]
+        if self.propagation is None or not changes:
+            return [o if isinstance(o, BaseException) else Done(o) for o in outcomes]
+        applied = await self.propagation.apply_many(
+            [(r.token_hash, TokenState.from_record(r), kind) for r, kind, _ in changes]
+        )
+        settled = [
+            (record.token_hash, record.version)
+            for (record, _, written), result in zip(changes, applied, strict=True)
+            if written and result.stored and self.durable
+        ]
+        if settled:
+            with contextlib.suppress(DatabaseUnavailable):
+                # Left behind, a row only costs a harmless replay.
+                await self.store.outbox_done_many(settled)
+        results: list[Any] = []
+        position = 0
+        for batch, outcome in zip(batches, outcomes, strict=True):
+            mine = applied[position : position + len(batch.changes)]
+            position += len(batch.changes)
+            if isinstance(outcome, BaseException):
+                results.append(outcome)
+                continue
+            pending = tuple(a.confirmation for a in mine if a.confirmation is not None)
+            results.append(Done(outcome, pending))
+        return results
+
+    async def _forget(self, batches: list[Batch]) -> None:
+        if self.propagation is None:
+            return
+        for batch in batches:
+            for record, kind, written in batch.changes:
+                if written:
+                    # The version the row has if the batch committed.
+                    await self.propagation.forget(record.token_hash, kind, record.version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,31 +231,25 @@ class CreateToken(Command[Minted]):
     description: str | None = None
     metadata: dict[str, str] | None = None
 
-    async def execute(self, writer: Writer) -> Done[Minted]:
-        for attempt in range(_ATTEMPTS):
-            raw = generate_token()
-            now = utcnow()
-            expires_at = None if self.ttl_days is None else now + timedelta(days=self.ttl_days)
-            record = TokenRecord.new(
-                token_hash=hash_token(raw),
-                name=self.name,
-                scopes=self.scopes,
-                created_by=self.actor.id,
-                now=now,
-                expires_at=expires_at,
-                description=self.description,
-                metadata=self.metadata,
-            )
-            try:
-                await _insert(writer, record, self.actor, "create")
-            except IntegrityError:
-                # An id or hash collision: vanishingly rare, and a fresh draw fixes it.
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                continue
-            # A new hash: nothing can have cached it, so no cache to tell.
-            return Done(Minted(record=record, token=raw))
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def run(self, batch: Batch) -> Minted:
+        # A fresh draw at each attempt: a collision of id or hash (vanishingly
+        # rare) is then a retry that succeeds.
+        raw = generate_token()
+        now = utcnow()
+        expires_at = None if self.ttl_days is None else now + timedelta(days=self.ttl_days)
+        record = TokenRecord.new(
+            token_hash=hash_token(raw),
+            name=self.name,
+            scopes=self.scopes,
+            created_by=self.actor.id,
+            now=now,
+            expires_at=expires_at,
+            description=self.description,
+            metadata=self.metadata,
+        )
+        await _insert(batch, record, self.actor, "create")
+        # A new hash: nothing can have cached it, so no cache to tell.
+        return Minted(record=record, token=raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,14 +261,9 @@ class RegisterToken(Command[TokenRecord]):
     name: str
     scopes: tuple[str, ...]
 
-    async def execute(self, writer: Writer) -> Done[TokenRecord]:
-        record = await self._register(writer)
-        # Someone may have tried this token before it was registered: its
-        # "unknown" answer must not outlive the registration.
-        return _done(record, await writer.apply(record, "registered"))
-
-    async def _register(self, writer: Writer) -> TokenRecord:
-        for _ in range(_ATTEMPTS):
+    async def run(self, batch: Batch) -> TokenRecord:
+        record = await batch.store.find_hash(batch.connection, self.token_hash)
+        if record is None:
             record = TokenRecord.new(
                 token_hash=self.token_hash,
                 name=self.name,
@@ -171,35 +272,26 @@ class RegisterToken(Command[TokenRecord]):
                 now=utcnow(),
                 description="registered at start-up",
             )
-            try:
-                return await _insert(writer, record, self.actor, "register", unless_known=True)
-            except IntegrityError:
-                continue  # another replica registered it first: read theirs
-        raise ServiceUnavailable("could not register the token; retry")
+            # Another replica registering it at the same moment: an
+            # IntegrityError, and the retry finds theirs.
+            await _insert(batch, record, self.actor, "register")
+        # Someone may have tried this token before it was registered: its
+        # "unknown" answer must not outlive the registration.
+        batch.changed(record, "registered", written=False)
+        return record
 
 
-async def _insert(
-    writer: Writer, record: TokenRecord, actor: Actor, action: str, *, unless_known: bool = False
-) -> TokenRecord:
-    """Insert ``record`` and its audit entry in one transaction.
-
-    ``unless_known``: if a token with the same hash exists, return it instead.
-    """
-    async with writer.store.transaction() as connection:
-        if unless_known:
-            existing = await writer.store.find_hash(connection, record.token_hash)
-            if existing is not None:
-                return existing
-        await writer.store.insert(connection, record)
-        await writer.store.record(
-            connection,
-            at=record.created_at,
-            actor=actor,
-            action=action,
-            token_id=record.id,
-            details=_describe(record),
-        )
-    return record
+async def _insert(batch: Batch, record: TokenRecord, actor: Actor, action: str) -> None:
+    """Insert ``record`` and its audit entry, in the batch's transaction."""
+    await batch.store.insert(batch.connection, record)
+    await batch.store.record(
+        batch.connection,
+        at=record.created_at,
+        actor=actor,
+        action=action,
+        token_id=record.id,
+        details=_describe(record),
+    )
 
 
 class _Change(Command[TokenRecord]):
@@ -211,51 +303,30 @@ class _Change(Command[TokenRecord]):
     def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
         """The column values to write, or None when there is nothing to do."""
 
-    async def execute(self, writer: Writer) -> Done[TokenRecord]:
-        for _ in range(_ATTEMPTS):
-            now = utcnow()
-            current: TokenRecord | None = None
-            try:
-                async with writer.store.transaction() as connection:
-                    current = await writer.store.lock(connection, self.token_id)
-                    if current is None:
-                        raise NotFound.token(self.token_id)
-                    values = self.change(current, now)
-                    if values is None:
-                        updated = current
-                    else:
-                        updated = await writer.store.update(connection, current, **values)
-                        await writer.store.record(
-                            connection,
-                            at=now,
-                            actor=self.actor,
-                            action=self.action,
-                            token_id=current.id,
-                            details=_jsonable(values),
-                        )
-                        if writer.durable:
-                            await writer.store.outbox_add(
-                                connection, updated.token_hash, updated.version, now
-                            )
-            except ConcurrentUpdate:
-                continue
-            except DatabaseUnavailable:
-                if current is not None and writer.propagation is not None:
-                    # The commit may or may not have happened: whatever the
-                    # caches hold for this token may now be wrong.
-                    await writer.propagation.forget(
-                        current.token_hash, self.change_kind, current.version + 1
-                    )
-                raise
-            # Also when nothing changed: a previous attempt may have
-            # committed and then failed to reach a cache.
-            applied = await writer.apply(updated, self.change_kind)
-            if applied.stored and writer.durable and values is not None:
-                with contextlib.suppress(DatabaseUnavailable):
-                    # Left behind, the row only costs a harmless replay.
-                    await writer.store.outbox_done(updated.token_hash, updated.version)
-            return _done(updated, applied)
-        raise ServiceUnavailable("the token kept changing concurrently; retry")
+    async def run(self, batch: Batch) -> TokenRecord:
+        now = utcnow()
+        current = await batch.store.lock(batch.connection, self.token_id)
+        if current is None:
+            raise NotFound.token(self.token_id)
+        values = self.change(current, now)
+        if values is None:
+            # Nothing to write; shown to the caches anyway, in case an earlier
+            # attempt committed and then failed to reach one.
+            batch.changed(current, self.change_kind, written=False)
+            return current
+        updated = await batch.store.update(batch.connection, current, **values)
+        await batch.store.record(
+            batch.connection,
+            at=now,
+            actor=self.actor,
+            action=self.action,
+            token_id=current.id,
+            details=_jsonable(values),
+        )
+        if batch.durable:
+            await batch.store.outbox_add(batch.connection, updated.token_hash, updated.version, now)
+        batch.changed(updated, self.change_kind)
+        return updated
 
     @property
     @abstractmethod
@@ -318,6 +389,48 @@ class ExtendToken(_Change):
         return {"expires_at": expires_at}
 
 
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What a bulk revocation did, by id, in the order asked."""
+
+    revoked: tuple[str, ...]
+    already_revoked: tuple[str, ...]
+    not_found: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeMany(Command[Revoked]):
+    """Revoke up to ``MAX_BULK_IDS`` tokens at once: one audit entry and one event each,
+    in a few statements rather than a transaction each."""
+
+    actor: Actor
+    token_ids: tuple[str, ...]
+
+    async def run(self, batch: Batch) -> Revoked:
+        now = utcnow()
+        revoked, existing = await batch.store.revoke_many(batch.connection, self.token_ids, now)
+        details = {"revoked_at": iso(now)}
+        await batch.store.record_many(
+            batch.connection,
+            at=now,
+            actor=self.actor,
+            action="revoke",
+            entries=[(record.id, details) for record in revoked],
+        )
+        if batch.durable:
+            await batch.store.outbox_add_many(batch.connection, revoked, now)
+        for record in revoked:
+            batch.changed(record, "revoked")
+        now_revoked = {record.id for record in revoked}
+        return Revoked(
+            revoked=tuple(i for i in self.token_ids if i in now_revoked),
+            already_revoked=tuple(
+                i for i in self.token_ids if i in existing and i not in now_revoked
+            ),
+            not_found=tuple(i for i in self.token_ids if i not in existing),
+        )
+
+
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     # Times as the rest of the API writes them: UTC with a Z.
     return {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
@@ -333,12 +446,19 @@ _STOP: Final = object()
 
 
 class CommandQueue:
-    """One queue, one writer task, one future per command."""
+    """One queue, one writer task, one future per command; commands waiting together
+    are run together, as one batch (see :class:`Writer`)."""
 
     def __init__(
-        self, writer: Writer, metrics: Metrics, *, maxsize: int = DEFAULT_QUEUE_SIZE
+        self,
+        writer: Writer,
+        metrics: Metrics,
+        *,
+        maxsize: int = DEFAULT_QUEUE_SIZE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self._writer = writer
+        self._batch_size = batch_size
         self._metrics = metrics
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any] | None]] = asyncio.Queue(
             maxsize=maxsize
@@ -384,23 +504,35 @@ class CommandQueue:
 
     async def _run(self) -> None:
         while True:
-            command, future = await self._queue.get()
-            if command is _STOP:
+            batch = [await self._queue.get()]
+            # Whatever else is waiting joins it, up to the bound: never a wait
+            # for more, so a lone command runs at once.
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            stop = any(command is _STOP for command, _ in batch)
+            work = [(command, future) for command, future in batch if command is not _STOP]
+            if work:
+                await self._execute(work)
+            if stop:
                 return
+
+    async def _execute(self, work: list[tuple[Any, asyncio.Future[Any] | None]]) -> None:
+        commands = [command for command, _ in work]
+        self._metrics.batch_size.observe(len(commands))
+        try:
+            outcomes = await self._writer.run(commands)
+        except Exception as exc:  # a bug of ours: every caller still gets an answer
+            logger.exception("a batch of %d commands failed", len(commands))
+            outcomes = [exc] * len(commands)
+        for (command, future), outcome in zip(work, outcomes, strict=True):
             assert future is not None
-            try:
-                done = await command.execute(self._writer)
-            except AuthServerError as exc:
-                self._metrics.commands.labels(command.kind, type(exc).__name__).inc()
-                _settle(future, exc=exc)
-            except Exception as exc:
-                # The writer must outlive any one command: log, answer, go on.
-                logger.exception("command %s failed", command.kind)
-                self._metrics.commands.labels(command.kind, "error").inc()
-                _settle(future, exc=exc)
+            if isinstance(outcome, BaseException):
+                kind = type(outcome).__name__ if isinstance(outcome, AuthServerError) else "error"
+                self._metrics.commands.labels(command.kind, kind).inc()
+                _settle(future, exc=outcome)
             else:
                 self._metrics.commands.labels(command.kind, "ok").inc()
-                _settle(future, result=done)
+                _settle(future, result=outcome)
 
 
 def _settle(

@@ -70,7 +70,21 @@ def create_engine(database_url: str | None, *, pool_size: int = POOL_SIZE) -> As
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # The driver no longer opens transactions itself (see _sqlite_pragmas):
+    # SQLAlchemy's begin does, so that SAVEPOINTs work (the writer runs each
+    # command of a batch in one). IMMEDIATE: a writer takes the database's
+    # write lock when it begins, not at its first write, so two processes
+    # writing at once wait (busy_timeout) instead of one failing.
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if _writes(connection) else "BEGIN")
+
+
+def _writes(connection: Connection) -> bool:
+    return bool(connection.get_execution_options().get("amplify_writer", False))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -83,6 +97,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # pysqlite (under aiosqlite) begins transactions on its own, and in a way
+    # that breaks SAVEPOINT: leave it to SQLAlchemy (_sqlite_begin), as
+    # SQLAlchemy's documentation advises.
+    dbapi_connection.isolation_level = None
 
 
 def _alembic_config(connection: Connection) -> Config:

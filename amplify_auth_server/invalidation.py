@@ -31,7 +31,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
 import orjson
@@ -133,37 +133,46 @@ class InvalidationBus(RedisFollower):
         return self.live
 
     async def publish(self, key: str, state: TokenState) -> Awaitable[None]:
-        """Hand ``state`` to every replica; returns the wait for their confirmations."""
+        """Hand one ``state`` to every replica (see :meth:`publish_many`)."""
+        return await self.publish_many([(key, state)])
+
+    async def publish_many(self, changes: Sequence[tuple[str, TokenState]]) -> Awaitable[None]:
+        """Hand these states to every replica, in one message; returns the wait for their
+        confirmations (one per replica, for all of them)."""
         nonce = secrets.token_hex(8)
         acks = self._pending[nonce] = _Acks()
         message = orjson.dumps(
-            {"origin": self.replica_id, "nonce": nonce, "key": key, "state": state.dumps().decode()}
+            {
+                "origin": self.replica_id,
+                "nonce": nonce,
+                "changes": [[key, state.dumps().decode()] for key, state in changes],
+            }
         )
         try:
             acks.expected = int(await self.client.publish(self.channel, message))
         except (RedisError, OSError) as exc:
             del self._pending[nonce]
             logger.warning(
-                "could not publish a change to token %s (%s); other replicas may serve "
-                "their local entry until it expires (LOCAL_CACHE_TTL)",
-                state.token_id,
+                "could not publish %d change(s) (%s); other replicas may serve their local "
+                "entry until it expires (LOCAL_CACHE_TTL)",
+                len(changes),
                 type(exc).__name__,
             )
             return _nothing()
         acks.settle()
-        return asyncio.ensure_future(self._confirmed(nonce, acks, state))
+        return asyncio.ensure_future(self._confirmed(nonce, acks, len(changes)))
 
-    async def _confirmed(self, nonce: str, acks: _Acks, state: TokenState) -> None:
+    async def _confirmed(self, nonce: str, acks: _Acks, count: int) -> None:
         try:
             async with asyncio.timeout(self.ack_timeout):
                 await acks.done.wait()
         except TimeoutError:
             logger.warning(
-                "%d of %d replicas did not confirm a change to token %s within %.2fs; they "
+                "%d of %d replicas did not confirm %d change(s) within %.2fs; they "
                 "may serve their local entry until it expires (LOCAL_CACHE_TTL)",
                 (acks.expected or 0) - len(acks.received),
                 acks.expected or 0,
-                state.token_id,
+                count,
                 self.ack_timeout,
             )
         finally:
@@ -219,7 +228,10 @@ class InvalidationBus(RedisFollower):
                 acks.settle()
             return
         data = orjson.loads(message["data"])
-        self.local.changed(data["key"], TokenState.loads(data["state"]))
+        # One change (the single form), or a batch's.
+        changes = data["changes"] if "changes" in data else [[data["key"], data["state"]]]
+        for key, state in changes:
+            self.local.changed(key, TokenState.loads(state))
         await self.client.publish(
             self._ack_prefix + data["origin"], f"{data['nonce']}:{self.replica_id}"
         )

@@ -59,6 +59,12 @@ class Metrics:
             ["command", "outcome"],
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "amplify_auth_writer_batch_size",
+            "Commands the single writer committed together, per batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "amplify_auth_command_queue_depth",
             "Write commands waiting for the single writer.",

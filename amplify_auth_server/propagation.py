@@ -28,7 +28,7 @@ This class is the only one that changes the suspects set; the read path
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,6 +44,10 @@ class Replicas(Protocol):
 
     async def publish(self, key: str, state: TokenState) -> Awaitable[None]:
         """Hand ``state`` to every replica; returns the wait for their confirmations."""
+        ...
+
+    async def publish_many(self, changes: Sequence[tuple[str, TokenState]]) -> Awaitable[None]:
+        """The same for several states, in one message and one confirmation."""
         ...
 
 
@@ -85,26 +89,37 @@ class Propagation:
 
     async def apply(self, key: str, state: TokenState, change: Change) -> Applied:
         """Make a committed change visible in every tier and replica, and announce it."""
-        self._local.changed(key, state)
+        (applied,) = await self.apply_many([(key, state, change)])
+        return applied
+
+    async def apply_many(self, changes: Sequence[tuple[str, TokenState, Change]]) -> list[Applied]:
+        """The same for a batch's changes, in one round: one message to the other
+        replicas, one pipeline to Redis. A token changed twice in the batch is
+        shown in order, so its last state wins everywhere."""
+        for key, state, _ in changes:
+            self._local.changed(key, state)
         confirmation = None
         if self._bus is not None:
-            confirmation = await self._bus.publish(key, state)
+            confirmation = await self._bus.publish_many([(key, state) for key, state, _ in changes])
         if self._shared is None:
             if self._feed is not None:
-                self._feed.append(change, key, state.version)
-            return Applied(True, confirmation)
-        if await self._shared.announce(key, state, change):
-            return Applied(True, confirmation)
-        # At least the old state must go (a full Redis still unlinks); the
-        # event waits in the outbox for the replay.
-        await self._shared.unlink(key)
-        self.suspect(key)
-        logger.warning(
-            "redis did not take a change to token %s; it is answered from the database, "
-            "and announced to subscribers, once the outbox replays it",
-            state.token_id,
-        )
-        return Applied(False, confirmation)
+                for key, state, change in changes:
+                    self._feed.append(change, key, state.version)
+            return [Applied(True, confirmation) for _ in changes]
+        stored = await self._shared.announce_many(changes)
+        for (key, state, _), took in zip(changes, stored, strict=True):
+            if not took:
+                # At least the old state must go (a full Redis still unlinks);
+                # the event waits in the outbox for the replay.
+                await self._shared.unlink(key)
+                self.suspect(key)
+                logger.warning(
+                    "redis did not take a change to token %s; it is answered from the "
+                    "database, and announced to subscribers, once the outbox replays it",
+                    state.token_id,
+                )
+        # One confirmation for the batch: awaited by the first caller that gets it.
+        return [Applied(took, confirmation) for took in stored]
 
     async def forget(self, key: str, change: Change, version: int) -> None:
         """A change whose outcome is unknown (the commit failed midway): drop ``key``.

@@ -36,10 +36,10 @@ from amplify_auth_client.contract import (
     MAX_SCOPE_LENGTH,
     MAX_SCOPES,
     MAX_TOKEN_FIELD,
-    MAX_TOKEN_ID_FIELD,
     MAX_TTL_DAYS,
     SCOPE_PATTERN,
     TEXT_PATTERN,
+    TOKEN_ID,
     Reason,
     TokenStatus,
 )
@@ -239,41 +239,67 @@ class AuditPageResponse(BaseModel):
     )
 
 
-class BulkRevokeRequest(_Request):
-    """Either ``token_ids``, or filters (at least one): never both, never neither."""
+TokenIdText = Annotated[str, StringConstraints(pattern=rf"^{TOKEN_ID.pattern}$")]
+
+
+def _unique_ids(ids: list[str]) -> list[str]:
+    if len(set(ids)) != len(ids):
+        raise ValueError("a token id is listed twice; list each once")
+    return ids
+
+
+class RevokeByIds(_Request):
+    """Revoke these tokens."""
 
     token_ids: Annotated[
-        list[Annotated[str, StringConstraints(max_length=MAX_TOKEN_ID_FIELD)]] | None,
+        list[TokenIdText],
         Field(min_length=1, max_length=MAX_BULK_IDS, json_schema_extra={"uniqueItems": True}),
-    ] = Field(default=None, description=f"1 to {MAX_BULK_IDS} token ids, each once.")
-    name: Annotated[
-        str | None,
-        StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=TEXT_PATTERN),
-    ] = Field(default=None, description="Every active token whose name starts so (any case).")
-    scope: Scope | None = Field(default=None, description="Every active token holding it.")
-    expires_within_days: Annotated[StrictInt | None, Field(ge=0, le=MAX_TTL_DAYS)] = Field(
-        default=None, description="Every active token expiring within this many days."
+        AfterValidator(_unique_ids),
+    ] = Field(description=f"1 to {MAX_BULK_IDS} token ids, each once.")
+
+
+_FILTERS = ("name", "scope", "expires_within_days")
+
+
+def _one_filter_at_least(schema: dict[str, Any]) -> None:
+    # Said in the schema too: at least one filter, and not null.
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in _FILTERS
+    ]
+
+
+class RevokeFilter(_Request):
+    """Which active tokens to revoke: all of these conditions at once, at least one of them."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_filter_at_least)
+
+    name: NamePrefix | None = Field(
+        default=None, description="Tokens whose name starts so (any case)."
     )
-    dry_run: bool = Field(
-        default=False,
-        description="With filters: answer how many tokens would be revoked, and revoke none.",
+    scope: Scope | None = Field(default=None, description="Tokens holding it.")
+    expires_within_days: Annotated[StrictInt | None, Field(ge=0, le=MAX_TTL_DAYS)] = Field(
+        default=None, description="Tokens expiring within this many days."
     )
 
     @model_validator(mode="after")
-    def _one_way(self) -> BulkRevokeRequest:
-        filtered = any(
-            value is not None for value in (self.name, self.scope, self.expires_within_days)
-        )
-        if (self.token_ids is None) == (not filtered):
+    def _something(self) -> RevokeFilter:
+        if all(getattr(self, name) is None for name in _FILTERS):
             raise ValueError(
-                "give token_ids, or at least one filter (name, scope, expires_within_days), "
-                "not both: revoking every token needs a filter"
+                "give at least one filter (name, scope, expires_within_days): revoking "
+                "every token is not something a request does by omission"
             )
-        if self.token_ids is not None and len(set(self.token_ids)) != len(self.token_ids):
-            raise ValueError("a token id is listed twice; list each once")
-        if self.dry_run and self.token_ids is not None:
-            raise ValueError("dry_run goes with filters, not with token_ids")
         return self
+
+
+class RevokeByFilter(_Request):
+    """Revoke every active token matching ``filter``, or, with ``dry_run``, count them."""
+
+    filter: RevokeFilter
+    dry_run: bool = Field(default=False, description="Count them, and revoke none.")
+
+
+#: Either ids, or a filter: two shapes, one endpoint.
+BulkRevokeRequest = RevokeByIds | RevokeByFilter
 
 
 class BulkRevokeResponse(BaseModel):

@@ -12,7 +12,7 @@ here, at the boundary, so callers see one error type whatever the driver.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -71,6 +71,8 @@ class TokenStore:
     def __init__(self, engine: AsyncEngine, write_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
         self.write_engine = write_engine or engine
+        # Marked, so that SQLite begins these with BEGIN IMMEDIATE (database.py).
+        self._writing = self.write_engine.execution_options(amplify_writer=True)
         # Reads need no transaction. On PostgreSQL, autocommit saves the
         # BEGIN and the ROLLBACK around each lookup: a third of a miss.
         self._reader = (
@@ -87,7 +89,7 @@ class TokenStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction; committed when the block ends without error."""
-        async with _mapped_errors(), self.write_engine.begin() as connection:
+        async with _mapped_errors(), self._writing.begin() as connection:
             yield connection
 
     # -- reads ---------------------------------------------------------------
@@ -226,12 +228,17 @@ class TokenStore:
 
     async def outbox_done(self, token_hash: str, version: int) -> None:
         """Redis holds ``version`` (or newer): nothing left to replay for it."""
+        await self.outbox_done_many([(token_hash, version)])
+
+    async def outbox_done_many(self, settled: Sequence[tuple[str, int]]) -> None:
+        """:meth:`outbox_done` for a batch's tokens, in one transaction."""
         async with self.transaction() as connection:
-            await connection.execute(
-                delete(cache_outbox).where(
-                    cache_outbox.c.token_hash == token_hash, cache_outbox.c.version <= version
+            for token_hash, version in settled:
+                await connection.execute(
+                    delete(cache_outbox).where(
+                        cache_outbox.c.token_hash == token_hash, cache_outbox.c.version <= version
+                    )
                 )
-            )
 
     # -- writes (command writer only) ----------------------------------------
 
@@ -305,3 +312,76 @@ class TokenStore:
                 details=details,
             )
         )
+
+    # -- bulk writes (command writer only) -------------------------------------
+
+    @staticmethod
+    async def revoke_many(
+        connection: AsyncConnection, token_ids: Sequence[str], now: datetime
+    ) -> tuple[list[TokenRecord], set[str]]:
+        """Revoke the active tokens among ``token_ids``: the updated rows, and the ids
+        that exist at all (the others are no token).
+
+        The rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite's
+        writer holds the database), so the update sees exactly what was read.
+        """
+        query = select(tokens.c.id).where(tokens.c.id.in_(token_ids))
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        existing = set((await connection.execute(query)).scalars())
+        result = await connection.execute(
+            update(tokens)
+            .where(tokens.c.id.in_(token_ids), tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now, version=tokens.c.version + 1)
+            .returning(*tokens.c)
+        )
+        return [TokenRecord.from_row(row) for row in result.all()], existing
+
+    @staticmethod
+    async def record_many(
+        connection: AsyncConnection,
+        *,
+        at: datetime,
+        actor: Actor,
+        action: str,
+        entries: Sequence[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """One audit row per ``(token_id, details)``, in one statement."""
+        if entries:
+            await connection.execute(
+                insert(audit_log),
+                [
+                    {
+                        "at": at,
+                        "actor_id": actor.id,
+                        "actor_name": actor.name,
+                        "action": action,
+                        "token_id": token_id,
+                        "details": details,
+                    }
+                    for token_id, details in entries
+                ],
+            )
+
+    @staticmethod
+    async def outbox_add_many(
+        connection: AsyncConnection, records: Sequence[TokenRecord], now: datetime
+    ) -> None:
+        """:meth:`outbox_add` for many tokens, in two statements."""
+        if not records:
+            return
+        hashes = [record.token_hash for record in records]
+        await connection.execute(delete(cache_outbox).where(cache_outbox.c.token_hash.in_(hashes)))
+        await connection.execute(
+            insert(cache_outbox),
+            [
+                {"token_hash": r.token_hash, "version": r.version, "created_at": now}
+                for r in records
+            ],
+        )
+
+    async def matching_ids(self, filters: TokenFilter, now: datetime) -> list[str]:
+        """The ids of every token matching ``filters``: what a bulk revocation names."""
+        query = select(tokens.c.id).where(*self.token_conditions(filters, now))
+        async with self._connect() as connection:
+            return list((await connection.execute(query)).scalars())

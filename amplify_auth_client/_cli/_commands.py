@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from amplify_auth_client._client import AuthClient
-from amplify_auth_client._models import AuditEntry, CreatedToken, TokenInfo
+from amplify_auth_client._models import AuditEntry, BulkRevocation, CreatedToken, TokenInfo
 
 #: How much of a token's audit trail ``info`` shows, newest first.
 AUDIT_LIMIT: Final = 20
@@ -48,7 +48,15 @@ class Changed:
     verb: str
 
 
-Result = CreatedToken | TokenList | TokenDetail | Changed
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """What ``revoke`` shows for several ids (``outcome``), or for filters (no outcome)."""
+
+    count: int
+    outcome: BulkRevocation | None
+
+
+Result = CreatedToken | TokenList | TokenDetail | Changed | Revocations
 Command = Callable[[argparse.Namespace, AuthClient], Result]
 
 
@@ -76,9 +84,25 @@ def info(args: argparse.Namespace, client: AuthClient) -> TokenDetail:
     return TokenDetail(token, tuple(client.token_audit(args.token_id, limit=AUDIT_LIMIT)))
 
 
-def revoke(args: argparse.Namespace, client: AuthClient) -> Changed:
-    """Revoke a token now; revoking a revoked token changes nothing and succeeds."""
-    return Changed(client.revoke_token(args.token_id), "Revoked")
+def revoke(args: argparse.Namespace, client: AuthClient) -> Changed | Revocations:
+    """Revoke tokens now: one (its record after), several ids, or every active token
+    matching the filters; revoking a revoked token changes nothing and succeeds."""
+    if filtered(args):
+        count = client.revoke_where(
+            name=args.name, scope=args.scope, expires_within_days=args.expiring_within
+        )
+        return Revocations(count, None)
+    if len(args.token_ids) == 1:
+        return Changed(client.revoke_token(args.token_ids[0]), "Revoked")
+    outcome = client.revoke_tokens(args.token_ids)
+    return Revocations(len(outcome.revoked), outcome)
+
+
+def filtered(args: argparse.Namespace) -> bool:
+    """Whether ``revoke`` was given filters rather than ids."""
+    return any(
+        getattr(args, option, None) is not None for option in ("name", "scope", "expiring_within")
+    )
 
 
 def extend(args: argparse.Namespace, client: AuthClient) -> Changed:
@@ -101,6 +125,7 @@ _SENT: Final = {
     "scopes": "scopes",
     "ttl": "ttl_days",
     "token_id": "token_id",
+    "token_ids": "token_id",
     "days": "days",
 }
 
@@ -123,6 +148,10 @@ def to_json(result: Result) -> Any:
         return [_plain(token) for token in result.tokens]
     if isinstance(result, Changed):
         return _plain(result.token)
+    if isinstance(result, Revocations):
+        if result.outcome is None:
+            return {"revoked_count": result.count}
+        return {"revoked_count": result.count, **_plain(result.outcome)}
     return _plain(result)
 
 

@@ -6,6 +6,7 @@ Every failure ends here as one line on stderr and an exit code from
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -17,8 +18,10 @@ from typing import Any
 from amplify_auth_client._cli._commands import (
     COMMANDS,
     Result,
+    Revocations,
     TokenDetail,
     TokenList,
+    filtered,
     sent,
     to_json,
 )
@@ -26,6 +29,7 @@ from amplify_auth_client._cli._errors import (
     FAILED,
     INTERRUPTED,
     NOT_ALLOWED,
+    NOT_FOUND,
     OK,
     USAGE,
     CLIError,
@@ -119,8 +123,10 @@ def _run(argv: Sequence[str] | None) -> int:
         # No revocation subscription: a one-shot command validates no token,
         # so a stream of evictions would have no cache to act on.
         with AuthClient(url, admin_token=token.value, subscribe_revocations=False) as client:
-            if args.command == "revoke" and not args.yes:
-                _confirm_revoke(client, args.token_id)
+            if args.command == "revoke":
+                _check_revoke(args)
+                if not args.yes:
+                    _confirm_revoke(client, args)
             result = command(args, client)
     except AuthError as exc:
         raise explain(exc, url=shown_url(url), token_source=token.source, sent=sent(args)) from None
@@ -133,6 +139,8 @@ def _run(argv: Sequence[str] | None) -> int:
     else:
         _show(render, render.console(sys.stdout), result)
     sys.stdout.flush()
+    if isinstance(result, Revocations) and result.outcome and result.outcome.not_found:
+        return NOT_FOUND  # the others were revoked; a script must still notice
     return OK
 
 
@@ -147,22 +155,48 @@ def _show(render: ModuleType, out: Any, result: Result) -> None:
         )
     elif isinstance(result, TokenDetail):
         render.detail(out, result)
+    elif isinstance(result, Revocations):
+        render.revocations(out, result)
     else:
         render.changed(out, result.token, result.verb)
 
 
-def _confirm_revoke(client: AuthClient, token_id: str) -> None:
+def _check_revoke(args: argparse.Namespace) -> None:
+    if bool(args.token_ids) == filtered(args):
+        raise CLIError(
+            "revoke takes token ids, or filters (--name, --scope, --expiring-within), not "
+            "both; revoking every token needs a filter",
+            USAGE,
+        )
+
+
+def _confirm_revoke(client: AuthClient, args: argparse.Namespace) -> None:
     """Ask on the terminal; refuse at once when there is none, rather than wait on a pipe."""
     if not sys.stdin.isatty():
         raise CLIError(
             "revoke asks for confirmation and stdin is not a terminal: pass --yes", USAGE
         )
-    token = client.get_token(token_id)
-    if token.status == "revoked":
-        return  # Revoking again changes nothing: no need to ask.
+    if filtered(args):
+        count = client.revoke_where(
+            name=args.name, scope=args.scope, expires_within_days=args.expiring_within,
+            dry_run=True,
+        )  # fmt: skip
+        if count == 0:
+            return  # Nothing matches: nothing to ask about.
+        question = f"Revoke {count} active token{'s' if count != 1 else ''} {_filters(args)}?"
+        declined = f"not revoked: the {count} matching tokens are unchanged"
+    elif len(args.token_ids) > 1:
+        question = f"Revoke {len(args.token_ids)} tokens ({', '.join(args.token_ids)})?"
+        declined = "not revoked: the tokens are unchanged"
+    else:
+        token = client.get_token(args.token_ids[0])
+        if token.status == "revoked":
+            return  # Revoking again changes nothing: no need to ask.
+        question = f"Revoke {_describe(token)}?"
+        declined = f"not revoked: {token.token_id} is unchanged"
     answer = ""
     try:
-        sys.stderr.write(f"Revoke {_describe(token)}? This cannot be undone. [y/N] ")
+        sys.stderr.write(f"{question} This cannot be undone. [y/N] ")
         sys.stderr.flush()
         answer = sys.stdin.readline()  # end of input ("") is a no
     finally:
@@ -171,7 +205,18 @@ def _confirm_revoke(client: AuthClient, token_id: str) -> None:
         if not answer.endswith("\n") or not sys.stderr.isatty():
             sys.stderr.write("\n")
     if answer.strip().lower() not in ("y", "yes"):
-        raise CLIError(f"not revoked: {token_id} is unchanged", FAILED)
+        raise CLIError(declined, FAILED)
+
+
+def _filters(args: argparse.Namespace) -> str:
+    parts = []
+    if args.name is not None:
+        parts.append(f"whose name starts with {args.name!r}")
+    if args.scope is not None:
+        parts.append(f"holding {args.scope}")
+    if args.expiring_within is not None:
+        parts.append(f"expiring within {args.expiring_within} days")
+    return " and ".join(parts)
 
 
 def _describe(token: TokenInfo) -> str:

@@ -147,8 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     info = command("info", "Show a token's details and its audit trail.")
     info.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…)")
 
-    revoke = command("revoke", "Revoke a token now, after asking for confirmation.")
-    revoke.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…)")
+    revoke = command(
+        "revoke",
+        "Revoke tokens now, by id or by filters, after asking for confirmation.",
+    )
+    revoke.add_argument(
+        "token_ids", nargs="*", metavar="TOKEN_ID", help="the ids of the tokens (tok_…)"
+    )
+    revoke.add_argument(
+        "--name", metavar="PREFIX", help="every active token whose name starts so (any case)"
+    )
+    revoke.add_argument("--scope", metavar="SCOPE", help="every active token holding this scope")
+    revoke.add_argument(
+        "--expiring-within",
+        type=_days_or_zero,
+        metavar="DAYS",
+        help="every active token that expires within DAYS days",
+    )
     revoke.add_argument(
         "-y",
         "--yes",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import IO, Final
 
 from amplify_auth_client._cli import _views as views
-from amplify_auth_client._cli._commands import TokenDetail
+from amplify_auth_client._cli._commands import Revocations, TokenDetail
 from amplify_auth_client._models import CreatedToken, TokenInfo
 
 _GAP: Final = "  "
@@ -79,3 +79,9 @@ def changed(out: IO[str], token: TokenInfo, verb: str) -> None:
     """``revoke`` and ``extend``: what the token is now."""
     out.write(views.changed_line(token, verb) + "\n")
     _fields(out, views.token_fields(token))
+
+
+def revocations(out: IO[str], result: Revocations) -> None:
+    """``revoke`` of several tokens: what happened to each id."""
+    for line in views.revocation_lines(result):
+        out.write(line + "\n")

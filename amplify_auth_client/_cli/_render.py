@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from amplify_auth_client._cli import _views as views
-from amplify_auth_client._cli._commands import TokenDetail
+from amplify_auth_client._cli._commands import Revocations, TokenDetail
 from amplify_auth_client._models import CreatedToken, TokenInfo
 
 # Narrow by design: a header rule, no edges, so that the list fits 80 columns
@@ -118,7 +118,8 @@ def token_table(
     out.print(table)
     line = views.more(next_cursor)
     if line is not None:
-        out.print(Text(line, style="yellow"))
+        # Whole, whatever the width: the cursor in it is copied as is.
+        out.print(Text(line, style="yellow"), soft_wrap=True)
 
 
 def detail(out: Console, detail: TokenDetail) -> None:
@@ -139,3 +140,9 @@ def changed(out: Console, token: TokenInfo, verb: str) -> None:
     """``revoke`` and ``extend``: what the token is now."""
     out.print(Text(views.changed_line(token, verb)))
     out.print(_fields(_token_rows(token)))
+
+
+def revocations(out: Console, result: Revocations) -> None:
+    """``revoke`` of several tokens: what happened to each id."""
+    for line in views.revocation_lines(result):
+        out.print(Text(line))

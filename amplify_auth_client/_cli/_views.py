@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 
-from amplify_auth_client._cli._commands import TokenDetail
+from amplify_auth_client._cli._commands import Revocations, TokenDetail
 from amplify_auth_client._models import AuditEntry, CreatedToken, TokenInfo
 
 CREATED_WARNING: Final = "Shown only once: store it now. The server keeps only its hash."
@@ -112,3 +112,15 @@ def _audit_row(entry: AuditEntry) -> tuple[str, ...]:
 def changed_line(token: TokenInfo, verb: str) -> str:
     """The first line of ``revoke`` and ``extend``."""
     return f"{verb} {token.token_id} ({token.name})"
+
+
+def revocation_lines(result: Revocations) -> list[str]:
+    """What ``revoke`` of several ids, or by filters, says it did."""
+    if result.outcome is None:
+        return [f"Revoked {result.count} token{'s' if result.count != 1 else ''}."]
+    lines = [f"Revoked {result.count}: {' '.join(result.outcome.revoked) or 'none'}"]
+    if result.outcome.already_revoked:
+        lines.append(f"Already revoked: {' '.join(result.outcome.already_revoked)}")
+    if result.outcome.not_found:
+        lines.append(f"No such token: {' '.join(result.outcome.not_found)}")
+    return lines

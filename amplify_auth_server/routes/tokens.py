@@ -6,13 +6,15 @@ Writes go through the single writer; reads go straight to the database.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import AwareDatetime
+from fastapi import APIRouter, Body, Path, Query, Response, status
+from pydantic import AwareDatetime, BeforeValidator
 
 from amplify_auth_client.contract import (
     DEFAULT_PAGE_SIZE,
+    MAX_BULK_IDS,
     MAX_CURSOR_LENGTH,
     MAX_PAGE_SIZE,
     MAX_TTL_DAYS,
@@ -21,7 +23,7 @@ from amplify_auth_client.contract import (
     is_token_id,
     token_is_well_formed,
 )
-from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeToken
+from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeMany, RevokeToken
 from amplify_auth_server.deps import Admin, ServicesDep
 from amplify_auth_server.errors import InvalidInput, NotFound
 from amplify_auth_server.models import utcnow
@@ -29,11 +31,14 @@ from amplify_auth_server.pages import AuditFilter, TokenFilter
 from amplify_auth_server.schemas import (
     AuditPageResponse,
     AuditRecordResponse,
+    BulkRevokeRequest,
+    BulkRevokeResponse,
     CreatedTokenResponse,
     CreateTokenRequest,
     ErrorResponse,
     ExtendTokenRequest,
     NamePrefix,
+    RevokeByIds,
     Scope,
     TokenPageResponse,
     TokenRecordResponse,
@@ -157,6 +162,46 @@ async def list_tokens(
     )
 
 
+@router.post(
+    "/tokens/revoke",
+    summary="Revoke many tokens: by id, or every active one matching filters",
+)
+async def revoke_tokens(
+    body: Annotated[BulkRevokeRequest, Body()], admin: Admin, parts: ServicesDep
+) -> BulkRevokeResponse:
+    """Every token is refused everywhere once this returns, as after a single revoke.
+    By id: which were revoked now, which were already, which are no token. By
+    filters: how many were revoked (or would be, with `dry_run`)."""
+    if isinstance(body, RevokeByIds):
+        done = await parts.queue.submit(RevokeMany(actor=admin, token_ids=tuple(body.token_ids)))
+        return BulkRevokeResponse(
+            revoked_count=len(done.revoked),
+            revoked=list(done.revoked),
+            already_revoked=list(done.already_revoked),
+            not_found=list(done.not_found),
+        )
+    filters = TokenFilter(
+        status="active",
+        name=body.filter.name,
+        scope=body.filter.scope,
+        expires_within_days=body.filter.expires_within_days,
+    )
+    ids = await parts.store.matching_ids(filters, utcnow())
+    if body.dry_run:
+        return BulkRevokeResponse(
+            revoked_count=len(ids), revoked=None, already_revoked=None, not_found=None
+        )
+    chunks = [tuple(ids[i : i + MAX_BULK_IDS]) for i in range(0, len(ids), MAX_BULK_IDS)]
+    # All queued at once: the writer takes them as few batches.
+    results = await asyncio.gather(
+        *(parts.queue.submit(RevokeMany(actor=admin, token_ids=chunk)) for chunk in chunks)
+    )
+    count = sum(len(result.revoked) for result in results)
+    return BulkRevokeResponse(
+        revoked_count=count, revoked=None, already_revoked=None, not_found=None
+    )
+
+
 @router.get("/tokens/{token_id}", summary="A token's details", responses=_NOT_FOUND)
 async def get_token(token_id: TokenId, admin: Admin, parts: ServicesDep) -> TokenRecordResponse:
     record = await parts.store.get(_known(token_id))
@@ -200,11 +245,24 @@ ActorId = Annotated[
         description="Entries caused by this token id, or `system`.",
     ),
 ]
+
+
+def _text_only(value: object) -> object:
+    # A query value is text; pydantic would also read a bare number as a time.
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "").isdigit():
+        raise ValueError("a time in ISO 8601, with its zone: 2026-12-01T10:00:00Z")
+    return value
+
+
 Since = Annotated[
-    AwareDatetime | None, Query(description="Entries at or after this time (with its zone).")
+    AwareDatetime | None,
+    BeforeValidator(_text_only),
+    Query(description="Entries at or after this time (ISO 8601, with its zone)."),
 ]
 Until = Annotated[
-    AwareDatetime | None, Query(description="Entries before this time (with its zone).")
+    AwareDatetime | None,
+    BeforeValidator(_text_only),
+    Query(description="Entries before this time (ISO 8601, with its zone)."),
 ]
 
 
@@ -240,7 +298,13 @@ async def token_audit(
 ) -> AuditPageResponse:
     if await parts.store.get(_known(token_id)) is None:
         raise NotFound.token(token_id)
-    filters = AuditFilter(token_id=token_id, action=action, actor=actor, since=since, until=until)
+    filters = AuditFilter(
+        token_id=token_id,
+        action=action,
+        actor=actor,
+        since=since,
+        until=until,
+    )
     return await _audit_page(parts, filters, cursor, limit)
 
 

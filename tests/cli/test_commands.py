@@ -182,3 +182,44 @@ def test_version(cli) -> None:
 
     result = cli("--version")
     assert (result.code, result.out) == (0, f"auth-cli {__version__}\n")
+
+
+def test_list_pages_and_says_when_more_follow(cli) -> None:
+    ids = [
+        cli("--json", "create", f"paged-{i}", "--scopes", "pages").json()["token_id"]
+        for i in range(5)
+    ]
+    first = cli("list", "--scope", "pages", "--limit", "2")
+    assert first.code == 0, first
+    assert "more follow" in first.out
+    cursor = re.search(r"--cursor (\S+)", first.out)
+    assert cursor is not None
+    rest = cli("--json", "list", "--scope", "pages", "--limit", "10", "--cursor", cursor[1])
+    shown = re.findall(r"tok_[a-z0-9]{16}", first.out)
+    # Newest first, each token once across the pages.
+    assert shown + [t["token_id"] for t in rest.json()] == ids[::-1]
+    json_first = cli("--json", "list", "--scope", "pages", "--limit", "2")
+    assert len(json_first.json()) == 2
+    assert "--cursor" in json_first.err
+    assert cli("list", "--name", "PAGED-", "--limit", "1000").out.count("paged-") == 5
+    assert cli("list", "--limit", "0").code == 2
+
+
+def test_revoke_takes_several_ids_or_filters(cli, cli_server: CLIServer) -> None:
+    ids = [
+        cli("--json", "create", f"many-{i}", "--scopes", "many").json()["token_id"]
+        for i in range(3)
+    ]
+    both = cli("revoke", ids[0], "--name", "many-", "--yes")
+    assert both.code == 2
+    assert "not both" in both.err
+    assert cli("revoke", "--yes").code == 2  # neither: revoking everything needs a filter
+    several = cli("revoke", ids[0], ids[1], "tok_zzzzzzzzzzzzzzzz", "--yes")
+    assert several.code == 5  # one is no token; the others are revoked
+    assert "Revoked 2" in several.out
+    assert "No such token: tok_zzzzzzzzzzzzzzzz" in several.out
+    by_filter = cli("--json", "revoke", "--name", "many-", "--scope", "many", "--yes")
+    assert by_filter.code == 0, by_filter
+    assert by_filter.json() == {"revoked_count": 1}
+    with AuthClient(cli_server.url, admin_token=cli_server.admin_token) as auth:
+        assert {auth.get_token(i).status for i in ids} == {"revoked"}

@@ -130,3 +130,22 @@ def test_the_prompt_goes_to_stderr_and_a_no_exits_1_from_the_script(
     assert result.returncode == 1
     assert result.stdout == ""
     assert "[y/N]" in result.stderr
+
+
+def test_revoke_by_filter_asks_with_the_servers_count(cli, at_terminal: Terminal) -> None:
+    ids = [
+        cli("--json", "create", f"counted-{i}", "--scopes", "c").json()["token_id"]
+        for i in range(3)
+    ]
+    at_terminal.type("n\n")
+    declined = cli("revoke", "--name", "counted-")
+    assert declined.code == 1, declined
+    assert declined.err.startswith(
+        "Revoke 3 active tokens whose name starts with 'counted-'? This cannot be undone. [y/N] "
+    )
+    assert {status(cli, token_id) for token_id in ids} == {"active"}
+    at_terminal.type("y\n")
+    done = cli("revoke", "--name", "counted-")
+    assert done.code == 0, done
+    assert done.out == "Revoked 3 tokens.\n"
+    assert {status(cli, token_id) for token_id in ids} == {"revoked"}

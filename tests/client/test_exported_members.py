@@ -109,7 +109,6 @@ def test_the_contract_is_pinned() -> None:
         "MAX_SCOPES",
         "MAX_SCOPE_LENGTH",
         "MAX_TOKEN_FIELD",
-        "MAX_TOKEN_ID_FIELD",
         "MAX_TTL_DAYS",
         "SCOPE",
         "SCOPE_PATTERN",

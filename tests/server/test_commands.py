@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from amplify_auth_server.commands import (
+    Batch,
     Command,
     CommandQueue,
     CreateToken,
-    Done,
     RevokeToken,
     Writer,
 )
@@ -21,6 +21,7 @@ from amplify_auth_server.database import create_engine, migrate
 from amplify_auth_server.errors import NotFound, ShuttingDown
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import SYSTEM, utcnow
+from amplify_auth_server.pages import TokenFilter
 from amplify_auth_server.store import TokenStore
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +47,7 @@ async def queue(store: TokenStore) -> AsyncIterator[CommandQueue]:
 class Explode(Command[None]):
     actor = SYSTEM
 
-    async def execute(self, writer: Writer) -> Done[None]:
+    async def run(self, batch: Batch) -> None:
         raise RuntimeError("boom")
 
 
@@ -58,12 +59,12 @@ class Track(Command[int]):
     running: list[int]
     actor = SYSTEM
 
-    async def execute(self, writer: Writer) -> Done[int]:
+    async def run(self, batch: Batch) -> int:
         self.running.append(1)
         self.log.append(len(self.running))
         await asyncio.sleep(0)  # yield, so that a second writer would interleave here
         self.running.pop()
-        return Done(len(self.log))
+        return len(self.log)
 
 
 async def test_one_command_runs_at_a_time(queue: CommandQueue) -> None:
@@ -98,7 +99,7 @@ async def test_stop_drains_every_queued_command_then_refuses(
     await asyncio.sleep(0)  # let every task enqueue its command
     await queue.stop()
     # Everything queued before stop() was written by the time it returned...
-    stored = await store.list_records(include_inactive=True, now=utcnow())
+    stored = await store.token_page(TokenFilter(status="all"), after=None, limit=1000, now=utcnow())
     assert len(stored) == 30
     # ...and every caller got its answer.
     results = await asyncio.gather(*pending)
@@ -121,7 +122,12 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_change(
     await blocker
     # A command the writer takes after its caller left still runs to the end.
     follow = await queue.submit(CreateToken(actor=SYSTEM, name="follow", scopes=("a",)))
-    names = {r.name for r in await store.list_records(include_inactive=True, now=utcnow())}
+    names = {
+        r.name
+        for r in await store.token_page(
+            TokenFilter(status="all"), after=None, limit=1000, now=utcnow()
+        )
+    }
     assert names == {"abandoned", "follow"}
     assert follow.record.name == "follow"
 

@@ -383,6 +383,11 @@ def test_other_replicas_hear_a_change_before_its_event_is_in_the_stream() -> Non
 
         class Publisher:
             async def publish(self, key: str, state: TokenState) -> asyncio.Future[None]:
+                return await self.publish_many([(key, state)])
+
+            async def publish_many(
+                self, changes: list[tuple[str, TokenState]]
+            ) -> asyncio.Future[None]:
                 in_stream_at_publish.append(int(await client.xlen(shared.stream)))
                 done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 done.set_result(None)

@@ -48,7 +48,8 @@ def test_the_client_fixture_talks_to_the_same_fake(
 ) -> None:
     token = amplify_token(scopes=["a"]).token
     assert amplify_client.validate(token, ["a"]).valid
-    assert [t.name for t in amplify_client.list_tokens()][-1] == "test-token"
+    # Newest first: the token the factory just made leads the listing.
+    assert amplify_client.list_tokens()[0].name == "test-token"
 
 
 def test_owners_are_a_seam_not_a_silent_no_op(amplify_token: TokenFactory) -> None:

@@ -1,0 +1,180 @@
+"""Group commit: commands waiting together run in one transaction, each in a savepoint of its
+own, so one failing command fails alone; and a crash mid-batch loses no acknowledged change
+and leaves no half batch."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+
+from amplify_auth_server.commands import (
+    Batch,
+    Command,
+    CommandQueue,
+    CreateToken,
+    ExtendToken,
+    RevokeToken,
+    Writer,
+)
+from amplify_auth_server.database import create_engine, migrate
+from amplify_auth_server.errors import Conflict, NotFound
+from amplify_auth_server.metrics import Metrics
+from amplify_auth_server.models import SYSTEM
+from amplify_auth_server.store import TokenStore
+from amplify_auth_server.tables import audit_log, tokens
+from tests.support.server import Backend, running_server
+from tests.support.services import fresh_database
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'batch.db'}"
+        return
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[TokenStore]:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    yield TokenStore(engine)
+    await engine.dispose()
+
+
+def batches(registry: CollectorRegistry) -> tuple[float, float]:
+    """(batches run, commands in them) from the writer's histogram."""
+    count = registry.get_sample_value("amplify_auth_writer_batch_size_count") or 0.0
+    total = registry.get_sample_value("amplify_auth_writer_batch_size_sum") or 0.0
+    return count, total
+
+
+class Explode(Command[None]):
+    """Writes a token, then fails: its savepoint must take the write back."""
+
+    actor = SYSTEM
+
+    async def run(self, batch: Batch) -> None:
+        await CreateToken(actor=SYSTEM, name="half-done", scopes=("a",)).run(batch)
+        raise RuntimeError("boom")
+
+
+@pytest.mark.anyio
+async def test_a_failing_command_fails_alone_and_the_others_commit(store: TokenStore) -> None:
+    metrics = Metrics()
+    queue = CommandQueue(Writer(store, propagation=None), metrics)
+    queue.start()
+    try:
+        forever = await queue.submit(CreateToken(actor=SYSTEM, name="forever", scopes=("a",)))
+        commands: list[Command[Any]] = []
+        for i in range(20):
+            commands.append(CreateToken(actor=SYSTEM, name=f"ok-{i}", scopes=("a",)))
+            if i % 5 == 0:
+                commands += [
+                    RevokeToken(actor=SYSTEM, token_id="tok_0000000000000000"),
+                    ExtendToken(actor=SYSTEM, token_id=forever.record.id, days=1),
+                    Explode(),
+                ]
+        before = batches(metrics.registry)
+        outcomes = await asyncio.gather(
+            *(queue.submit(command) for command in commands), return_exceptions=True
+        )
+        count, total = (a - b for a, b in zip(batches(metrics.registry), before, strict=True))
+    finally:
+        await queue.stop()
+    # They did run together: fewer transactions than commands.
+    assert total == len(commands)
+    assert count < len(commands)
+    kinds = Counter(type(outcome).__name__ for outcome in outcomes)
+    assert kinds == {"Minted": 20, "NotFound": 4, "Conflict": 4, "RuntimeError": 4}
+    assert all(
+        isinstance(o, NotFound | Conflict | RuntimeError) == (not isinstance(c, CreateToken))
+        for c, o in zip(commands, outcomes, strict=True)
+    )
+    async with store.engine.connect() as connection:
+        names = set((await connection.execute(select(tokens.c.name))).scalars())
+        creates = await connection.scalar(
+            select(func.count()).select_from(audit_log).where(audit_log.c.action == "create")
+        )
+    assert names == {"forever"} | {f"ok-{i}" for i in range(20)}  # no "half-done"
+    assert creates == 21
+
+
+@pytest.mark.anyio
+async def test_a_lone_command_is_not_held_back(store: TokenStore) -> None:
+    metrics = Metrics()
+    queue = CommandQueue(Writer(store, propagation=None), metrics)
+    queue.start()
+    try:
+        for i in range(3):
+            await queue.submit(CreateToken(actor=SYSTEM, name=f"alone-{i}", scopes=("a",)))
+    finally:
+        await queue.stop()
+    assert batches(metrics.registry) == (3.0, 3.0)
+
+
+@pytest.mark.postgres
+def test_a_crash_mid_batch_loses_no_acknowledged_change(tmp_path: Path) -> None:
+    """SIGKILL during a storm of creates: every create answered 201 is in the database
+    after a restart, with its audit row, and nothing is half there."""
+    with fresh_database() as url:
+        backend = Backend("postgres", tmp_path, url)
+        with running_server(backend) as server:
+            acknowledged: list[str] = []
+
+            async def storm() -> None:
+                headers = {"Authorization": f"Bearer {server.admin_token}"}
+                limits = httpx.Limits(max_connections=32)
+                async with httpx.AsyncClient(
+                    base_url=server.base_url, headers=headers, limits=limits, timeout=30
+                ) as client:
+                    slots = asyncio.Semaphore(32)
+
+                    async def one(i: int) -> None:
+                        body = {"name": f"storm-{i}", "scopes": ["a"]}
+                        async with slots:
+                            try:
+                                response = await client.post("/auth/tokens", json=body)
+                            except httpx.HTTPError:
+                                return  # the server died first: not acknowledged
+                        if response.status_code == 201:
+                            acknowledged.append(response.json()["token_id"])
+                            if len(acknowledged) == 150:
+                                assert server.process is not None
+                                server.process.send_signal(signal.SIGKILL)
+
+                    await asyncio.gather(*(one(i) for i in range(600)))
+
+            asyncio.run(storm())
+            assert server.process is not None
+            server.process.wait()
+            server.process = None
+            assert len(acknowledged) >= 150
+            server.start()
+
+            async def check() -> tuple[set[str], set[str]]:
+                engine = create_engine(url)
+                try:
+                    async with engine.connect() as connection:
+                        stormed = select(tokens.c.id).where(tokens.c.name.like("storm-%"))
+                        rows = set((await connection.execute(stormed)).scalars())
+                        created = select(audit_log.c.token_id).where(audit_log.c.action == "create")
+                        audited = set((await connection.execute(created)).scalars())
+                finally:
+                    await engine.dispose()
+                return rows, audited
+
+            rows, audited = asyncio.run(check())
+    assert set(acknowledged) <= rows
+    # All or nothing: every token written has its audit row, and every audit row its token.
+    assert rows == audited

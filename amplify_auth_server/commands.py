@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -47,7 +48,7 @@ from amplify_auth_server.events import Change
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor, TokenRecord, utcnow
 from amplify_auth_server.propagation import Propagation
-from amplify_auth_server.store import ConcurrentUpdate, TokenStore
+from amplify_auth_server.store import ConcurrentUpdate, TokenStore, aborted_for_others
 from amplify_auth_server.telemetry import command_span
 
 logger = logging.getLogger("amplify_auth_server.commands")
@@ -97,14 +98,34 @@ class Command(ABC, Generic[T]):
     """A change, run only by the writer (or by a one-shot CLI process), inside a batch."""
 
     actor: Actor
+    #: Whether commands of this kind waiting together run as one group
+    #: (:meth:`run_group`).
+    groupable: ClassVar[bool] = False
 
     @property
     def kind(self) -> str:
         return type(self).__name__
 
+    @property
+    def locks(self) -> tuple[str, ...]:
+        """The ids of the existing rows this command changes (the writer locks a batch's
+        rows in one order before running it)."""
+        return ()
+
     @abstractmethod
     async def run(self, batch: Batch) -> T:
         """Do the change in ``batch``'s transaction (in a savepoint of its own)."""
+
+    @classmethod
+    async def run_group(cls, batches: Sequence[Batch], commands: Sequence[Any]) -> list[T]:
+        """Do several commands of this kind at once (one statement per table, in
+        one savepoint), each with its own batch. Only for :attr:`groupable` kinds.
+
+        Only for commands that all but never fail, such as creates: if the
+        group fails, the writer runs each command alone instead, so that
+        the failure is one command's and not the group's.
+        """
+        raise NotImplementedError(f"{cls.__name__} is not groupable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +160,42 @@ class Writer:
         outcomes: list[Any] = []
         try:
             async with self.store.transaction() as connection:
-                for command in commands:
-                    batch = Batch(self.store, connection, self.durable)
-                    outcomes.append(await self._in_savepoint(command, batch))
-                    batches.append(batch)
+                if sum(1 for c in commands if c.locks) > 1:
+                    await self.store.lock_all(connection, [i for c in commands for i in c.locks])
+                for group in _groups(commands):
+                    mine = [Batch(self.store, connection, self.durable) for _ in group]
+                    together = await self._as_group(group, mine) if len(group) > 1 else None
+                    if together is not None:
+                        outcomes += together
+                    else:
+                        outcomes += [
+                            await self._in_savepoint(c, b) for c, b in zip(group, mine, strict=True)
+                        ]
+                    batches += mine
         except DatabaseUnavailable as exc:
+            if len(commands) > 1 and aborted_for_others(exc):
+                # Rolled back whole, nothing committed (lock_all makes this
+                # rare): each command again, in a transaction of its own.
+                return [outcome for c in commands for outcome in await self.run([c])]
             await self._forget(batches)
             failed: list[Done[Any] | BaseException] = [
                 o if isinstance(o, AuthServerError) else exc for o in outcomes
             ]
             return failed + [exc] * (len(commands) - len(outcomes))
         return await self._propagate(batches, outcomes)
+
+    @staticmethod
+    async def _as_group(group: Sequence[Command[Any]], batches: list[Batch]) -> list[Any] | None:
+        """The group's values, run at once in one savepoint; None to run them one by one."""
+        try:
+            async with batches[0].connection.begin_nested():
+                return await type(group[0]).run_group(batches, group)
+        except (ConcurrentUpdate, IntegrityError):
+            return None  # a collision: one by one, each retrying alone
+        except (DatabaseUnavailable, SQLAlchemyError, OSError):
+            raise  # the transaction is gone: the whole batch fails
+        except Exception:
+            return None  # one by one, so that a failing command fails alone
 
     @staticmethod
     async def _in_savepoint(command: Command[Any], batch: Batch) -> Any:
@@ -214,6 +260,12 @@ class Writer:
                     await self.propagation.forget(record.token_hash, kind, record.version)
 
 
+def _groups(commands: Sequence[Command[Any]]) -> Iterator[list[Command[Any]]]:
+    """``commands`` in order, as runs of one kind that can run as a group, else alone."""
+    for _, group in itertools.groupby(commands, lambda c: type(c) if c.groupable else object()):
+        yield list(group)
+
+
 @dataclass(frozen=True, slots=True)
 class Minted:
     """The one object that ever holds a raw token, on its way to the response."""
@@ -224,6 +276,8 @@ class Minted:
 
 @dataclass(frozen=True, slots=True)
 class CreateToken(Command[Minted]):
+    groupable: ClassVar[bool] = True
+
     actor: Actor
     name: str
     scopes: tuple[str, ...]
@@ -232,10 +286,36 @@ class CreateToken(Command[Minted]):
     metadata: dict[str, str] | None = None
 
     async def run(self, batch: Batch) -> Minted:
+        minted = self._mint(utcnow())
+        await _insert(batch, minted.record, self.actor, "create")
+        # A new hash: nothing can have cached it, so no cache to tell.
+        return minted
+
+    @classmethod
+    async def run_group(
+        cls, batches: Sequence[Batch], commands: Sequence[CreateToken]
+    ) -> list[Minted]:
+        # Creates arriving together (a fleet onboarding) are two statements,
+        # not two per token: the batch's commit is then most of the cost.
+        now = utcnow()
+        minted = [command._mint(now) for command in commands]
+        store, connection = batches[0].store, batches[0].connection
+        await store.insert_many(connection, [m.record for m in minted])
+        await store.record_many(
+            connection,
+            at=now,
+            action="create",
+            entries=[
+                (command.actor, m.record.id, _describe(m.record))
+                for command, m in zip(commands, minted, strict=True)
+            ],
+        )
+        return minted
+
+    def _mint(self, now: datetime) -> Minted:
         # A fresh draw at each attempt: a collision of id or hash (vanishingly
         # rare) is then a retry that succeeds.
         raw = generate_token()
-        now = utcnow()
         expires_at = None if self.ttl_days is None else now + timedelta(days=self.ttl_days)
         record = TokenRecord.new(
             token_hash=hash_token(raw),
@@ -247,8 +327,6 @@ class CreateToken(Command[Minted]):
             description=self.description,
             metadata=self.metadata,
         )
-        await _insert(batch, record, self.actor, "create")
-        # A new hash: nothing can have cached it, so no cache to tell.
         return Minted(record=record, token=raw)
 
 
@@ -298,6 +376,10 @@ class _Change(Command[TokenRecord]):
     """A change to an existing row: read under lock, decide, write if unchanged."""
 
     token_id: str
+
+    @property
+    def locks(self) -> tuple[str, ...]:
+        return (self.token_id,)
 
     @abstractmethod
     def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
@@ -406,6 +488,10 @@ class RevokeMany(Command[Revoked]):
     actor: Actor
     token_ids: tuple[str, ...]
 
+    @property
+    def locks(self) -> tuple[str, ...]:
+        return self.token_ids
+
     async def run(self, batch: Batch) -> Revoked:
         now = utcnow()
         revoked, existing = await batch.store.revoke_many(batch.connection, self.token_ids, now)
@@ -413,9 +499,8 @@ class RevokeMany(Command[Revoked]):
         await batch.store.record_many(
             batch.connection,
             at=now,
-            actor=self.actor,
             action="revoke",
-            entries=[(record.id, details) for record in revoked],
+            entries=[(self.actor, record.id, details) for record in revoked],
         )
         if batch.durable:
             await batch.store.outbox_add_many(batch.connection, revoked, now)

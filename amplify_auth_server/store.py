@@ -20,6 +20,7 @@ from typing import Any, Final
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    any_,
     bindparam,
     cast,
     delete,
@@ -31,7 +32,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -58,6 +59,19 @@ async def _mapped_errors() -> AsyncIterator[None]:
 
 class ConcurrentUpdate(Exception):
     """The row moved on between read and write; the command retries."""
+
+
+#: SQLSTATEs of a transaction PostgreSQL aborted to break a cycle of lock
+#: waits (deadlock_detected) or a serialisation conflict: nothing of it
+#: committed, so running its work again is safe.
+_ABORTED_FOR_OTHERS: Final = frozenset({"40P01", "40001"})
+
+
+def aborted_for_others(exc: BaseException) -> bool:
+    """Whether ``exc`` is a transaction the database rolled back because of another one."""
+    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
+    orig = getattr(cause, "orig", None)
+    return getattr(orig, "sqlstate", None) in _ABORTED_FOR_OTHERS
 
 
 class TokenStore:
@@ -244,22 +258,14 @@ class TokenStore:
 
     @staticmethod
     async def insert(connection: AsyncConnection, record: TokenRecord) -> TokenRecord:
-        await connection.execute(
-            insert(tokens).values(
-                id=record.id,
-                token_hash=record.token_hash,
-                name=record.name,
-                scopes=list(record.scopes),
-                description=record.description,
-                metadata=record.metadata,
-                created_at=record.created_at,
-                expires_at=record.expires_at,
-                revoked_at=record.revoked_at,
-                version=record.version,
-                created_by=record.created_by,
-            )
-        )
+        await connection.execute(insert(tokens).values(**_columns(record)))
         return record
+
+    @staticmethod
+    async def insert_many(connection: AsyncConnection, records: Sequence[TokenRecord]) -> None:
+        """:meth:`insert` for many records, in one statement (an executemany)."""
+        if records:
+            await connection.execute(insert(tokens), [_columns(record) for record in records])
 
     @staticmethod
     async def lock(connection: AsyncConnection, token_id: str) -> TokenRecord | None:
@@ -267,6 +273,26 @@ class TokenStore:
         query = _BY_ID.with_for_update() if connection.dialect.name == "postgresql" else _BY_ID
         row = (await connection.execute(query, {"token_id": token_id})).first()
         return None if row is None else TokenRecord.from_row(row)
+
+    @staticmethod
+    async def lock_all(connection: AsyncConnection, token_ids: Sequence[str]) -> None:
+        """Lock these rows in id order, in one statement.
+
+        Two replicas' batches that lock the same rows, each in the order its
+        requests arrived, would wait for each other (a deadlock PostgreSQL
+        breaks by failing one). Taken in one order, the second waits for the
+        first to commit, then goes on. SQLite's writer holds the whole file.
+        """
+        if connection.dialect.name != "postgresql" or not token_ids:
+            return
+        # One array parameter, not one per id: a batch may lock thousands.
+        await connection.execute(
+            select(tokens.c.id)
+            .where(tokens.c.id == any_(bindparam("ids", type_=ARRAY(tokens.c.id.type))))
+            .order_by(tokens.c.id)
+            .with_for_update(),
+            {"ids": sorted(set(token_ids))},
+        )
 
     @staticmethod
     async def find_hash(connection: AsyncConnection, token_hash: str) -> TokenRecord | None:
@@ -327,7 +353,8 @@ class TokenStore:
         """
         query = select(tokens.c.id).where(tokens.c.id.in_(token_ids))
         if connection.dialect.name == "postgresql":
-            query = query.with_for_update()
+            # In id order, as lock_all takes them (see there).
+            query = query.order_by(tokens.c.id).with_for_update()
         existing = set((await connection.execute(query)).scalars())
         result = await connection.execute(
             update(tokens)
@@ -342,11 +369,10 @@ class TokenStore:
         connection: AsyncConnection,
         *,
         at: datetime,
-        actor: Actor,
         action: str,
-        entries: Sequence[tuple[str, dict[str, Any]]],
+        entries: Sequence[tuple[Actor, str, dict[str, Any]]],
     ) -> None:
-        """One audit row per ``(token_id, details)``, in one statement."""
+        """One audit row per ``(actor, token_id, details)``, in one statement."""
         if entries:
             await connection.execute(
                 insert(audit_log),
@@ -359,7 +385,7 @@ class TokenStore:
                         "token_id": token_id,
                         "details": details,
                     }
-                    for token_id, details in entries
+                    for actor, token_id, details in entries
                 ],
             )
 
@@ -385,3 +411,20 @@ class TokenStore:
         query = select(tokens.c.id).where(*self.token_conditions(filters, now))
         async with self._connect() as connection:
             return list((await connection.execute(query)).scalars())
+
+
+def _columns(record: TokenRecord) -> dict[str, Any]:
+    """A record as the ``tokens`` table's columns."""
+    return {
+        "id": record.id,
+        "token_hash": record.token_hash,
+        "name": record.name,
+        "scopes": list(record.scopes),
+        "description": record.description,
+        "metadata": record.metadata,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "revoked_at": record.revoked_at,
+        "version": record.version,
+        "created_by": record.created_by,
+    }

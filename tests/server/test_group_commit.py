@@ -7,20 +7,22 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from amplify_auth_server.commands import (
     Batch,
     Command,
     CommandQueue,
     CreateToken,
+    Done,
     ExtendToken,
     RevokeToken,
     Writer,
@@ -178,3 +180,151 @@ def test_a_crash_mid_batch_loses_no_acknowledged_change(tmp_path: Path) -> None:
     assert set(acknowledged) <= rows
     # All or nothing: every token written has its audit row, and every audit row its token.
     assert rows == audited
+
+
+class Grouped(Command[str]):
+    """Groupable, but its group always fails: each must then run alone, and succeed."""
+
+    actor = SYSTEM
+    groupable = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def run(self, batch: Batch) -> str:
+        minted = await CreateToken(actor=SYSTEM, name=self.name, scopes=("a",)).run(batch)
+        return minted.record.name
+
+    @classmethod
+    async def run_group(cls, batches: Sequence[Batch], commands: Sequence[Any]) -> list[str]:
+        for command, batch in zip(commands, batches, strict=True):
+            await command.run(batch)  # written, then taken back with the group's savepoint
+        raise RuntimeError("the group fails")
+
+
+@pytest.mark.anyio
+async def test_a_group_that_fails_runs_again_one_command_at_a_time(store: TokenStore) -> None:
+    writer = Writer(store, propagation=None)
+    outcomes = await writer.run([Grouped(f"g-{i}") for i in range(5)])
+    assert [o.value for o in outcomes if isinstance(o, Done)] == [f"g-{i}" for i in range(5)]
+    async with store.engine.connect() as connection:
+        names = list((await connection.execute(select(tokens.c.name))).scalars())
+    assert sorted(names) == [f"g-{i}" for i in range(5)]  # once each, not twice
+
+
+@pytest.mark.anyio
+async def test_creates_waiting_together_are_one_group_with_an_audit_row_each(
+    store: TokenStore,
+) -> None:
+    writer = Writer(store, propagation=None)
+    commands = [CreateToken(actor=SYSTEM, name=f"c-{i}", scopes=("a",)) for i in range(30)]
+    outcomes = await writer.run(commands)
+    minted = [o.value for o in outcomes if isinstance(o, Done)]
+    assert [m.record.name for m in minted] == [f"c-{i}" for i in range(30)]
+    assert len({m.record.id for m in minted}) == 30
+    async with store.engine.connect() as connection:
+        audited = set(
+            (
+                await connection.execute(
+                    select(audit_log.c.token_id).where(audit_log.c.action == "create")
+                )
+            ).scalars()
+        )
+    assert audited == {m.record.id for m in minted}
+
+
+#: Only on PostgreSQL, the database with row locks.
+on_postgres = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+async def _waiting_for_a_lock(connection: AsyncConnection) -> None:
+    """Until another session of this database waits on a row lock (what the test
+    synchronises on: the writer has reached the row the test holds)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    async with asyncio.timeout(10):
+        # Polled: the database is the only one that knows; there is no event.
+        while not await connection.scalar(query):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+DEADLOCKS = text("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+
+
+async def _two_tokens(store: TokenStore) -> tuple[str, str]:
+    writer = Writer(store, propagation=None)
+    outcomes = await writer.run(
+        [CreateToken(actor=SYSTEM, name=n, scopes=("a",)) for n in ("x", "y")]
+    )
+    low, high = sorted(o.value.record.id for o in outcomes if isinstance(o, Done))
+    return low, high
+
+
+async def _crossing(
+    store: TokenStore, database_url: str, low: str, high: str, batch: list[Command[Any]]
+) -> tuple[list[Done[Any] | BaseException], int]:
+    """Another replica holds ``low`` and will want ``high``, while we run ``batch``, which
+    asks for ``high`` first: its outcomes, and the deadlocks PostgreSQL had to break."""
+    other = create_engine(database_url)
+    try:
+        async with other.connect() as replica, other.connect() as watcher:
+            await replica.begin()
+            await store.lock(replica, low)
+            ours = asyncio.ensure_future(Writer(store, propagation=None).run(batch))
+            await _waiting_for_a_lock(watcher)
+            before = await watcher.scalar(DEADLOCKS)
+            await store.lock(replica, high)
+            await replica.commit()
+            outcomes = await ours
+            await watcher.execute(text("SELECT pg_stat_clear_snapshot()"))
+            return outcomes, await watcher.scalar(DEADLOCKS) - before
+    finally:
+        await other.dispose()
+
+
+@on_postgres
+@pytest.mark.anyio
+async def test_batches_take_row_locks_in_one_order_so_replicas_never_deadlock(
+    store: TokenStore, database_url: str
+) -> None:
+    # Locked in arrival order this is a deadlock; in id order ours waits.
+    low, high = await _two_tokens(store)
+    batch: list[Command[Any]] = [
+        RevokeToken(actor=SYSTEM, token_id=high),
+        RevokeToken(actor=SYSTEM, token_id=low),
+    ]
+    outcomes, deadlocks = await _crossing(store, database_url, low, high, batch)
+    assert deadlocks == 0
+    assert [o.value.id for o in outcomes if isinstance(o, Done)] == [high, low]
+    assert all(o.value.revoked_at is not None for o in outcomes if isinstance(o, Done))
+
+
+class LockRow(Command[str]):
+    """Locks a row without declaring it (``locks``): a batch of these can deadlock."""
+
+    actor = SYSTEM
+
+    def __init__(self, token_id: str) -> None:
+        self.token_id = token_id
+
+    async def run(self, batch: Batch) -> str:
+        record = await batch.store.lock(batch.connection, self.token_id)
+        assert record is not None
+        return record.id
+
+
+@on_postgres
+@pytest.mark.anyio
+async def test_a_batch_aborted_by_a_deadlock_runs_again_one_command_at_a_time(
+    store: TokenStore, database_url: str
+) -> None:
+    low, high = await _two_tokens(store)
+    batch: list[Command[Any]] = [LockRow(high), LockRow(low)]
+    outcomes, deadlocks = await _crossing(store, database_url, low, high, batch)
+    # PostgreSQL failed the session that waited first, ours; it ran again.
+    assert deadlocks == 1
+    assert [o.value for o in outcomes if isinstance(o, Done)] == [high, low]

@@ -88,6 +88,21 @@ class Validator:
             return state
         if not token_is_well_formed(token):
             return None
+        return await self._miss(key)
+
+    async def state_by_hash(self, key: str) -> TokenState:
+        """What the caches or the database know of the token hashed to ``key``.
+
+        For a holder of a hash rather than a token (a console session): the
+        same tiers, and so the same invalidation on revoke, as :meth:`state_of`.
+        """
+        state = self._cache.get_local(key)
+        if state is not None:
+            self._metrics.local_hit.inc()
+            return state
+        return await self._miss(key)
+
+    async def _miss(self, key: str) -> TokenState:
         self._metrics.local_miss.inc()
         lookup = self._inflight.get(key)
         if lookup is None:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from amplify_auth_server.console import _audit, _health, _signin, _tokens
 from amplify_auth_server.console._access import COOKIE, SignInRequired, services_of
 from amplify_auth_server.console._render import STATIC, page
-from amplify_auth_server.console._security import ConsoleHeaders, clear_cookie
+from amplify_auth_server.console._security import HEADERS, ConsoleHeaders, clear_cookie
 from amplify_auth_server.console._sessions import SessionStore
 from amplify_auth_server.console._throttle import SignInThrottle
 from amplify_auth_server.errors import AuthServerError
@@ -68,6 +68,15 @@ async def _http(request: Request, exc: Exception) -> Response:
     return _error(request, exc.status_code, detail, [])
 
 
+async def _crashed(request: Request, exc: Exception) -> Response:
+    # Answered outside ConsoleHeaders (by Starlette's outermost layer): the
+    # headers are set here. The exception is logged by uvicorn, not shown.
+    response = _error(request, 500, "The server failed to answer; nothing was shown.", [])
+    for name, value in HEADERS:
+        response.headers[name.decode()] = value.decode()
+    return response
+
+
 async def _home() -> Response:
     return RedirectResponse(f"{PATH}/tokens", status_code=303)
 
@@ -86,5 +95,6 @@ def create_console(server: FastAPI) -> FastAPI:
     console.add_exception_handler(AuthServerError, _refused)
     console.add_exception_handler(RequestValidationError, _invalid)
     console.add_exception_handler(HTTPException, _http)
+    console.add_exception_handler(Exception, _crashed)
     console.add_middleware(ConsoleHeaders)
     return console

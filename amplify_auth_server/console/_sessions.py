@@ -25,6 +25,8 @@ from typing import Final
 IDLE_TIMEOUT: Final = 30 * 60.0
 #: Sessions one process keeps at most; past it, the least recently used ends.
 MAX_SESSIONS: Final = 10_000
+#: Create forms one session may have open at once (tabs).
+MAX_OPEN_FORMS: Final = 20
 
 
 def _key(session_id: str) -> str:
@@ -45,6 +47,22 @@ class Session:
     last_seen: float = 0.0
     #: A one-line note for the next page (what the last change did).
     flash: str | None = None
+    #: Create forms handed out and not yet sent: each creates one token, once
+    #: (a reload or a back-and-forward that sends the form again creates nothing).
+    forms: list[str] = field(default_factory=list)
+
+    def hand_out_form(self) -> str:
+        """A fresh create form's one-time id (the last :data:`MAX_OPEN_FORMS` stay open)."""
+        form_id = secrets.token_urlsafe(16)
+        self.forms = [*self.forms[-(MAX_OPEN_FORMS - 1) :], form_id]
+        return form_id
+
+    def take_form(self, form_id: str) -> bool:
+        """Whether ``form_id`` was open; it is closed from now on."""
+        if form_id in self.forms:
+            self.forms.remove(form_id)
+            return True
+        return False
 
     def __repr__(self) -> str:  # no hash, no CSRF token in a log line
         return f"Session(token_id={self.token_id!r})"

@@ -129,7 +129,29 @@ async def revoke_selected(request: Request, signed: SignedInDep) -> Response:
 
 @router.get("/tokens/new")
 async def new_token(request: Request, signed: SignedInDep) -> Response:
-    return page(request, "new.html", context(signed, title="Create a token", values={}, errors=[]))
+    return _form(request, signed, {}, [])
+
+
+def _form(
+    request: Request,
+    signed: SignedIn,
+    values: dict[str, str],
+    errors: list[str],
+    *,
+    status_code: int = 200,
+) -> Response:
+    return page(
+        request,
+        "new.html",
+        context(
+            signed,
+            title="Create a token",
+            values=values,
+            errors=errors,
+            form_id=signed.session.hand_out_form(),
+        ),
+        status_code=status_code,
+    )
 
 
 def number(text: str) -> int | str:
@@ -160,17 +182,16 @@ def _creation(form: dict[str, list[str]]) -> dict[str, Any]:
 async def create_token(request: Request, signed: SignedInDep) -> Response:
     form = await read_form(request)
     check_csrf(form, signed.session.csrf)
+    if not signed.session.take_form(field(form, "form_id")):
+        # Sent again (a reload, back then forward): the token it made was shown once.
+        signed.session.flash = "That form was already sent; its token was shown once, then."
+        return RedirectResponse("/console/tokens", status_code=303)
     try:
         body = CreateTokenRequest.model_validate(_creation(form))
     except ValidationError as exc:
-        values = {key: field(form, key) for key in ("name", "scopes", "ttl_days", "description")}
-        values["metadata"] = field(form, "metadata")
-        return page(
-            request,
-            "new.html",
-            context(signed, title="Create a token", values=values, errors=problems(exc)),
-            status_code=422,
-        )
+        fields = ("name", "scopes", "ttl_days", "description", "metadata")
+        values = {key: field(form, key) for key in fields}
+        return _form(request, signed, values, problems(exc), status_code=422)
     created = await api.create_token(body, signed.actor, signed.parts, Response())
     return page(request, "created.html", context(signed, title="Token created", created=created))
 

@@ -82,11 +82,14 @@ class FormRefused(AuthServerError):
 async def read_form(request: Request) -> dict[str, list[str]]:
     """The request's form fields, each with its values in order."""
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    raw = await request.body()
+    if not raw:
+        return {}  # no fields, so no CSRF token either: refused by check_csrf
     if media != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType(
             "the console's forms are sent as application/x-www-form-urlencoded"
         )
-    body = (await request.body()).decode("utf-8", errors="replace")
+    body = raw.decode("utf-8", errors="replace")
     fields: dict[str, list[str]] = {}
     for name, value in parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_FIELDS):
         fields.setdefault(name, []).append(value)

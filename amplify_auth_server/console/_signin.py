@@ -73,12 +73,13 @@ async def sign_in(request: Request) -> Response:
     check_csrf(form, request.cookies.get(SIGN_IN_COOKIE, ""))
     throttle: SignInThrottle = request.app.state.throttle
     client = request.client.host if request.client else "unknown"
-    if not throttle.attempt(client):
+    if not throttle.allowed(client):
         return _form(request, message=THROTTLED, status_code=429)
     raw = field(form, "token")
     parts = services_of(request)
     state = usable(await parts.validator.state_of(raw)) if raw else None
     if state is None or state.token_id is None:
+        throttle.failed(client)
         return _form(request, message=REFUSED, status_code=401)
     session_id = sessions_of(request).open(
         Session(token_id=state.token_id, token_hash=hash_token(raw), name=state.name)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -97,8 +97,28 @@ def insert_tokens(server: ServerProcess, count: int, *, name: str, scope: str) -
         finally:
             await engine.dispose()
 
-    # A thread of its own: Playwright's sync API holds this thread's event loop.
-    worker = threading.Thread(target=asyncio.run, args=(insert(),))
+    in_thread(lambda: asyncio.run(insert()))
+    return [record.id for record in records]
+
+
+T = TypeVar("T")
+
+
+def in_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a thread of its own: Playwright's sync API holds this thread's
+    event loop, so ``asyncio.run`` (a direct database write) cannot run here."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(work())
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
     worker.start()
     worker.join()
-    return [record.id for record in records]
+    if errors:
+        raise errors[0]
+    return results[0]

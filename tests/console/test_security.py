@@ -347,8 +347,10 @@ def test_the_new_token_appears_only_on_its_creation_page(
 
 def test_the_console_is_off_with_console_enabled_false(tmp_path: Path) -> None:
     backend = Backend("embedded", tmp_path)
-    with running_server(backend, env={"CONSOLE_ENABLED": "false"}) as server:
-        with httpx.Client(base_url=server.base_url) as client:
-            for path in ("/console/", "/console/sign-in", "/console/static/console.js"):
-                assert client.get(path).status_code == 404, path
-            assert client.get("/health").status_code == 200
+    with (
+        running_server(backend, env={"CONSOLE_ENABLED": "false"}) as server,
+        httpx.Client(base_url=server.base_url) as client,
+    ):
+        for path in ("/console/", "/console/sign-in", "/console/static/console.js"):
+            assert client.get(path).status_code == 404, path
+        assert client.get("/health").status_code == 200

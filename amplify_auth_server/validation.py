@@ -102,7 +102,9 @@ class Validator:
             return state
         return await self._miss(key)
 
-    async def _miss(self, key: str) -> TokenState:
+    def _miss(self, key: str) -> asyncio.Future[TokenState]:
+        # A plain function handing back the shielded lookup: no coroutine of
+        # its own on the miss path.
         self._metrics.local_miss.inc()
         lookup = self._inflight.get(key)
         if lookup is None:
@@ -113,7 +115,7 @@ class Validator:
             lookup.add_done_callback(lambda done: self._landed(key, done))
         else:
             self._metrics.coalesced.inc()
-        return await asyncio.shield(lookup)
+        return asyncio.shield(lookup)
 
     def _landed(self, key: str, lookup: asyncio.Task[TokenState]) -> None:
         # Only if it is still ours: a change may have replaced it meanwhile.

@@ -354,3 +354,72 @@ def test_the_console_is_off_with_console_enabled_false(tmp_path: Path) -> None:
         for path in ("/console/", "/console/sign-in", "/console/static/console.js"):
             assert client.get(path).status_code == 404, path
         assert client.get("/health").status_code == 200
+
+
+# -- refusals are pages, and change nothing ----------------------------------------
+
+
+def test_bad_input_is_a_clear_page_never_a_500(
+    console: ServerProcess, session: httpx.Client
+) -> None:
+    token_id = create(console, name="bad-input")["token_id"]
+    csrf = csrf_of(session.get("/console/tokens").text)
+    cases = {
+        ("GET", "/console/tokens?cursor=not-a-cursor"): 422,
+        ("GET", "/console/tokens?status=sideways"): 422,
+        ("GET", "/console/audit?since=yesterday"): 422,
+        ("GET", "/console/audit?token=tok_nosuchtoken00000"): 404,
+        ("GET", "/console/audit/export?format=xml"): 422,
+        ("GET", "/console/sign-out"): 405,
+        ("GET", f"/console/tokens/{'x' * 65}"): 422,
+        ("GET", "/console/tokens/amp_live_notatokenid"): 404,
+    }
+    for (method, path), expected in cases.items():
+        response = session.request(method, path)
+        assert response.status_code == expected, (path, response.text[:300])
+        assert response.headers["content-type"].startswith("text/html"), path
+        assert "amp_live_notatokenid" not in response.text
+    # A change refused by its rules says why on the next page, and changes nothing.
+    extended = session.post(
+        f"/console/tokens/{token_id}/extend",
+        data={"csrf": csrf, "days": "0"},
+        follow_redirects=True,
+    )
+    assert "Not extended:" in extended.text
+    empty = session.post("/console/tokens/revoke", data={"csrf": csrf}, follow_redirects=True)
+    assert "Nothing revoked:" in empty.text
+    assert status_of(console, token_id) == "active"
+    with console.client() as admin:
+        assert admin.get(f"/auth/tokens/{token_id}").json()["expires_at"] is None
+
+
+def test_the_audit_log_filters_by_token_and_time(
+    console: ServerProcess, session: httpx.Client
+) -> None:
+    token_id = create(console, name="audit-filtered", ttl_days=1)["token_id"]
+    csrf = csrf_of(session.get("/console/tokens").text)
+    session.post(f"/console/tokens/{token_id}/extend", data={"csrf": csrf, "days": "5"})
+    page = session.get(
+        "/console/audit", params={"token": token_id, "since": "2000-01-01T00:00:00Z"}
+    )
+    assert page.status_code == 200
+    rows = re.findall(r"<tr>\s*<td><time[^>]*>[^<]*</time></td>\s*<td>([a-z_]+)</td>", page.text)
+    assert rows == ["extend", "create"]
+    export = session.get("/console/audit/export", params={"token": token_id, "format": "jsonl"})
+    assert [line.count(token_id) > 0 for line in export.text.splitlines()] == [True, True]
+    assert export.headers["content-disposition"] == 'attachment; filename="audit.jsonl"'
+    future = session.get(
+        "/console/audit", params={"token": token_id, "until": "2000-01-01T00:00:00Z"}
+    )
+    assert "No entries match." in future.text
+
+
+def test_the_health_screen_counts_cache_lookups(
+    console: ServerProcess, session: httpx.Client
+) -> None:
+    created = create(console, name="looked-up")
+    with console.client(token=None) as client:
+        for _ in range(3):
+            client.post("/auth/validate", json={"token": created["token"]})
+    html = session.get("/console/health").text
+    assert re.search(r"Local cache hit ratio</th><td>\d+\.\d% of \d+ lookups", html)

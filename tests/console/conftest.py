@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -77,13 +78,16 @@ def insert_tokens(server: ServerProcess, count: int, *, name: str, scope: str) -
     from amplify_auth_server.models import TokenRecord, utcnow
     from amplify_auth_server.store import TokenStore
 
+    # A millisecond apart, so that newest first is exactly the reverse of this order
+    # (the clock may give two records of a fast loop the same time).
+    start = utcnow() - timedelta(milliseconds=count + 1)
     records = [
         TokenRecord.new(
             token_hash=hash_token(generate_token()),
             name=f"{name}-{index:04d}",
             scopes=(scope,),
             created_by="test",
-            now=utcnow(),
+            now=start + timedelta(milliseconds=index),
         )
         for index in range(count)
     ]

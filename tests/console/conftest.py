@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpx
 import pytest
 
 from amplify_auth_client import generate_token, hash_token
@@ -46,6 +48,31 @@ def page(browser: Browser, console: ServerProcess) -> Iterator[Page]:
         yield context.new_page()
     finally:
         context.close()
+
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    found = _CSRF.search(html)
+    assert found is not None
+    return found.group(1)
+
+
+def browserless(server: ServerProcess) -> httpx.Client:
+    """A plain HTTP client with a cookie jar: what a forger's script can do."""
+    return httpx.Client(base_url=server.base_url, timeout=30.0)
+
+
+def create(server: ServerProcess, **body: Any) -> dict[str, Any]:
+    """A token created through the API (the 201 body, raw token included)."""
+    body.setdefault("scopes", ["read"])
+    with server.client() as admin:
+        response = admin.post("/auth/tokens", json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
 
 
 def sign_in(page: Page, token: str) -> None:

@@ -6,12 +6,12 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from amplify_auth_client import AuthClient, generate_token
-from tests.console.conftest import insert_tokens, sign_in
+from tests.console.conftest import create, insert_tokens, sign_in
 from tests.support.server import ServerProcess
 from tests.support.waiting import wait_for
 
@@ -19,15 +19,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.browser
-
-
-def create(server: ServerProcess, **body: Any) -> dict[str, Any]:
-    body.setdefault("scopes", ["read"])
-    with server.client() as admin:
-        response = admin.post("/auth/tokens", json=body)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def test_signing_in_lands_on_the_tokens_list(

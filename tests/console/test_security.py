@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -14,26 +14,14 @@ import pytest
 from amplify_auth_client import generate_token
 from amplify_auth_server.models import utcnow
 from tests.conftest import insert_token
-from tests.console.conftest import in_thread
+from tests.console.conftest import browserless, create, csrf_of, in_thread
 from tests.support.server import Backend, ServerProcess, running_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _FORM_ID = re.compile(r'name="form_id" value="([^"]+)"')
 REFUSED = "That token cannot sign in: it is not a valid admin token."
-
-
-def csrf_of(html: str) -> str:
-    found = _CSRF.search(html)
-    assert found is not None
-    return found.group(1)
-
-
-def browserless(server: ServerProcess) -> httpx.Client:
-    """A plain HTTP client with a cookie jar: what a forger's script can do."""
-    return httpx.Client(base_url=server.base_url, timeout=30.0)
 
 
 def sign_in_over_http(client: httpx.Client, server: ServerProcess) -> None:
@@ -44,15 +32,6 @@ def sign_in_over_http(client: httpx.Client, server: ServerProcess) -> None:
     )
     assert response.status_code == 303, response.text
     assert response.headers["location"] == "/console/tokens"
-
-
-def create(server: ServerProcess, **body: Any) -> dict[str, Any]:
-    body.setdefault("scopes", ["read"])
-    with server.client() as admin:
-        response = admin.post("/auth/tokens", json=body)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def status_of(server: ServerProcess, token_id: str) -> str:

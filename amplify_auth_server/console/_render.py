@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from amplify_auth_client import __version__
-from amplify_auth_server.console._views import when
+from amplify_auth_server.console._views import EXPIRING_DAYS, when
 
 HERE: Final = Path(__file__).parent
 STATIC: Final = HERE / "static"
@@ -29,6 +29,7 @@ _ENV: Final = Environment(
 )
 _ENV.filters["when"] = when
 _ENV.globals["version"] = __version__
+_ENV.globals["expiring_days"] = EXPIRING_DAYS
 
 
 def page(

@@ -57,7 +57,8 @@ class ConsoleHeaders:
         if scope["query_string"]:
             pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             kept = [(name, value) for name, value in pairs if value.strip()]
-            scope = {**scope, "query_string": urlencode(kept).encode("latin-1")}
+            if len(kept) < len(pairs):
+                scope = {**scope, "query_string": urlencode(kept).encode("latin-1")}
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

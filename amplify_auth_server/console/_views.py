@@ -32,6 +32,10 @@ class Filter:
     hint: str = ""
 
 
+#: What "Expiring soon" in the navigation means: the list filtered to tokens
+#: expiring within this many days.
+EXPIRING_DAYS: Final = 14
+
 TOKEN_COLUMNS: Final = (
     Column("name", "Name"),
     Column("status", "Status"),

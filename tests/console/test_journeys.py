@@ -257,3 +257,15 @@ def test_the_health_screen_shows_what_metrics_know(
     assert page.get_by_role("row", name="Command processor running").is_visible()
     assert page.get_by_text("Event stream subscribers (this process)").is_visible()
     page.screenshot(path=screenshots / "health.png", full_page=True)
+
+
+def test_expiring_soon_lists_the_tokens_expiring_within_two_weeks(
+    admin_page: Page, console: ServerProcess
+) -> None:
+    create(console, name="expiring-soon", ttl_days=3)
+    create(console, name="expiring-later", ttl_days=60)
+    page = admin_page
+    page.get_by_role("link", name="Expiring soon").click()
+    assert page.get_by_label("Expiring within (days)").input_value() == "14"
+    assert page.get_by_role("link", name="expiring-soon").is_visible()
+    assert page.get_by_role("link", name="expiring-later").count() == 0

@@ -26,6 +26,7 @@ from amplify_auth_server.console._access import SignedIn, SignedInDep
 from amplify_auth_server.console._render import page
 from amplify_auth_server.console._security import check_csrf, field, read_form
 from amplify_auth_server.console._views import TOKEN_COLUMNS, TOKEN_FILTERS
+from amplify_auth_server.errors import Conflict
 from amplify_auth_server.routes import tokens as api
 from amplify_auth_server.schemas import (
     CreateTokenRequest,
@@ -217,8 +218,12 @@ async def extend(request: Request, signed: SignedInDep, token_id: TokenId) -> Re
     except ValidationError as exc:
         signed.session.flash = "Not extended: " + "; ".join(problems(exc))
     else:
-        await api.extend_token(token.token_id, body, signed.actor, signed.parts)
-        signed.session.flash = f"Extended by {body.days} days."
+        try:
+            await api.extend_token(token.token_id, body, signed.actor, signed.parts)
+        except Conflict as exc:  # revoked meanwhile, never expiring, past the limit
+            signed.session.flash = f"Not extended: {exc.detail}."
+        else:
+            signed.session.flash = f"Extended by {body.days} days."
     return RedirectResponse(f"/console/tokens/{token.token_id}", status_code=303)
 
 

@@ -365,6 +365,14 @@ def test_bad_input_is_a_clear_page_never_a_500(
         follow_redirects=True,
     )
     assert "Not extended:" in extended.text
+    never = session.post(
+        f"/console/tokens/{token_id}/extend",
+        data={"csrf": csrf, "days": "5"},
+        follow_redirects=True,
+    )
+    assert "Not extended: token " in never.text
+    assert "never expires" in never.text
+    assert 'action="/console/tokens/' + token_id + '/extend"' not in never.text  # no such form
     empty = session.post("/console/tokens/revoke", data={"csrf": csrf}, follow_redirects=True)
     assert "Nothing revoked:" in empty.text
     assert status_of(console, token_id) == "active"

@@ -74,7 +74,7 @@ def test_a_created_token_is_copied_and_validates_and_is_shown_once(
 def test_revoking_from_the_detail_page_reaches_a_subscribed_sdk(
     admin_page: Page, console: ServerProcess, screenshots: Path
 ) -> None:
-    created = create(console, name="revoked-in-the-browser", description="to revoke")
+    created = create(console, name="revoked-in-the-browser", description="to revoke", ttl_days=30)
     with AuthClient(console.base_url, cache_ttl=3600, subscribe_revocations=True) as client:
         client.validate(generate_token())  # starts the subscription
         wait_for(lambda: client.cache_stats().subscription == "live")

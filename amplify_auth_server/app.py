@@ -230,6 +230,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(tokens.router)
     app.include_router(health.router)
+    if settings.console_enabled:
+        # Imported only when served: Jinja2 and the templates cost start-up time.
+        from amplify_auth_server.console import PATH, create_console
+
+        app.mount(PATH, create_console(app))
     # Outermost last: latency sees everything, the size cap guards the fast
     # path, which answers before the strict body check the other routes get.
     app.add_middleware(JsonBodies)

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
         description="Seconds a revoke or extend waits for every replica to confirm it evicted.",
     )
 
+    console_enabled: bool = Field(
+        default=True, description="Serve the web console under `/console`."
+    )
+    console_secure_cookies: bool = Field(
+        default=False,
+        description="Mark the console's cookies `Secure` even over plain HTTP: for a server "
+        "behind a proxy that terminates TLS (over HTTPS they always are).",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:

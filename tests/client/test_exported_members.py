@@ -36,6 +36,7 @@ PUBLIC = [
     "Policy",
     "Reason",
     "Refusal",
+    "TokenAlreadyCreated",
     "TokenConflict",
     "TokenInfo",
     "TokenNotFound",

@@ -288,9 +288,7 @@ async def test_a_queue_full_of_duplicates_mints_once(database: str) -> None:
     engine = create_engine(database)
     try:
         await migrate(engine)
-        queue = CommandQueue(
-            Writer(TokenStore(engine), propagation=None), Metrics(), batch_size=4
-        )
+        queue = CommandQueue(Writer(TokenStore(engine), propagation=None), Metrics(), batch_size=4)
         queue.start()
         before = await count(engine)
         minted = await asyncio.gather(*(queue.submit(keyed("q")) for _ in range(20)))

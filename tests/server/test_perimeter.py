@@ -94,6 +94,17 @@ def test_a_huge_header_is_refused_431(strict_server: ServerProcess) -> None:
         assert client.get("/health").status_code == 200
 
 
+def test_a_whole_header_over_the_limit_in_one_write_is_refused_431(
+    strict_server: ServerProcess,
+) -> None:
+    # Its end arrives with it: counted exactly once parsed, not by the read.
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
+    with closing(connect(strict_server)) as sock:
+        sock.sendall(head)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
 def test_unterminated_headers_do_not_grow_memory(tmp_path: Path) -> None:
     # Long deadlines: the header limit alone must hold memory down.
     env = {"HEADER_TIMEOUT": "60"}

@@ -36,7 +36,7 @@ import secrets
 import string
 import zlib
 from collections.abc import Collection, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal, TypeGuard
 
@@ -46,11 +46,16 @@ __all__ = [
     "CACHEABLE_REASONS",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_SQLITE_FILE",
+    "IDEMPOTENCY_KEY_HEADER",
+    "IDEMPOTENCY_KEY_PATTERN",
+    "IDEMPOTENCY_WINDOW",
+    "IDEMPOTENT_REPLAYED_HEADER",
     "LABEL_PATTERN",
     "MAX_BODY_BYTES",
     "MAX_BULK_IDS",
     "MAX_CURSOR_LENGTH",
     "MAX_DESCRIPTION_LENGTH",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_METADATA_ITEMS",
     "MAX_METADATA_KEY_LENGTH",
     "MAX_METADATA_VALUE_LENGTH",
@@ -73,14 +78,18 @@ __all__ = [
     "TokenStatus",
     "admin_token_file",
     "bearer_token",
+    "create_fingerprint",
     "generate_token",
+    "hash_idempotency_key",
     "hash_token",
+    "is_idempotency_key",
     "is_label",
     "is_scope",
     "is_text",
     "is_token_id",
     "iso",
     "missing_scopes",
+    "new_idempotency_key",
     "new_token_id",
     "sqlite_path",
     "status_of",
@@ -256,6 +265,68 @@ def is_text(value: object, max_length: int) -> TypeGuard[str]:
     return (
         isinstance(value, str) and len(value) <= max_length and _TEXT.fullmatch(value) is not None
     )
+
+
+# -- idempotent creates --------------------------------------------------------
+#
+# As Stripe does: a create sent with an ``Idempotency-Key`` that the same
+# admin token sent within the window, with the same body, is answered with
+# the first create's token again, and mints nothing. The raw token was in the
+# first answer only and is stored nowhere, so the replay holds the token's
+# metadata with ``"token": null``, status 200 (201 said "created", and this
+# request created nothing) and ``Idempotent-Replayed: true``. The same key
+# with another body is a 422: the key names one intended create.
+
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+IDEMPOTENT_REPLAYED_HEADER: Final = "Idempotent-Replayed"
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
+#: Visible ASCII, no space: what any HTTP stack carries in a header unchanged.
+IDEMPOTENCY_KEY_PATTERN: Final = rf"^[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$"
+_IDEMPOTENCY_KEY: Final = re.compile(IDEMPOTENCY_KEY_PATTERN)
+#: How long a key is remembered: a day covers any client's retries, and a
+#: restart or two of the process that sent them.
+IDEMPOTENCY_WINDOW: Final = timedelta(hours=24)
+
+
+def is_idempotency_key(value: object) -> TypeGuard[str]:
+    """Whether ``value`` may be sent as an ``Idempotency-Key``: 1 to 255 visible ASCII
+    characters."""
+    return isinstance(value, str) and _IDEMPOTENCY_KEY.fullmatch(value) is not None
+
+
+def new_idempotency_key() -> str:
+    """A fresh key: 128 random bits, as a UUID 4 would hold, in URL-safe text."""
+    return secrets.token_urlsafe(16)
+
+
+def hash_idempotency_key(key: str) -> str:
+    """The SHA-256 hex digest a key is kept under: a key may be something a caller
+    would not want stored (a request id from elsewhere, or worse)."""
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def create_fingerprint(
+    name: str,
+    scopes: Iterable[str],
+    ttl_days: int | None,
+    description: str | None,
+    metadata: Mapping[str, str] | None,
+) -> str:
+    """The SHA-256 hex digest of a create's body, in one canonical form: the same
+    fields mean the same body, whatever their order, spacing or omitted defaults."""
+    canonical = json.dumps(
+        {
+            "name": name,
+            "scopes": list(scopes),
+            "ttl_days": ttl_days,
+            "description": description,
+            "metadata": None if metadata is None else dict(metadata),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 # -- answers ------------------------------------------------------------------

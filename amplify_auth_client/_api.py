@@ -86,6 +86,7 @@ def create_token(
     ttl_days: int | None,
     description: str | None,
     metadata: Mapping[str, str] | None,
+    owner: str | None = None,
 ) -> Call[CreatedToken]:
     if isinstance(scopes, str):
         raise TypeError(f"scopes must be a collection of scope names, not a str: [{scopes!r}]")
@@ -96,6 +97,8 @@ def create_token(
         body["description"] = description
     if metadata is not None:
         body["metadata"] = dict(metadata)
+    if owner is not None:
+        body["owner"] = owner
     # Not idempotent: a repeat after a read timeout could mint a second token.
     return Call("create_token", "POST", "/auth/tokens", parse_created, json=body, idempotent=False)
 
@@ -117,12 +120,14 @@ def list_tokens(
     expires_within_days: int | None,
     limit: int,
     cursor: str | None,
+    owner: str | None = None,
 ) -> Call[Page[TokenInfo]]:
     params = _query(
         status=status,
         name=name,
         scope=scope,
         expires_within_days=expires_within_days,
+        owner=owner,
         limit=limit,
         cursor=cursor,
     )
@@ -188,7 +193,12 @@ def revoke_tokens(token_ids: Collection[str]) -> Call[BulkRevocation]:
 
 
 def revoke_where(
-    *, name: str | None, scope: str | None, expires_within_days: int | None, dry_run: bool
+    *,
+    name: str | None,
+    scope: str | None,
+    expires_within_days: int | None,
+    dry_run: bool,
+    owner: str | None = None,
 ) -> Call[int]:
     body: dict[str, Any] = {
         key: value
@@ -196,13 +206,14 @@ def revoke_where(
             ("name", name),
             ("scope", scope),
             ("expires_within_days", expires_within_days),
+            ("owner", owner),
         )
         if value is not None
     }
     if not body:
         # The server refuses it too; said here without a round trip.
         raise InvalidRequest(
-            "revoke_where needs at least one filter (name, scope, expires_within_days): "
+            "revoke_where needs at least one filter (name, scope, expires_within_days, owner): "
             "revoking every token is not something a call does by omission",
             status_code=None,
             code="invalid_request",

@@ -1,7 +1,9 @@
 """Token management: create, list, inspect, revoke, extend, and the audit trail.
 
-Every route needs an admin token (:data:`~amplify_auth_server.deps.Admin`).
-Writes go through the single writer; reads go straight to the database.
+Every route needs a manager's token (:data:`~amplify_auth_server.deps.Admin`):
+a global admin, or a delegated admin limited to its owner's tokens, as
+:mod:`amplify_auth_server.authz` decides. Writes go through the single
+writer; reads go straight to the database.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from amplify_auth_client.contract import (
     is_token_id,
     token_is_well_formed,
 )
+from amplify_auth_server import authz
 from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeMany, RevokeToken
 from amplify_auth_server.deps import Admin, ServicesDep
 from amplify_auth_server.errors import InvalidInput, NotFound
@@ -38,6 +41,7 @@ from amplify_auth_server.schemas import (
     ErrorResponse,
     ExtendTokenRequest,
     NamePrefix,
+    Owner,
     RevokeByIds,
     Scope,
     TokenPageResponse,
@@ -49,7 +53,13 @@ router = APIRouter(
     tags=["management"],
     responses={  # shared by every management route
         401: {"model": ErrorResponse, "description": "No valid admin token"},
-        403: {"model": ErrorResponse, "description": "Token lacks the admin scope"},
+        403: {
+            "model": ErrorResponse,
+            "description": "The token lacks `admin` and `tokens:manage` (`forbidden`), or a "
+            "delegated admin asked beyond its delegation: another owner (`other_owner`), a "
+            "scope it does not hold (`scope_not_held`), an expiry past its own "
+            "(`expires_after_manager`)",
+        },
         422: {"model": ErrorResponse},
         503: {"model": ErrorResponse},
     },
@@ -77,6 +87,9 @@ def _known(token_id: str) -> str:
 async def create_token(
     body: CreateTokenRequest, admin: Admin, parts: ServicesDep, response: Response
 ) -> CreatedTokenResponse:
+    grant = authz.may_create(
+        admin, owner=body.owner, scopes=body.scopes, ttl_days=body.ttl_days, now=utcnow()
+    )
     created = await parts.queue.submit(
         CreateToken(
             actor=admin,
@@ -85,6 +98,8 @@ async def create_token(
             ttl_days=body.ttl_days,
             description=body.description,
             metadata=body.metadata,
+            owner=grant.owner,
+            not_after=grant.not_after,
         )
     )
     # The one response that carries a secret must not be stored by any cache.
@@ -99,6 +114,7 @@ async def create_token(
         expires_at=record.expires_at,
         description=record.description,
         metadata=record.metadata,
+        owner=record.owner,
     )
 
 
@@ -134,6 +150,10 @@ async def list_tokens(
         int | None,
         Query(ge=0, le=MAX_TTL_DAYS, description="Tokens expiring within this many days."),
     ] = None,
+    owner: Annotated[
+        Owner | None,
+        Query(description="Tokens of this owner (a delegated admin lists only its own)."),
+    ] = None,
 ) -> TokenPageResponse:
     if include_all and status not in (None, "all"):
         raise InvalidInput(
@@ -147,6 +167,7 @@ async def list_tokens(
         name=name,
         scope=scope,
         expires_within_days=expires_within_days,
+        owner=authz.may_list(admin, owner),
     )
     after = None if cursor is None else parts.cursors.token_position(cursor, filters)
     now = utcnow()
@@ -185,6 +206,7 @@ async def revoke_tokens(
         name=body.filter.name,
         scope=body.filter.scope,
         expires_within_days=body.filter.expires_within_days,
+        owner=authz.may_list(admin, body.filter.owner),
     )
     ids = await parts.store.matching_ids(filters, utcnow())
     if body.dry_run:
@@ -204,7 +226,7 @@ async def revoke_tokens(
 
 @router.get("/tokens/{token_id}", summary="A token's details", responses=_NOT_FOUND)
 async def get_token(token_id: TokenId, admin: Admin, parts: ServicesDep) -> TokenRecordResponse:
-    record = await parts.store.get(_known(token_id))
+    record = authz.visible(admin, await parts.store.get(_known(token_id)))
     if record is None:
         raise NotFound.token(token_id)
     return TokenRecordResponse.of(record, utcnow())
@@ -296,7 +318,7 @@ async def token_audit(
     since: Since = None,
     until: Until = None,
 ) -> AuditPageResponse:
-    if await parts.store.get(_known(token_id)) is None:
+    if authz.visible(admin, await parts.store.get(_known(token_id))) is None:
         raise NotFound.token(token_id)
     filters = AuditFilter(
         token_id=token_id,
@@ -304,11 +326,15 @@ async def token_audit(
         actor=actor,
         since=since,
         until=until,
+        owner=authz.scope_of(admin),
     )
     return await _audit_page(parts, filters, cursor, limit)
 
 
-@router.get("/audit", summary="The audit log, a page at a time, newest first")
+@router.get(
+    "/audit",
+    summary="The audit log, a page at a time, newest first (a delegated admin: its owner's)",
+)
 async def audit(
     admin: Admin,
     parts: ServicesDep,
@@ -319,5 +345,8 @@ async def audit(
     since: Since = None,
     until: Until = None,
 ) -> AuditPageResponse:
-    filters = AuditFilter(action=action, actor=actor, since=since, until=until)
+    # A delegated admin's audit log is its owner's entries only.
+    filters = AuditFilter(
+        action=action, actor=actor, since=since, until=until, owner=authz.scope_of(admin)
+    )
     return await _audit_page(parts, filters, cursor, limit)

@@ -416,6 +416,10 @@ class FakeAuthServer:
             else:
                 self._change(record, actor, "revoke", revoked_at=now)
                 revoked.append(token_id)
+        if self._limit(actor) is not None:  # audited as a single revoke's 404 would be
+            for token_id in missing:
+                details = {"attempt": "revoke_tokens", "status": 404, "error": "not_found"}
+                self._log(actor, "refused", token_id, details, owner=actor.owner)
         answer = {"revoked_count": len(revoked), "revoked": revoked,
                   "already_revoked": already, "not_found": missing}  # fmt: skip
         return 200, answer, {}

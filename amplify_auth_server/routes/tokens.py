@@ -26,7 +26,13 @@ from amplify_auth_client.contract import (
     token_is_well_formed,
 )
 from amplify_auth_server import authz
-from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeMany, RevokeToken
+from amplify_auth_server.commands import (
+    CreateToken,
+    ExtendToken,
+    RecordRefusal,
+    RevokeMany,
+    RevokeToken,
+)
 from amplify_auth_server.deps import Admin, ServicesDep
 from amplify_auth_server.errors import InvalidInput, NotFound
 from amplify_auth_server.models import utcnow
@@ -195,6 +201,23 @@ async def revoke_tokens(
     filters: how many were revoked (or would be, with `dry_run`)."""
     if isinstance(body, RevokeByIds):
         done = await parts.queue.submit(RevokeMany(actor=admin, token_ids=tuple(body.token_ids)))
+        if authz.scope_of(admin) is not None:
+            # To a delegated admin, each is an id of no token or of another
+            # owner's: audited as the 404 of a single revoke would be.
+            await asyncio.gather(
+                *(
+                    parts.queue.submit(
+                        RecordRefusal(
+                            actor=admin,
+                            attempt="revoke_tokens",
+                            token_id=token_id,
+                            status=404,
+                            error="not_found",
+                        )
+                    )
+                    for token_id in done.not_found
+                )
+            )
         return BulkRevokeResponse(
             revoked_count=len(done.revoked),
             revoked=list(done.revoked),

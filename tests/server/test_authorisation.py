@@ -396,3 +396,14 @@ def test_a_delegate_cannot_extend_past_its_own_expiry(world: World) -> None:
         itself = client.post(f"/auth/tokens/{world.ids['same_owner']}/extend", json={"days": 1})
         assert itself.status_code == 403
         assert _snapshot(admin) == before
+
+
+def test_a_foreign_id_in_a_bulk_revocation_is_audited_as_not_found(world: World) -> None:
+    with world.server.client() as admin, world.client("other_owner") as client:
+        target = _target(admin)
+        answer = client.post("/auth/tokens/revoke", json={"token_ids": [target["token_id"]]})
+        assert answer.json()["not_found"] == [target["token_id"]]
+        trail = admin.get("/auth/tokens/" + target["token_id"] + "/audit").json()["items"]
+    (refusal,) = [e for e in trail if e["action"] == "refused"]
+    assert refusal["actor_id"] == world.ids["other_owner"]
+    assert refusal["details"] == {"attempt": "revoke_tokens", "status": 404, "error": "not_found"}

@@ -96,11 +96,13 @@ def test_the_owner_reaches_the_result_and_the_caller_and_its_absence_is_none(
         fresh, hit = client.validate(token), client.validate(token)
         assert fresh.owner == hit.owner == "payments"
         assert hit.cached
-        assert hit.caller is not None and hit.caller.owner == "payments"
+        assert hit.caller is not None
+        assert hit.caller.owner == "payments"
         route.mock(return_value=httpx.Response(200, json=valid_body(["admin"])))
         older = client.validate(token, max_staleness=0)
         # A server older than owners says nothing of them: no owner.
-        assert older.valid and older.owner is None
+        assert older.valid
+        assert older.owner is None
 
 
 def test_fields_a_newer_server_adds_are_ignored(api: respx.MockRouter, token: str) -> None:

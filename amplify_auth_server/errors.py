@@ -97,7 +97,7 @@ class Unauthorized(AuthServerError):
 class Forbidden(AuthServerError):
     status_code = 403
     code = "forbidden"
-    default_detail = "this token lacks the admin scope that management requires"
+    default_detail = "this token lacks the admin (or tokens:manage) scope that management requires"
 
 
 class BeyondDelegation(Forbidden):

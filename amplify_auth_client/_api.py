@@ -97,6 +97,7 @@ def create_token(
     ttl_days: int | None,
     description: str | None,
     metadata: Mapping[str, str] | None,
+    owner: str | None = None,
     idempotency_key: str | None = None,
 ) -> Call[CreatedToken]:
     if isinstance(scopes, str):
@@ -108,6 +109,8 @@ def create_token(
         body["description"] = description
     if metadata is not None:
         body["metadata"] = dict(metadata)
+    if owner is not None:
+        body["owner"] = owner
     if idempotency_key is None:
         idempotency_key = new_idempotency_key()
     elif not is_idempotency_key(idempotency_key):
@@ -148,12 +151,14 @@ def list_tokens(
     expires_within_days: int | None,
     limit: int,
     cursor: str | None,
+    owner: str | None = None,
 ) -> Call[Page[TokenInfo]]:
     params = _query(
         status=status,
         name=name,
         scope=scope,
         expires_within_days=expires_within_days,
+        owner=owner,
         limit=limit,
         cursor=cursor,
     )
@@ -219,7 +224,12 @@ def revoke_tokens(token_ids: Collection[str]) -> Call[BulkRevocation]:
 
 
 def revoke_where(
-    *, name: str | None, scope: str | None, expires_within_days: int | None, dry_run: bool
+    *,
+    name: str | None,
+    scope: str | None,
+    expires_within_days: int | None,
+    dry_run: bool,
+    owner: str | None = None,
 ) -> Call[int]:
     body: dict[str, Any] = {
         key: value
@@ -227,13 +237,14 @@ def revoke_where(
             ("name", name),
             ("scope", scope),
             ("expires_within_days", expires_within_days),
+            ("owner", owner),
         )
         if value is not None
     }
     if not body:
         # The server refuses it too; said here without a round trip.
         raise InvalidRequest(
-            "revoke_where needs at least one filter (name, scope, expires_within_days): "
+            "revoke_where needs at least one filter (name, scope, expires_within_days, owner): "
             "revoking every token is not something a call does by omission",
             status_code=None,
             code="invalid_request",

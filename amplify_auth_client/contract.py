@@ -46,6 +46,7 @@ __all__ = [
     "CACHEABLE_REASONS",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_SQLITE_FILE",
+    "EXPIRES_AFTER_MANAGER",
     "IDEMPOTENCY_KEY_HEADER",
     "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENCY_WINDOW",
@@ -60,14 +61,20 @@ __all__ = [
     "MAX_METADATA_KEY_LENGTH",
     "MAX_METADATA_VALUE_LENGTH",
     "MAX_NAME_LENGTH",
+    "MAX_OWNER_LENGTH",
     "MAX_PAGE_SIZE",
     "MAX_SCOPES",
     "MAX_SCOPE_LENGTH",
     "MAX_TOKEN_FIELD",
     "MAX_TTL_DAYS",
+    "OTHER_OWNER",
+    "OWNER",
+    "OWNER_PATTERN",
     "SCOPE",
+    "SCOPE_NOT_HELD",
     "SCOPE_PATTERN",
     "TEXT_PATTERN",
+    "TOKENS_MANAGE_SCOPE",
     "TOKEN_ID",
     "TOKEN_ID_PREFIX",
     "TOKEN_LENGTH",
@@ -79,15 +86,18 @@ __all__ = [
     "admin_token_file",
     "bearer_token",
     "create_fingerprint",
+    "delegation_refusal",
     "generate_token",
     "hash_idempotency_key",
     "hash_token",
     "is_idempotency_key",
     "is_label",
+    "is_owner",
     "is_scope",
     "is_text",
     "is_token_id",
     "iso",
+    "manager_reach",
     "missing_scopes",
     "new_idempotency_key",
     "new_token_id",
@@ -201,6 +211,10 @@ MAX_SCOPES: Final = 50
 ADMIN_SCOPE: Final = "admin"
 
 
+#: The scope that, on a token with an owner, manages that owner's tokens only.
+TOKENS_MANAGE_SCOPE: Final = "tokens:manage"
+
+
 def is_scope(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a scope a token can hold."""
     return isinstance(value, str) and SCOPE.fullmatch(value) is not None
@@ -213,6 +227,88 @@ def missing_scopes(held: Collection[str], required: Iterable[str]) -> tuple[str,
     service's all come from it, so that they can never disagree.
     """
     return tuple(dict.fromkeys(scope for scope in required if scope not in held))
+
+
+# -- owners -------------------------------------------------------------------
+
+MAX_OWNER_LENGTH: Final = 63
+#: A team or service a token belongs to: 1 to 63 of lowercase ASCII letters,
+#: digits, ``.``, ``_`` and ``-``, starting with a letter or a digit (so that
+#: it never reads as an option on a command line, nor as a hidden file). The
+#: length is a DNS label's: an owner is often a service's name. Lowercase
+#: only, so that two owners can never differ by case alone: ``Payments`` is
+#: refused, never folded to ``payments``.
+OWNER_PATTERN: Final = rf"^[a-z0-9][a-z0-9._-]{{0,{MAX_OWNER_LENGTH - 1}}}$"
+OWNER: Final = re.compile(OWNER_PATTERN)
+
+
+def is_owner(value: object) -> TypeGuard[str]:
+    """Whether ``value`` may be a token's owner.
+
+    >>> is_owner("payments"), is_owner("Payments"), is_owner("-x"), is_owner("a" * 64)
+    (True, False, False, False)
+    """
+    return isinstance(value, str) and OWNER.fullmatch(value) is not None
+
+
+# -- delegated administration -------------------------------------------------
+#
+# The rules of who may manage what, as the server and FakeAuthServer both
+# apply them (the server's amplify_auth_server.authz adds the 404s).
+
+#: A 403's ``error`` code when a delegated admin asks beyond its delegation.
+OTHER_OWNER: Final = "other_owner"
+SCOPE_NOT_HELD: Final = "scope_not_held"
+EXPIRES_AFTER_MANAGER: Final = "expires_after_manager"
+
+
+def manager_reach(scopes: Collection[str], owner: str | None) -> str | None:
+    """Whose tokens a token with ``scopes`` and ``owner`` manages: ``"*"`` for every
+    owner's (``admin``), its owner's (``tokens:manage`` and an owner), else None.
+
+    >>> manager_reach(["admin"], None), manager_reach(["tokens:manage"], "payments")
+    ('*', 'payments')
+    >>> manager_reach(["tokens:manage"], None) is None
+    True
+    """
+    if ADMIN_SCOPE in scopes:
+        return "*"
+    if TOKENS_MANAGE_SCOPE in scopes and owner:
+        return owner
+    return None
+
+
+def delegation_refusal(
+    *,
+    held: Collection[str],
+    reach: str,
+    manager_expires_at: datetime | None,
+    owner: str | None,
+    scopes: Iterable[str],
+    expires_at: datetime | None,
+) -> tuple[str, str] | None:
+    """Why a manager of ``reach`` may not create a token of ``owner`` with ``scopes``
+    expiring at ``expires_at`` (None: never): ``(code, detail)``, or None if it may.
+
+    A global admin (``"*"``) may create anything. A delegated admin creates only
+    for its owner, grants only scopes it ``held`` itself (so never ``admin``),
+    and nothing that outlives it.
+    """
+    if reach == "*":
+        return None
+    if owner is not None and owner != reach:
+        return OTHER_OWNER, f"this token creates tokens for owner {reach!r} only"
+    beyond = [scope for scope in scopes if scope not in held]
+    if beyond:
+        return SCOPE_NOT_HELD, (
+            "a token can grant only scopes it holds itself; it does not hold: " + ", ".join(beyond)
+        )
+    if manager_expires_at is not None and (expires_at is None or expires_at > manager_expires_at):
+        return EXPIRES_AFTER_MANAGER, (
+            "a token can create only tokens that expire no later than itself: give "
+            "ttl_days that ends by its own expiry"
+        )
+    return None
 
 
 # -- the other fields of a token ------------------------------------------------
@@ -311,17 +407,25 @@ def create_fingerprint(
     ttl_days: int | None,
     description: str | None,
     metadata: Mapping[str, str] | None,
+    owner: str | None = None,
 ) -> str:
     """The SHA-256 hex digest of a create's body, in one canonical form: the same
-    fields mean the same body, whatever their order, spacing or omitted defaults."""
+    fields mean the same body, whatever their order, spacing or omitted defaults.
+
+    ``owner`` counts only when given, so that a body without one keeps the
+    fingerprint it had before owners existed (keys stored then still match).
+    """
+    fields: dict[str, object] = {
+        "name": name,
+        "scopes": list(scopes),
+        "ttl_days": ttl_days,
+        "description": description,
+        "metadata": None if metadata is None else dict(metadata),
+    }
+    if owner is not None:
+        fields["owner"] = owner
     canonical = json.dumps(
-        {
-            "name": name,
-            "scopes": list(scopes),
-            "ttl_days": ttl_days,
-            "description": description,
-            "metadata": None if metadata is None else dict(metadata),
-        },
+        fields,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=True,

@@ -41,6 +41,7 @@ from amplify_auth_client.contract import (
     hash_token,
     iso,
 )
+from amplify_auth_server import authz
 from amplify_auth_server.cache import TokenState
 from amplify_auth_server.errors import (
     AuthServerError,
@@ -312,6 +313,10 @@ class CreateToken(Command[Minted]):
     description: str | None = None
     metadata: dict[str, str] | None = None
     idempotency: Idempotency | None = None
+    owner: str | None = None
+    #: The latest expiry allowed (a delegated creator's own, checked by
+    #: authz.may_create): the new token's is held to it by the writer's clock too.
+    not_after: datetime | None = None
 
     async def run(self, batch: Batch) -> Minted:
         (minted,) = await CreateToken.run_group([batch], [self])
@@ -359,7 +364,10 @@ class CreateToken(Command[Minted]):
             connection,
             at=now,
             action="create",
-            entries=[(command.actor, m.record.id, _describe(m.record)) for command, m in fresh],
+            entries=[
+                (command.actor, m.record.id, _describe(m.record), m.record.owner)
+                for command, m in fresh
+            ],
         )
         await store.remember_creates(
             connection,
@@ -380,6 +388,8 @@ class CreateToken(Command[Minted]):
         # rare) is then a retry that succeeds.
         raw = generate_token()
         expires_at = None if self.ttl_days is None else now + timedelta(days=self.ttl_days)
+        if expires_at is not None and self.not_after is not None:
+            expires_at = min(expires_at, self.not_after)
         record = TokenRecord.new(
             token_hash=hash_token(raw),
             name=self.name,
@@ -389,6 +399,7 @@ class CreateToken(Command[Minted]):
             expires_at=expires_at,
             description=self.description,
             metadata=self.metadata,
+            owner=self.owner,
         )
         return Minted(record=record, token=raw)
 
@@ -432,6 +443,7 @@ async def _insert(batch: Batch, record: TokenRecord, actor: Actor, action: str) 
         action=action,
         token_id=record.id,
         details=_describe(record),
+        owner=record.owner,
     )
 
 
@@ -450,7 +462,8 @@ class _Change(Command[TokenRecord]):
 
     async def run(self, batch: Batch) -> TokenRecord:
         now = utcnow()
-        current = await batch.store.lock(batch.connection, self.token_id)
+        # Another owner's token, to a delegated admin, is no token at all.
+        current = authz.visible(self.actor, await batch.store.lock(batch.connection, self.token_id))
         if current is None:
             raise NotFound.token(self.token_id)
         values = self.change(current, now)
@@ -467,6 +480,7 @@ class _Change(Command[TokenRecord]):
             action=self.action,
             token_id=current.id,
             details=_jsonable(values),
+            owner=current.owner,
         )
         if batch.durable:
             await batch.store.outbox_add(batch.connection, updated.token_hash, updated.version, now)
@@ -531,6 +545,9 @@ class ExtendToken(_Change):
             raise Conflict(
                 f"token {current.id} would then expire more than {MAX_TTL_DAYS} days from now"
             )
+        bound = authz.extend_bound(self.actor)
+        if bound is not None and expires_at > bound:
+            raise authz.beyond_bound()
         return {"expires_at": expires_at}
 
 
@@ -557,13 +574,15 @@ class RevokeMany(Command[Revoked]):
 
     async def run(self, batch: Batch) -> Revoked:
         now = utcnow()
-        revoked, existing = await batch.store.revoke_many(batch.connection, self.token_ids, now)
+        revoked, existing = await batch.store.revoke_many(
+            batch.connection, self.token_ids, now, owner=authz.scope_of(self.actor)
+        )
         details = {"revoked_at": iso(now)}
         await batch.store.record_many(
             batch.connection,
             at=now,
             action="revoke",
-            entries=[(self.actor, record.id, details) for record in revoked],
+            entries=[(self.actor, record.id, details, record.owner) for record in revoked],
         )
         if batch.durable:
             await batch.store.outbox_add_many(batch.connection, revoked, now)
@@ -576,6 +595,31 @@ class RevokeMany(Command[Revoked]):
                 i for i in self.token_ids if i in existing and i not in now_revoked
             ),
             not_found=tuple(i for i in self.token_ids if i not in existing),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRefusal(Command[None]):
+    """Write down that ``actor`` was refused ``attempt`` on ``token_id``: who tried
+    what on which, and the status it got, nothing about the target itself (an
+    unknown id and another owner's token are written alike). The entry is
+    its actor's owner's, so a delegated admin sees its own refusals."""
+
+    actor: Actor
+    attempt: str
+    token_id: str | None
+    status: int
+    error: str
+
+    async def run(self, batch: Batch) -> None:
+        await batch.store.record(
+            batch.connection,
+            at=utcnow(),
+            actor=self.actor,
+            action="refused",
+            token_id=self.token_id,
+            details={"attempt": self.attempt, "status": self.status, "error": self.error},
+            owner=self.actor.owner,
         )
 
 

@@ -10,7 +10,8 @@ Split by what the caller can do about it::
     │                                the one error FastAPI lets out of body parsing
     ├── UnsupportedMediaType 415     send the body as application/json
     ├── Unauthorized         401     send a valid admin token
-    ├── Forbidden            403     use a token with the admin scope
+    ├── Forbidden            403     use a token with the admin (or tokens:manage) scope
+    │   └── BeyondDelegation 403     a delegated admin asked for more than it holds
     ├── NotFound             404     check the token id
     ├── Conflict             409     the token's state forbids this change
     └── ServiceUnavailable   503     retry later
@@ -117,7 +118,20 @@ class Unauthorized(AuthServerError):
 class Forbidden(AuthServerError):
     status_code = 403
     code = "forbidden"
-    default_detail = "this token lacks the admin scope that management requires"
+    default_detail = "this token lacks the admin (or tokens:manage) scope that management requires"
+
+
+class BeyondDelegation(Forbidden):
+    """A delegated admin (``tokens:manage``) asked for what its delegation does not
+    cover: another owner, a scope it does not hold, an expiry past its own.
+    ``code`` says which, for the SDK and the CLI to explain."""
+
+    def __init__(self, detail: str, *, code: str) -> None:
+        super().__init__(detail)
+        self.reason = code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.reason, "detail": self.detail}
 
 
 class NotFound(AuthServerError):

@@ -163,6 +163,8 @@ class TokenStore:
             conditions.append(tokens.c.revoked_at.is_not(None))
         elif filters.status == "expired":
             conditions += [live, tokens.c.expires_at <= now]
+        if filters.owner is not None:
+            conditions.append(tokens.c.owner == filters.owner)
         if filters.name is not None:
             prefix = filters.name.lower()
             for special in ("\\", "%", "_"):
@@ -191,6 +193,8 @@ class TokenStore:
             query = query.where(audit_log.c.id < after)
         if filters.token_id is not None:
             query = query.where(audit_log.c.token_id == filters.token_id)
+        if filters.owner is not None:
+            query = query.where(audit_log.c.owner == filters.owner)
         if filters.action is not None:
             query = query.where(audit_log.c.action == filters.action)
         if filters.actor is not None:
@@ -333,7 +337,9 @@ class TokenStore:
         action: str,
         token_id: str | None,
         details: dict[str, Any],
+        owner: str | None = None,
     ) -> None:
+        """One audit entry; ``owner``: the owner of the token it is about."""
         await connection.execute(
             insert(audit_log).values(
                 at=at,
@@ -342,6 +348,7 @@ class TokenStore:
                 action=action,
                 token_id=token_id,
                 details=details,
+                owner=owner,
             )
         )
 
@@ -406,22 +413,30 @@ class TokenStore:
 
     @staticmethod
     async def revoke_many(
-        connection: AsyncConnection, token_ids: Sequence[str], now: datetime
+        connection: AsyncConnection,
+        token_ids: Sequence[str],
+        now: datetime,
+        *,
+        owner: str | None = None,
     ) -> tuple[list[TokenRecord], set[str]]:
         """Revoke the active tokens among ``token_ids``: the updated rows, and the ids
-        that exist at all (the others are no token).
+        that exist at all (the others are no token). With ``owner``, only that
+        owner's tokens exist here: another's are no token, and stay as they are.
 
         The rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite's
         writer holds the database), so the update sees exactly what was read.
         """
-        query = select(tokens.c.id).where(tokens.c.id.in_(token_ids))
+        mine: list[ColumnElement[bool]] = [tokens.c.id.in_(token_ids)]
+        if owner is not None:
+            mine.append(tokens.c.owner == owner)
+        query = select(tokens.c.id).where(*mine)
         if connection.dialect.name == "postgresql":
             # In id order, as lock_all takes them (see there).
             query = query.order_by(tokens.c.id).with_for_update()
         existing = set((await connection.execute(query)).scalars())
         result = await connection.execute(
             update(tokens)
-            .where(tokens.c.id.in_(token_ids), tokens.c.revoked_at.is_(None))
+            .where(*mine, tokens.c.revoked_at.is_(None))
             .values(revoked_at=now, version=tokens.c.version + 1)
             .returning(*tokens.c)
         )
@@ -433,9 +448,9 @@ class TokenStore:
         *,
         at: datetime,
         action: str,
-        entries: Sequence[tuple[Actor, str, dict[str, Any]]],
+        entries: Sequence[tuple[Actor, str, dict[str, Any], str | None]],
     ) -> None:
-        """One audit row per ``(actor, token_id, details)``, in one statement."""
+        """One audit row per ``(actor, token_id, details, owner)``, in one statement."""
         if entries:
             await connection.execute(
                 insert(audit_log),
@@ -447,8 +462,9 @@ class TokenStore:
                         "action": action,
                         "token_id": token_id,
                         "details": details,
+                        "owner": owner,
                     }
-                    for actor, token_id, details in entries
+                    for actor, token_id, details, owner in entries
                 ],
             )
 
@@ -490,4 +506,5 @@ def _columns(record: TokenRecord) -> dict[str, Any]:
         "revoked_at": record.revoked_at,
         "version": record.version,
         "created_by": record.created_by,
+        "owner": record.owner,
     }

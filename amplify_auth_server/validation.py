@@ -41,6 +41,7 @@ def _body(
             "scopes": scopes,
             "token_id": None if state is None else state.token_id,
             "name": None if state is None else state.name,
+            "owner": None if state is None else state.owner,
             "reason": reason,
             "missing_scopes": missing,
             "expires_at": None if state is None else state.expires_at,

@@ -70,6 +70,9 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         log_level=settings.log_level,
         access_log=settings.access_log,
         server_header=False,
+        # uvicorn would trust X-Forwarded-For from 127.0.0.1 by default; the
+        # app applies TRUSTED_PROXIES itself (see create_app), and only it.
+        proxy_headers=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     Server(config).run()

@@ -19,12 +19,14 @@ from amplify_auth_client.contract import ADMIN_SCOPE, bearer_token
 from amplify_auth_server.cache import TokenCache
 from amplify_auth_server.commands import CommandQueue
 from amplify_auth_server.config import Settings
+from amplify_auth_server.denials import Denials
 from amplify_auth_server.errors import Forbidden, InvalidInput, Unauthorized
 from amplify_auth_server.events import EventFeed
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor
 from amplify_auth_server.pages import Cursors
 from amplify_auth_server.store import TokenStore
+from amplify_auth_server.throttle import FailureThrottle
 from amplify_auth_server.validation import Validator
 
 
@@ -40,6 +42,8 @@ class Services:
     queue: CommandQueue
     events: EventFeed
     cursors: Cursors
+    throttle: FailureThrottle
+    denials: Denials
 
 
 def services(request: Request) -> Services:
@@ -51,7 +55,15 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 
 async def require_admin(request: Request, parts: ServicesDep) -> Actor:
-    """The admin behind ``Authorization: Bearer …``: 401 without one, 403 without the scope."""
+    """The admin behind ``Authorization: Bearer …``: 401 without one, 403 without the scope;
+    each refusal audited, and 429 past the client's budget of them (see ``denials``)."""
+    try:
+        return await _admin(request, parts)
+    except (Unauthorized, Forbidden) as refusal:
+        raise await parts.denials.refused(request, refusal) from None
+
+
+async def _admin(request: Request, parts: Services) -> Actor:
     header = request.headers.get("authorization")
     if header is None:
         raise Unauthorized()

@@ -370,7 +370,7 @@ class TokenStore:
         *,
         at: datetime,
         action: str,
-        entries: Sequence[tuple[Actor, str, dict[str, Any]]],
+        entries: Sequence[tuple[Actor, str | None, dict[str, Any]]],
     ) -> None:
         """One audit row per ``(actor, token_id, details)``, in one statement."""
         if entries:

@@ -50,6 +50,7 @@ router = APIRouter(
     responses={  # shared by every management route
         401: {"model": ErrorResponse, "description": "No valid admin token"},
         403: {"model": ErrorResponse, "description": "Token lacks the admin scope"},
+        429: {"model": ErrorResponse, "description": "Too many failed admin authentications"},
         422: {"model": ErrorResponse},
         503: {"model": ErrorResponse},
     },
@@ -241,8 +242,9 @@ Action = Annotated[
 ActorId = Annotated[
     str | None,
     Query(
-        pattern=rf"^(system|{TOKEN_ID.pattern})$",
-        description="Entries caused by this token id, or `system`.",
+        pattern=rf"^(system|anonymous|{TOKEN_ID.pattern})$",
+        description="Entries caused by this token id, `system`, or `anonymous` (a failed "
+        "admin authentication with no known token).",
     ),
 ]
 

@@ -117,10 +117,10 @@ class Settings(BaseSettings):
         default=DEFAULT_ADMIN_FAILURES,
         description="Failed admin authentications (401, 403) one client may make before 429.",
     )
-    trusted_proxies: str = Field(
-        default="",
+    trusted_proxies: str | None = Field(
+        default=None,
         description="Comma-separated addresses or networks of the proxies whose "
-        "X-Forwarded-For names the client; empty trusts none (the socket's peer is the "
+        "X-Forwarded-For names the client; unset trusts none (the socket's peer is the "
         "client), `*` trusts every peer (only where nothing else can reach the server).",
     )
     audit_failure_window: float = Field(
@@ -149,8 +149,8 @@ class Settings(BaseSettings):
 
     @field_validator("trusted_proxies")
     @classmethod
-    def _proxies(cls, value: str) -> str:
-        for entry in _entries(value):
+    def _proxies(cls, value: str | None) -> str | None:
+        for entry in _entries(value or ""):
             if entry == "*":
                 continue
             try:
@@ -167,7 +167,9 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("database_url", "redis_url", "auth_admin_token", mode="before")
+    @field_validator(
+        "database_url", "redis_url", "auth_admin_token", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -210,7 +212,7 @@ class Settings(BaseSettings):
     @property
     def proxy_hosts(self) -> list[str]:
         """``TRUSTED_PROXIES`` as a list, for uvicorn's ProxyHeadersMiddleware."""
-        return _entries(self.trusted_proxies)
+        return _entries(self.trusted_proxies or "")
 
     @property
     def is_embedded(self) -> bool:

@@ -105,7 +105,7 @@ async def _build_cache(
             negative_ttl=settings.negative_cache_ttl,
         )
         feed = MemoryEventFeed(max_subscribers=settings.events_max_subscribers)
-        throttle = FailureThrottle(_budgets(settings))
+        throttle = FailureThrottle(_budgets(settings), metrics=metrics)
         return TokenCache(local), Propagation(local, feed=feed), feed, throttle
     local = LocalCache(
         maxsize=settings.local_cache_size,
@@ -128,7 +128,9 @@ async def _build_cache(
         metrics=metrics,
         budget=budget,
     )
-    throttle = FailureThrottle(_budgets(settings), redis=client, prefix=prefix, budget=budget)
+    throttle = FailureThrottle(
+        _budgets(settings), metrics=metrics, redis=client, prefix=prefix, budget=budget
+    )
     suspects: set[str] = set()
     lease = Lease()
     cache = TokenCache(local, shared, suspects=suspects, hearing=lease)

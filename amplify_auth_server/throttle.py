@@ -49,6 +49,7 @@ from starlette.types import Scope
 
 from amplify_auth_server.cache import RedisBudget
 from amplify_auth_server.errors import TooManyFailures
+from amplify_auth_server.metrics import Metrics
 
 logger = logging.getLogger("amplify_auth_server.throttle")
 
@@ -109,11 +110,13 @@ class FailureThrottle:
         self,
         budgets: Budgets,
         *,
+        metrics: Metrics,
         redis: Redis | None = None,
         prefix: str = "",
         budget: RedisBudget | None = None,
     ) -> None:
         self.budgets = budgets
+        self._metrics = metrics
         self._local = FixedWindowRateLimiter(MemoryStorage())
         self._shared: FixedWindowRateLimiter | None = None
         self._budget = budget
@@ -137,12 +140,16 @@ class FailureThrottle:
         until = self._blocked.get((kind, client))
         if until is not None:
             if until > now:
+                self._metrics.throttled.labels(kind).inc()
                 raise TooManyFailures.after(until - now, kind)
             del self._blocked[(kind, client)]
         item = self.budgets.of(kind)
         limiter, allowed = await self._hit(item, kind, client)
+        store = "local" if limiter is self._local else "redis"
+        self._metrics.failures.labels(kind, store).inc()
         if allowed:
             return
+        self._metrics.throttled.labels(kind).inc()
         until = await self._reset_time(limiter, item, kind, client)
         if len(self._blocked) >= _MAX_BLOCKED:
             self._blocked.clear()

@@ -10,6 +10,7 @@ Budgets are per hour: no window can end during a test, so nothing here waits.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 from amplify_auth_client import generate_token
 from tests.server.conftest import create, validate
 from tests.support.server import Backend, ServerProcess, running_server
-from tests.support.services import fresh_database, private_redis, redis_namespace
+from tests.support.services import TcpProxy, fresh_database, private_redis, redis_namespace
 
 _ADDRESSES = itertools.count(2)
 
@@ -40,6 +41,14 @@ def client_from(
         headers={**headers, **({} if token is None else {"Authorization": f"Bearer {token}"})},
         timeout=30.0,
     )
+
+
+def counted(server: ServerProcess, store: str, kind: str = "validation") -> float:
+    """How many failures of ``kind`` the server counted in ``store`` (redis, local)."""
+    metrics = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    pattern = rf'amplify_auth_failures_total{{kind="{kind}",store="{store}"}} (\S+)'
+    found = re.search(pattern, metrics)
+    return float(found[1]) if found else 0.0
 
 
 def check(client: httpx.Client, token: str) -> httpx.Response:
@@ -128,6 +137,8 @@ def test_two_replicas_share_one_budget_through_redis(tmp_path: Path) -> None:
                     assert validate(client, generate_token())["reason"] == "unknown"
                 assert_throttled(check(first, generate_token()))
                 assert_throttled(check(second, generate_token()))
+            assert counted(one, "redis") + counted(two, "redis") == 6
+            assert counted(one, "local") == counted(two, "local") == 0
             # Under the deployment's prefix, as every other key of the server.
             keys = [key.decode() for key in namespace.keys()]  # noqa: SIM118 (not a dict)
             assert any(":throttle" in key for key in keys)
@@ -149,12 +160,42 @@ def test_with_redis_down_failures_are_counted_in_process_and_never_500(tmp_path:
                     assert validate(client, generate_token())["reason"] == "unknown"
                 assert_throttled(check(client, generate_token()))
                 assert validate(client, good)["valid"] is True
+            assert counted(server, "local") == 4
             with client_from(server, source, generate_token()) as guesser:
                 assert [guesser.get("/auth/tokens").status_code for _ in range(2)] == [401] * 2
                 assert_throttled(guesser.get("/auth/tokens"))
             with server.client() as admin:
                 assert admin.get("/auth/tokens").status_code == 200
             assert "Traceback" not in server.log()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_with_redis_slow_failures_are_counted_in_process_without_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    from tests.server.test_slow_redis import DELAY, counter
+
+    env = {"THROTTLE_VALIDATION_FAILURES": "3/hour"}
+    with private_redis() as own, fresh_database() as url:
+        link = TcpProxy(own.port)
+        try:
+            env["REDIS_URL"] = f"redis://127.0.0.1:{link.port}/0"
+            with running_server(Backend("postgres", tmp_path, url), env=env) as server:
+                link.delay = DELAY
+                slow_before = counter(server, "slow")
+                with client_from(server, address()) as client:
+                    for _ in range(3):
+                        assert validate(client, generate_token())["reason"] == "unknown"
+                    assert_throttled(check(client, generate_token()))
+                # The throttle follows the cache tier's budget: counted here
+                # at once, with a handful of abandoned calls, not a wait per failure.
+                assert counted(server, "local") == 4
+                assert counted(server, "redis") == 0
+                assert counter(server, "slow") - slow_before <= 4
+                assert "Traceback" not in server.log()
+        finally:
+            link.close()
 
 
 def test_a_forwarded_address_is_ignored_unless_its_proxy_is_trusted(tmp_path: Path) -> None:

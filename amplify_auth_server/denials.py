@@ -120,6 +120,13 @@ class Denials(Background):
                 tally = self._pending.get(key)
             if tally is None:
                 self._pending[key] = _Tally(1, now, now)
+                if key == _OVERFLOW:
+                    logger.warning(
+                        "admin authentication failures from more than %d clients, routes and "
+                        "tokens this window: the rest are audited together",
+                        MAX_KEYS,
+                    )
+                    return
                 logger.warning(
                     "admin authentication failed: %d on %s %s from %s, token %s",
                     key.status,

@@ -38,16 +38,18 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter as LocalRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import Scope
 
-from amplify_auth_server.cache import RedisBudget
+from amplify_auth_server.cache import DEFAULT_READ_BUDGET, RedisBudget
 from amplify_auth_server.errors import TooManyFailures
 from amplify_auth_server.metrics import Metrics
 
@@ -116,8 +118,16 @@ class FailureThrottle:
         budget: RedisBudget | None = None,
     ) -> None:
         self.budgets = budgets
-        self._metrics = metrics
-        self._local = FixedWindowRateLimiter(MemoryStorage())
+        # Bound once: a label lookup per failure would cost more than the count.
+        self._counted = {
+            (kind, shared): metrics.failures.labels(kind, "redis" if shared else "local")
+            for kind in get_args(Kind)
+            for shared in (True, False)
+        }
+        self._refused = {kind: metrics.throttled.labels(kind) for kind in get_args(Kind)}
+        # The synchronous memory storage: no I/O to wait for, and its async
+        # twin starts a task per count, which halved a failure's throughput.
+        self._local = LocalRateLimiter(MemoryStorage())
         self._shared: FixedWindowRateLimiter | None = None
         self._budget = budget
         if redis is not None:
@@ -140,52 +150,55 @@ class FailureThrottle:
         until = self._blocked.get((kind, client))
         if until is not None:
             if until > now:
-                self._metrics.throttled.labels(kind).inc()
+                self._refused[kind].inc()
                 raise TooManyFailures.after(until - now, kind)
             del self._blocked[(kind, client)]
         item = self.budgets.of(kind)
-        limiter, allowed = await self._hit(item, kind, client)
-        store = "local" if limiter is self._local else "redis"
-        self._metrics.failures.labels(kind, store).inc()
+        shared, allowed = await self._hit(item, kind, client)
+        self._counted[kind, shared].inc()
         if allowed:
             return
-        self._metrics.throttled.labels(kind).inc()
-        until = await self._reset_time(limiter, item, kind, client)
+        self._refused[kind].inc()
+        until = await self._reset_time(shared, item, kind, client)
         if len(self._blocked) >= _MAX_BLOCKED:
             self._blocked.clear()
         self._blocked[(kind, client)] = until
         logger.warning("client %s is past its budget of %s failures (%s)", client, kind, item)
         raise TooManyFailures.after(until - time.time(), kind)
 
-    async def _hit(
-        self, item: RateLimitItem, kind: Kind, client: str
-    ) -> tuple[FixedWindowRateLimiter, bool]:
-        """Count the failure where it is shared if Redis answers in time, else here."""
+    async def _hit(self, item: RateLimitItem, kind: Kind, client: str) -> tuple[bool, bool]:
+        """Count the failure where it is shared if Redis answers in time, else here:
+        whether it was counted in Redis, and whether it was within the budget."""
         shared, budget = self._shared, self._budget
         if shared is not None and (budget is None or not budget.skip()):
             try:
-                if budget is None:
-                    return shared, await shared.hit(item, kind, client)
-                async with asyncio.timeout(budget.read_budget):
-                    return shared, await shared.hit(item, kind, client)
+                async with asyncio.timeout(_wait(budget)):
+                    return True, await shared.hit(item, kind, client)
             except TimeoutError:
                 if budget is not None:
                     budget.slow()
             except (RedisError, OSError) as exc:
                 if budget is not None:
                     budget.failed(exc)
-        return self._local, await self._local.hit(item, kind, client)
+        return False, self._local.hit(item, kind, client)
 
     async def _reset_time(
-        self, limiter: FixedWindowRateLimiter, item: RateLimitItem, kind: Kind, client: str
+        self, shared: bool, item: RateLimitItem, kind: Kind, client: str
     ) -> float:
         """When the window of ``client``'s failures ends; at worst, a whole window from now."""
         fallback = time.time() + item.get_expiry()
-        try:
-            budget = self._budget.read_budget if self._budget is not None else 1.0
-            async with asyncio.timeout(budget):
-                stats = await limiter.get_window_stats(item, kind, client)
-        except (TimeoutError, RedisError, OSError):
-            return fallback
+        if not shared or self._shared is None:
+            stats = self._local.get_window_stats(item, kind, client)
+        else:
+            try:
+                async with asyncio.timeout(_wait(self._budget)):
+                    stats = await self._shared.get_window_stats(item, kind, client)
+            except (TimeoutError, RedisError, OSError):
+                return fallback
         # Redis rounds a TTL down to the second, and a key may just have gone.
         return stats.reset_time if stats.reset_time > time.time() else fallback
+
+
+def _wait(budget: RedisBudget | None) -> float:
+    """How long a call to Redis may take here: the validation path's read budget."""
+    return DEFAULT_READ_BUDGET if budget is None else budget.read_budget

@@ -161,3 +161,4 @@ def test_a_flood_from_many_clients_writes_a_bounded_number_of_rows(tmp_path: Pat
         assert overflow["details"]["count"] == 44
         assert overflow["details"]["client"] == "*"
         assert sum(r["details"]["count"] for r in rows) == clients
+        assert f"from more than {MAX_KEYS} clients" in server.log()

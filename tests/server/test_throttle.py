@@ -246,3 +246,19 @@ def test_nonsense_settings_are_refused_at_start_up(name: str, value: str) -> Non
     with pytest.raises(ValidationError) as refused:
         Settings(**{name.lower(): value})  # type: ignore[arg-type]
     assert name.lower() in str(refused.value)
+
+
+def test_the_in_process_counts_drop_the_windows_that_ended() -> None:
+    import time
+
+    from amplify_auth_server.throttle import LoopMemoryStorage
+
+    storage = LoopMemoryStorage()
+    assert [storage.incr("client", 60) for _ in range(3)] == [1, 2, 3]
+    assert storage.incr("other", 600) == 1
+    storage.sweep(time.time() + 61)
+    # The ended window is gone, memory and all; the one still open is kept.
+    assert "client" not in storage.storage
+    assert "client" not in storage.expirations
+    assert storage.get("other") == 1
+    assert storage.incr("client", 60) == 1

@@ -195,12 +195,19 @@ class AsyncAuthClient(BaseAuthClient):
         ttl_days: int | None = None,
         description: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> CreatedToken:
         """Mint a token; ``.token`` on the result is the raw secret, shown only this once.
 
-        ``ttl_days=None`` makes a token that never expires.
+        ``ttl_days=None`` makes a token that never expires. Every call sends an
+        ``Idempotency-Key`` (a fresh one unless ``idempotency_key`` is given), so
+        the call is retried after a timeout without risk of a second token; a
+        repeat whose first answer was lost raises :class:`TokenAlreadyCreated`.
         """
-        return await self._send(_api.create_token(name, scopes, ttl_days, description, metadata))
+        return await self._send(
+            _api.create_token(name, scopes, ttl_days, description, metadata, idempotency_key)
+        )
 
     async def list_tokens(
         self,

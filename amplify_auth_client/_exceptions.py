@@ -3,6 +3,7 @@
     AuthError                          catch-all for this SDK
     ├── AuthConfigError                fix the client's arguments or environment
     ├── AuthServiceUnavailable         retry later (network, timeout, 5xx after retries)
+    ├── TokenAlreadyCreated            an earlier create with this idempotency key made it
     └── AuthRequestError               the server refused the call (4xx): do not retry as is
         ├── AdminTokenInvalid     401  fix the admin credentials
         ├── AdminPermissionDenied 403  ask for a token with the admin scope
@@ -70,6 +71,22 @@ class AuthServiceUnavailable(AuthError):
         # or 502/503/504 after the retries): the only failures stale_if_error
         # may cover. A server that answered 500 or nonsense did answer.
         self._unreachable = False
+
+
+class TokenAlreadyCreated(AuthError):
+    """``create_token`` was answered with a replay: the create that its idempotency key
+    names happened earlier, and no second token was minted.
+
+    The raw token was in that earlier answer only (it is stored nowhere), so
+    it cannot be returned now. Typically the earlier answer was lost on the
+    way (the SDK retried a create after a timeout): nobody holds the token,
+    so revoke :attr:`token_id` and create again; a new call sends a new key.
+    """
+
+    def __init__(self, message: str, *, token_id: str) -> None:
+        super().__init__(message)
+        #: The id of the token the earlier create made.
+        self.token_id = token_id
 
 
 class AuthRequestError(AuthError):

@@ -18,6 +18,7 @@ import httpx
 
 from amplify_auth_client import _cache
 from amplify_auth_client._cache import Answer
+from amplify_auth_client._exceptions import TokenAlreadyCreated
 from amplify_auth_client._models import (
     AuditEntry,
     BulkRevocation,
@@ -207,6 +208,15 @@ def parse_token_info(data: Any) -> TokenInfo:
 def parse_created(data: Any) -> CreatedToken:
     """The answer to ``POST /auth/tokens`` as a :class:`CreatedToken`."""
     body = _object(data)
+    if body.get("token", "") is None:  # a replay: the token was in the first answer only
+        token_id = _str(body["token_id"])
+        raise TokenAlreadyCreated(
+            f"token {token_id} was created earlier with this idempotency key, and its raw "
+            "token was in that answer only, so it cannot be shown again; if that answer was "
+            f"lost, nobody holds the token: revoke {token_id} and create again (a new call "
+            "sends a new key)",
+            token_id=token_id,
+        )
     return CreatedToken(
         token=_str(body["token"]),
         token_id=_str(body["token_id"]),

@@ -41,10 +41,14 @@ from amplify_auth_client._testing import is_testing, set_testing
 from amplify_auth_client.contract import (
     ADMIN_SCOPE,
     DEFAULT_PAGE_SIZE,
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_WINDOW,
+    IDEMPOTENT_REPLAYED_HEADER,
     MAX_BODY_BYTES,
     MAX_BULK_IDS,
     MAX_CURSOR_LENGTH,
     MAX_DESCRIPTION_LENGTH,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_METADATA_ITEMS,
     MAX_METADATA_KEY_LENGTH,
     MAX_METADATA_VALUE_LENGTH,
@@ -58,8 +62,11 @@ from amplify_auth_client.contract import (
     Cursors,
     TokenStatus,
     bearer_token,
+    create_fingerprint,
     generate_token,
+    hash_idempotency_key,
     hash_token,
+    is_idempotency_key,
     is_label,
     is_scope,
     is_text,
@@ -155,6 +162,8 @@ class FakeAuthServer:
         self._records: dict[str, _Record] = {}
         self._by_hash: dict[str, str] = {}
         self._audit: list[dict[str, Any]] = []
+        #: (admin token id, key hash) -> (body fingerprint, token id, when).
+        self._idempotency: dict[tuple[str, str], tuple[str, str, datetime]] = {}
         self._now = now or (lambda: datetime.now(UTC))
         self._cursors = Cursors(secrets.token_bytes(16))
         #: Every request received, in order (validation bodies hold raw tokens:
@@ -301,7 +310,33 @@ class FakeAuthServer:
 
     def _create_route(self, request: httpx.Request) -> _Answer:
         actor = self._admin(request)
-        return 201, self._create(request, actor), {"Cache-Control": "no-store"}
+        key = self._idempotency_key(request)
+        body, replayed = self._create(request, actor, key)
+        headers = {"Cache-Control": "no-store"}
+        if replayed:
+            headers[IDEMPOTENT_REPLAYED_HEADER] = "true"
+        return (200 if replayed else 201), body, headers
+
+    @staticmethod
+    def _idempotency_key(request: httpx.Request) -> str | None:
+        key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if key is None or is_idempotency_key(key):
+            return key
+        # As the server's header check words it, never echoing the key.
+        refusal = _invalid(
+            ["header", IDEMPOTENCY_KEY_HEADER],
+            "String should have at most 255 characters"
+            if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH
+            else "String should match pattern",
+            "string_too_long"
+            if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH
+            else "string_pattern_mismatch",
+        )
+        refusal.body["detail"] = (
+            f"{IDEMPOTENCY_KEY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII "
+            "characters, without spaces (a UUID, say); leave it out to create without one"
+        )
+        raise refusal
 
     def _list_route(self, request: httpx.Request) -> _Answer:
         self._admin(request)
@@ -518,7 +553,10 @@ class FakeAuthServer:
             )
         return record
 
-    def _create(self, request: httpx.Request, actor: _Record) -> dict[str, Any]:
+    def _create(
+        self, request: httpx.Request, actor: _Record, key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """The create's answer, and whether it replays an earlier one (by ``key``)."""
         body = self._json(request)
         extra = set(body) - {"name", "scopes", "ttl_days", "description", "metadata"}
         if extra:
@@ -551,6 +589,31 @@ class FakeAuthServer:
         if metadata is not None:
             self._check_metadata(metadata)
         now = self._now()
+        remembered = None
+        if key is not None:
+            # As the server does: per admin token, by hash, for the window.
+            self._idempotency = {
+                k: v for k, v in self._idempotency.items() if v[2] > now - IDEMPOTENCY_WINDOW
+            }
+            remembered = (actor.id, hash_idempotency_key(key))
+            fingerprint = create_fingerprint(name, scopes, ttl_days, description, metadata)
+            earlier = self._idempotency.get(remembered)
+            if earlier is not None:
+                if earlier[0] != fingerprint:
+                    raise _Refusal(
+                        422,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was sent earlier with another body: a key names "
+                        "one create; send a new key for a new create",
+                        errors=[
+                            {
+                                "loc": ["header", IDEMPOTENCY_KEY_HEADER],
+                                "msg": "Used earlier with another body",
+                                "type": "idempotency_key_reused",
+                            }
+                        ],
+                    )
+                return self._created_body(None, self._records[earlier[1]]), True
         token = generate_token()
         record = self._insert(
             name,
@@ -561,9 +624,14 @@ class FakeAuthServer:
             token=token,
             actor=actor,
         )
-        created = _created(token, record)
+        if remembered is not None:
+            self._idempotency[remembered] = (fingerprint, record.id, now)
+        return self._created_body(token, record), False
+
+    @staticmethod
+    def _created_body(token: str | None, record: _Record) -> dict[str, Any]:
         return {
-            "token": created.token,
+            "token": token,
             "token_id": record.id,
             "name": record.name,
             "scopes": list(record.scopes),

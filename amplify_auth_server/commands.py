@@ -34,12 +34,19 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from amplify_auth_client.contract import MAX_TTL_DAYS, generate_token, hash_token, iso
+from amplify_auth_client.contract import (
+    IDEMPOTENCY_WINDOW,
+    MAX_TTL_DAYS,
+    generate_token,
+    hash_token,
+    iso,
+)
 from amplify_auth_server.cache import TokenState
 from amplify_auth_server.errors import (
     AuthServerError,
     Conflict,
     DatabaseUnavailable,
+    IdempotencyKeyReused,
     NotFound,
     ServiceUnavailable,
     ShuttingDown,
@@ -268,14 +275,34 @@ def _groups(commands: Sequence[Command[Any]]) -> Iterator[list[Command[Any]]]:
 
 @dataclass(frozen=True, slots=True)
 class Minted:
-    """The one object that ever holds a raw token, on its way to the response."""
+    """The one object that ever holds a raw token, on its way to the response.
+
+    ``token`` is None for a replay: the create that the idempotency key named
+    happened earlier, and its raw token was in that answer only.
+    """
 
     record: TokenRecord
-    token: str = field(repr=False)
+    token: str | None = field(repr=False)
+
+    @property
+    def replayed(self) -> bool:
+        return self.token is None
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A create's ``Idempotency-Key``, by hash, and its body's fingerprint
+    (:func:`~amplify_auth_client.contract.create_fingerprint`)."""
+
+    key_hash: str
+    body_hash: str
 
 
 @dataclass(frozen=True, slots=True)
 class CreateToken(Command[Minted]):
+    """Mint a token; with an idempotency key already used by this actor within
+    the window, answer that create again instead (or refuse another body)."""
+
     groupable: ClassVar[bool] = True
 
     actor: Actor
@@ -284,33 +311,69 @@ class CreateToken(Command[Minted]):
     ttl_days: int | None = None
     description: str | None = None
     metadata: dict[str, str] | None = None
+    idempotency: Idempotency | None = None
 
     async def run(self, batch: Batch) -> Minted:
-        minted = self._mint(utcnow())
-        await _insert(batch, minted.record, self.actor, "create")
-        # A new hash: nothing can have cached it, so no cache to tell.
+        (minted,) = await CreateToken.run_group([batch], [self])
         return minted
 
     @classmethod
     async def run_group(
         cls, batches: Sequence[Batch], commands: Sequence[CreateToken]
     ) -> list[Minted]:
-        # Creates arriving together (a fleet onboarding) are two statements,
+        # Creates arriving together (a fleet onboarding) are a few statements,
         # not two per token: the batch's commit is then most of the cost.
+        # Keys are decided here, in the single writer: a duplicate queued in
+        # the same batch is answered from the first, one in a later batch
+        # finds the first's row, and another replica's (same key, same
+        # moment) collides on the primary key, so that this one retries
+        # alone and finds it.
         now = utcnow()
-        minted = [command._mint(now) for command in commands]
         store, connection = batches[0].store, batches[0].connection
-        await store.insert_many(connection, [m.record for m in minted])
+        known: dict[tuple[str, str], tuple[str, TokenRecord]] = {}
+        if any(command.idempotency is not None for command in commands):
+            since = now - IDEMPOTENCY_WINDOW
+            await store.forget_creates_before(connection, since)
+            known = await store.earlier_creates(
+                connection, [k for c in commands if (k := c._key()) is not None], since
+            )
+        results: list[Minted] = []
+        fresh: list[tuple[CreateToken, Minted]] = []
+        for command in commands:
+            key = command._key()
+            if key is not None and key in known:
+                assert command.idempotency is not None
+                body_hash, record = known[key]
+                if body_hash != command.idempotency.body_hash:
+                    raise IdempotencyKeyReused()
+                results.append(Minted(record=record, token=None))
+                continue
+            minted = command._mint(now)
+            fresh.append((command, minted))
+            results.append(minted)
+            if key is not None:
+                assert command.idempotency is not None
+                known[key] = (command.idempotency.body_hash, minted.record)
+        await store.insert_many(connection, [m.record for _, m in fresh])
         await store.record_many(
             connection,
             at=now,
             action="create",
-            entries=[
-                (command.actor, m.record.id, _describe(m.record))
-                for command, m in zip(commands, minted, strict=True)
-            ],
+            entries=[(command.actor, m.record.id, _describe(m.record)) for command, m in fresh],
         )
-        return minted
+        await store.remember_creates(
+            connection,
+            [
+                (c.actor.id, c.idempotency.key_hash, c.idempotency.body_hash, m.record.id)
+                for c, m in fresh
+                if c.idempotency is not None
+            ],
+            now,
+        )
+        return results
+
+    def _key(self) -> tuple[str, str] | None:
+        return None if self.idempotency is None else (self.actor.id, self.idempotency.key_hash)
 
     def _mint(self, now: datetime) -> Minted:
         # A fresh draw at each attempt: a collision of id or hash (vanishingly

@@ -46,7 +46,9 @@ class Services:
     denials: Denials
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async, though it awaits nothing: FastAPI runs a plain ``def`` dependency
+    # in its thread pool, a thread hop on every management request.
     result: Services = request.app.state.services
     return result
 

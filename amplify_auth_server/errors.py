@@ -5,6 +5,7 @@ Split by what the caller can do about it::
     AuthServerError                  {"error": code, "detail": message}
     ├── TokenInUrl           400     send the token in a header or body, not the URL
     ├── InvalidInput         422     fix the request (never echoes the input)
+    │   └── IdempotencyKeyReused         send a new Idempotency-Key for another body
     ├── (payload_too_large)  413     send less; raised as Starlette's HTTPException,
     │                                the one error FastAPI lets out of body parsing
     ├── UnsupportedMediaType 415     send the body as application/json
@@ -75,6 +76,26 @@ class InvalidInput(AuthServerError):
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "errors": self.errors}
+
+
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+    default_detail = (
+        "this Idempotency-Key was sent earlier with another body: a key names one create; "
+        "send a new key for a new create"
+    )
+
+    def __init__(self) -> None:
+        # The key itself is never echoed: it may be something its sender keeps secret.
+        super().__init__(
+            errors=[
+                {
+                    "loc": ["header", "Idempotency-Key"],
+                    "msg": "Used earlier with another body",
+                    "type": "idempotency_key_reused",
+                }
+            ]
+        )
 
 
 class UnsupportedMediaType(AuthServerError):

@@ -187,7 +187,11 @@ class TokenRecordResponse(BaseModel):
 
 
 class CreatedTokenResponse(BaseModel):
-    token: str = Field(description="The raw token. Shown once: store it now.")
+    token: str | None = Field(
+        description="The raw token. Shown once: store it now. Null in a replay "
+        "(`Idempotent-Replayed: true`, status 200): the key's create happened earlier, "
+        "and its raw token was in that answer only."
+    )
     token_id: str
     name: str
     scopes: list[str]

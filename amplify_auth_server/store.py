@@ -39,7 +39,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from amplify_auth_server.errors import DatabaseUnavailable
 from amplify_auth_server.models import Actor, AuditRecord, TokenRecord
 from amplify_auth_server.pages import AuditFilter, AuditPosition, TokenFilter, TokenPosition
-from amplify_auth_server.tables import audit_log, cache_outbox, installation, tokens
+from amplify_auth_server.tables import (
+    audit_log,
+    cache_outbox,
+    idempotency_keys,
+    installation,
+    tokens,
+)
 
 # Built once: the miss path then only binds a value to a cached compilation.
 _BY_HASH: Final = select(tokens).where(tokens.c.token_hash == bindparam("token_hash"))
@@ -337,6 +343,63 @@ class TokenStore:
                 token_id=token_id,
                 details=details,
             )
+        )
+
+    # -- idempotency keys (command writer only) --------------------------------
+
+    @staticmethod
+    async def earlier_creates(
+        connection: AsyncConnection, keys: Sequence[tuple[str, str]], since: datetime
+    ) -> dict[tuple[str, str], tuple[str, TokenRecord]]:
+        """For each ``(actor_id, key_hash)`` remembered since ``since``: the body hash
+        it was sent with, and the token it created (as the token is now)."""
+        if not keys:
+            return {}
+        query = (
+            select(idempotency_keys.c.actor_id, idempotency_keys.c.key_hash)
+            .add_columns(idempotency_keys.c.body_hash, *tokens.c)
+            .join(tokens, tokens.c.id == idempotency_keys.c.token_id)
+            .where(
+                tuple_(idempotency_keys.c.actor_id, idempotency_keys.c.key_hash).in_(
+                    sorted(set(keys))
+                ),
+                idempotency_keys.c.created_at >= since,
+            )
+        )
+        rows = (await connection.execute(query)).all()
+        return {
+            (row.actor_id, row.key_hash): (row.body_hash, TokenRecord.from_row(row)) for row in rows
+        }
+
+    @staticmethod
+    async def remember_creates(
+        connection: AsyncConnection, entries: Sequence[tuple[str, str, str, str]], at: datetime
+    ) -> None:
+        """Remember ``(actor_id, key_hash, body_hash, token_id)`` entries, in one statement.
+
+        Their primary key is the backstop against two replicas minting for one
+        key: the second insert raises :class:`IntegrityError`.
+        """
+        if entries:
+            await connection.execute(
+                insert(idempotency_keys),
+                [
+                    {
+                        "actor_id": actor_id,
+                        "key_hash": key_hash,
+                        "body_hash": body_hash,
+                        "token_id": token_id,
+                        "created_at": at,
+                    }
+                    for actor_id, key_hash, body_hash, token_id in entries
+                ],
+            )
+
+    @staticmethod
+    async def forget_creates_before(connection: AsyncConnection, before: datetime) -> None:
+        """Drop the keys older than the window (an index range: usually nothing)."""
+        await connection.execute(
+            delete(idempotency_keys).where(idempotency_keys.c.created_at < before)
         )
 
     # -- bulk writes (command writer only) -------------------------------------

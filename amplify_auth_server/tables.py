@@ -138,6 +138,23 @@ cache_outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# The creates that idempotency keys named (see contract.IDEMPOTENCY_WINDOW).
+# The key is kept by hash only, per admin token: its primary key is what
+# makes two replicas racing with one key mint once (the second's insert
+# fails, and its retry finds the first's row). Rows older than the window are
+# pruned by the next keyed create.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("actor_id", String(32), primary_key=True),
+    Column("key_hash", String(64), primary_key=True),
+    # The canonical body's SHA-256: the same key with another body is refused.
+    Column("body_hash", String(64), nullable=False),
+    Column("token_id", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
 # One row naming this database. Redis keys carry it, so that two deployments
 # sharing a Redis (and its default key prefix) can never read each other's
 # entries, nor count each other's replicas.

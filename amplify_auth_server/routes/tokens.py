@@ -9,21 +9,34 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from pydantic import AwareDatetime, BeforeValidator
 
 from amplify_auth_client.contract import (
     DEFAULT_PAGE_SIZE,
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
+    IDEMPOTENCY_WINDOW,
+    IDEMPOTENT_REPLAYED_HEADER,
     MAX_BULK_IDS,
     MAX_CURSOR_LENGTH,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_PAGE_SIZE,
     MAX_TTL_DAYS,
     TOKEN_ID,
     ListStatus,
+    create_fingerprint,
+    hash_idempotency_key,
     is_token_id,
     token_is_well_formed,
 )
-from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeMany, RevokeToken
+from amplify_auth_server.commands import (
+    CreateToken,
+    ExtendToken,
+    Idempotency,
+    RevokeMany,
+    RevokeToken,
+)
 from amplify_auth_server.deps import Admin, ServicesDep
 from amplify_auth_server.errors import InvalidInput, NotFound
 from amplify_auth_server.models import utcnow
@@ -70,14 +83,48 @@ def _known(token_id: str) -> str:
     return token_id
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY_HEADER,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Makes the create safe to retry: the same key (from the same admin "
+        f"token, within {IDEMPOTENCY_WINDOW.days * 24} hours) with the same body answers "
+        "the first create's token again, with `token: null`, status 200 and "
+        f"`{IDEMPOTENT_REPLAYED_HEADER}: true`, and mints nothing; with another body, 422. "
+        f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters; kept by hash only.",
+    ),
+]
+
+
 @router.post(
     "/tokens",
     status_code=status.HTTP_201_CREATED,
     summary="Create a token (the raw token is in this response only)",
+    responses={
+        200: {
+            "model": CreatedTokenResponse,
+            "description": "A replay of the create its `Idempotency-Key` named: no raw token",
+        }
+    },
 )
 async def create_token(
-    body: CreateTokenRequest, admin: Admin, parts: ServicesDep, response: Response
+    body: CreateTokenRequest,
+    admin: Admin,
+    parts: ServicesDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> CreatedTokenResponse:
+    idempotency = None
+    if idempotency_key is not None:
+        idempotency = Idempotency(
+            key_hash=hash_idempotency_key(idempotency_key),
+            body_hash=create_fingerprint(
+                body.name, body.scopes, body.ttl_days, body.description, body.metadata
+            ),
+        )
     created = await parts.queue.submit(
         CreateToken(
             actor=admin,
@@ -86,10 +133,14 @@ async def create_token(
             ttl_days=body.ttl_days,
             description=body.description,
             metadata=body.metadata,
+            idempotency=idempotency,
         )
     )
     # The one response that carries a secret must not be stored by any cache.
     response.headers["Cache-Control"] = "no-store"
+    if created.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers[IDEMPOTENT_REPLAYED_HEADER] = "true"
     record = created.record
     return CreatedTokenResponse(
         token=created.token,

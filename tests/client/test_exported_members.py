@@ -36,6 +36,7 @@ PUBLIC = [
     "Policy",
     "Reason",
     "Refusal",
+    "TokenAlreadyCreated",
     "TokenConflict",
     "TokenInfo",
     "TokenNotFound",
@@ -75,7 +76,7 @@ def test_exported_classes_claim_the_package() -> None:
     classes = [
         value for name in PUBLIC if isinstance(value := getattr(amplify_auth_client, name), type)
     ]
-    assert len(classes) == 22
+    assert len(classes) == 23
     assert {cls.__module__ for cls in classes} == {"amplify_auth_client"}
 
 
@@ -96,11 +97,16 @@ def test_the_contract_is_pinned() -> None:
         "CACHEABLE_REASONS",
         "DEFAULT_PAGE_SIZE",
         "DEFAULT_SQLITE_FILE",
+        "IDEMPOTENCY_KEY_HEADER",
+        "IDEMPOTENCY_KEY_PATTERN",
+        "IDEMPOTENCY_WINDOW",
+        "IDEMPOTENT_REPLAYED_HEADER",
         "LABEL_PATTERN",
         "MAX_BODY_BYTES",
         "MAX_BULK_IDS",
         "MAX_CURSOR_LENGTH",
         "MAX_DESCRIPTION_LENGTH",
+        "MAX_IDEMPOTENCY_KEY_LENGTH",
         "MAX_METADATA_ITEMS",
         "MAX_METADATA_KEY_LENGTH",
         "MAX_METADATA_VALUE_LENGTH",
@@ -123,14 +129,18 @@ def test_the_contract_is_pinned() -> None:
         "TokenStatus",
         "admin_token_file",
         "bearer_token",
+        "create_fingerprint",
         "generate_token",
+        "hash_idempotency_key",
         "hash_token",
+        "is_idempotency_key",
         "is_label",
         "is_scope",
         "is_text",
         "is_token_id",
         "iso",
         "missing_scopes",
+        "new_idempotency_key",
         "new_token_id",
         "sqlite_path",
         "status_of",

@@ -81,6 +81,7 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
         }
         headers["no-store"] = response.headers.get("cache-control") == "no-store"
         headers["allow"] = response.headers.get("allow")
+        headers["replayed"] = response.headers.get("idempotent-replayed")
         seen.append((step, (response.status_code, normalise(body), headers)))
         return response
 
@@ -139,6 +140,37 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
         headers=admin,
     ).json()
     token, token_id = created["token"], created["token_id"]
+    keyed = {"name": "keyed", "scopes": ["read"], "ttl_days": 3}
+    key = {"Idempotency-Key": "order-4711"}
+    call("create: keyed", "POST", "/auth/tokens", json=keyed, headers=admin | key)
+    call("create: replayed", "POST", "/auth/tokens", json=keyed, headers=admin | key)
+    call(
+        "create: replayed, fields reordered",
+        "POST",
+        "/auth/tokens",
+        content=b'{"ttl_days": 3, "scopes": ["read"], "name": "keyed", "description": null}',
+        headers=admin | key | json_type,
+    )
+    call(
+        "create: the key with another body",
+        "POST",
+        "/auth/tokens",
+        json=keyed | {"ttl_days": 4},
+        headers=admin | key,
+    )
+    for step, bad in [
+        ("create: a key with a space", "two words"),
+        ("create: an empty key", ""),
+        ("create: a key too long", "k" * 256),
+    ]:
+        call(step, "POST", "/auth/tokens", json=keyed, headers=admin | {"Idempotency-Key": bad})
+    call(
+        "create: the key, not admin",
+        "POST",
+        "/auth/tokens",
+        json=keyed,
+        headers={"Authorization": f"Bearer {token}"} | key,
+    )
     call(
         "create: not admin",
         "POST",

@@ -93,6 +93,9 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         log_level=settings.log_level,
         access_log=settings.access_log,
         server_header=False,
+        # uvicorn would trust X-Forwarded-For from 127.0.0.1 by default; the
+        # app applies TRUSTED_PROXIES itself (see create_app), and only it.
+        proxy_headers=False,
         # The header and read limits live in this protocol (uvicorn has no option
         # for them with httptools); the connection cap and idle timeout are uvicorn's.
         http=protocol_class(limits),

@@ -21,15 +21,17 @@ import redis.asyncio as redis
 from fastapi import Depends, FastAPI
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from amplify_auth_client import __version__
 from amplify_auth_server import logs, telemetry
 from amplify_auth_server.bodies import JsonBodies
 from amplify_auth_server.bootstrap import register_admin_token
-from amplify_auth_server.cache import LocalCache, RedisCache, TokenCache
+from amplify_auth_server.cache import LocalCache, RedisBudget, RedisCache, TokenCache
 from amplify_auth_server.commands import CommandQueue, Writer
 from amplify_auth_server.config import Settings
 from amplify_auth_server.database import WRITE_POOL_SIZE, create_engine, migrate
+from amplify_auth_server.denials import Denials
 from amplify_auth_server.deps import Services, strict_query
 from amplify_auth_server.events import EventFeed, MemoryEventFeed, RedisEventFeed
 from amplify_auth_server.invalidation import InvalidationBus, Lease
@@ -45,6 +47,7 @@ from amplify_auth_server.pages import Cursors
 from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.routes import errors, events, health, tokens, validate
 from amplify_auth_server.store import TokenStore
+from amplify_auth_server.throttle import Budgets, FailureThrottle
 from amplify_auth_server.validation import Validator
 
 logger = logging.getLogger("amplify_auth_server")
@@ -77,10 +80,19 @@ async def _closing(stack: AsyncExitStack, client: redis.Redis) -> redis.Redis:
     return client
 
 
+def _budgets(settings: Settings) -> Budgets:
+    return Budgets.parse(
+        validation=settings.throttle_validation_failures,
+        malformed=settings.throttle_malformed_validations,
+        admin=settings.throttle_admin_failures,
+    )
+
+
 async def _build_cache(
     settings: Settings, store: TokenStore, metrics: Metrics, stack: AsyncExitStack
-) -> tuple[TokenCache, Propagation, EventFeed]:
-    """The read tiers, the after-commit path and the event feed, wired to one another."""
+) -> tuple[TokenCache, Propagation, EventFeed, FailureThrottle]:
+    """The read tiers, the after-commit path, the event feed and the failure throttle,
+    wired to one another."""
     if settings.redis_url is None:
         if not settings.is_embedded:
             logger.warning(
@@ -94,7 +106,8 @@ async def _build_cache(
             negative_ttl=settings.negative_cache_ttl,
         )
         feed = MemoryEventFeed(max_subscribers=settings.events_max_subscribers)
-        return TokenCache(local), Propagation(local, feed=feed), feed
+        throttle = FailureThrottle(_budgets(settings), metrics=metrics)
+        return TokenCache(local), Propagation(local, feed=feed), feed, throttle
     local = LocalCache(
         maxsize=settings.local_cache_size,
         ttl=min(settings.local_cache_ttl, settings.token_cache_ttl),
@@ -105,13 +118,19 @@ async def _build_cache(
     prefix = f"{settings.redis_key_prefix}:{await store.instance_id()}"
     # One quick retry covers a connection Redis closed (a restart).
     client = await _closing(stack, _redis_client(settings.redis_url, retries=1))
+    # One view of Redis's health for the validation path: the cache tier and
+    # the throttle each act on what the other learns.
+    budget = RedisBudget(read_budget=settings.redis_read_budget, metrics=metrics)
     shared = RedisCache(
         client,
         prefix=prefix,
         ttl=settings.token_cache_ttl,
         negative_ttl=settings.negative_cache_ttl,
         metrics=metrics,
-        read_budget=settings.redis_read_budget,
+        budget=budget,
+    )
+    throttle = FailureThrottle(
+        _budgets(settings), metrics=metrics, redis=client, prefix=prefix, budget=budget
     )
     suspects: set[str] = set()
     lease = Lease()
@@ -152,7 +171,7 @@ async def _build_cache(
     replay.start()
     stack.push_async_callback(replay.stop)
     metrics.watch_suspects(lambda: len(suspects))
-    return cache, propagation, announced
+    return cache, propagation, announced, throttle
 
 
 @asynccontextmanager
@@ -167,22 +186,29 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await migrate(write_engine)
         store = TokenStore(engine, write_engine)
-        cache, propagation, feed = await _build_cache(settings, store, metrics, stack)
+        cache, propagation, feed, throttle = await _build_cache(settings, store, metrics, stack)
         metrics.watch_subscribers(lambda: feed.subscribers)
         queue = CommandQueue(Writer(store, propagation), metrics)
         queue.start()
         # Unwound first: the writer drains while caches and database still work.
         stack.push_async_callback(queue.stop)
+        validator = Validator(store, cache, metrics)
+        denials = Denials(queue, throttle, validator, window=settings.audit_failure_window)
+        denials.start()
+        # Before the writer stops: the last window's rows go through it.
+        stack.push_async_callback(denials.stop)
         app.state.services = Services(
             settings=settings,
             metrics=metrics,
             store=store,
             cache=cache,
-            validator=Validator(store, cache, metrics),
+            validator=validator,
             queue=queue,
             events=feed,
             # Signed with the database's installation id: the same on every replica.
             cursors=Cursors((await store.instance_id()).encode()),
+            throttle=throttle,
+            denials=denials,
         )
         await register_admin_token(settings, queue)
         yield
@@ -246,5 +272,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         histogram=metrics.request_latency,
         streams=frozenset({events.EVENTS_PATH}),
     )
+    if settings.proxy_hosts:
+        # Outermost: every part sees the client the trusted proxy named. Not
+        # added otherwise, so that the socket's peer is the client and a
+        # request costs nothing more.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.proxy_hosts)
     telemetry.install(app)  # OpenTelemetry spans, only when an SDK is configured
     return app

@@ -328,16 +328,65 @@ return newer and 0 or 1
 """
 
 
+class RedisBudget:
+    """Whether the validation path should ask Redis now, and how long it may wait.
+
+    Shared by every caller on that path (the shared cache tier, the failure
+    throttle), so that what one learns of Redis the others act on at once.
+    After a failure Redis is left alone for ``REDIS_RETRY_INTERVAL``, so that a
+    hung Redis costs one timeout a second, not one per request; a call past
+    ``read_budget`` is abandoned and Redis is left alone as long: a slow Redis
+    (up, but answering late) costs one budget a second.
+    """
+
+    def __init__(self, *, read_budget: float = DEFAULT_READ_BUDGET, metrics: Metrics) -> None:
+        self.read_budget = read_budget
+        self._down_until = 0.0
+        self._slow_until = 0.0
+        self._metrics = metrics
+
+    @property
+    def down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def skip(self) -> bool:
+        """Whether the validation path should leave Redis alone for now (down, or slow)."""
+        if self.down or time.monotonic() < self._slow_until:
+            self._metrics.redis_skipped.inc()
+            return True
+        return False
+
+    def slow(self) -> None:
+        """A call was abandoned past the read budget."""
+        if time.monotonic() >= self._slow_until:
+            logger.warning(
+                "redis answered a validation's call later than REDIS_READ_BUDGET (%.0f ms); "
+                "validations use the database for %.0f s",
+                self.read_budget * 1000,
+                REDIS_RETRY_INTERVAL,
+            )
+        self._slow_until = time.monotonic() + REDIS_RETRY_INTERVAL
+        self._metrics.redis_slow.inc()
+
+    def failed(self, exc: BaseException) -> None:
+        """A call failed: Redis is down, for now."""
+        if not self.down:
+            logger.warning("redis failed (%s); using the database until it answers", exc)
+        self._down_until = time.monotonic() + REDIS_RETRY_INTERVAL
+        self._metrics.redis_error.inc()
+
+
 class RedisCache:
     """The shared tier: one key per token hash, ``version|json`` values.
 
     Every operation is best effort and says whether it worked; after a
-    failure Redis is left alone for ``REDIS_RETRY_INTERVAL`` so that a hung
-    Redis costs one timeout a second, not one per request.
+    failure Redis is left alone for ``REDIS_RETRY_INTERVAL`` (see
+    :class:`RedisBudget`, which ``budget`` is) so that a hung Redis costs one
+    timeout a second, not one per request.
 
     The validation path's two calls (:meth:`get`, and :meth:`put` of what the
-    database said) also have a latency budget, ``read_budget``: a slow Redis
-    (up, but answering late) would otherwise add its delay to every
+    database said) also have a latency budget, ``budget.read_budget``: a slow
+    Redis (up, but answering late) would otherwise add its delay to every
     validation, once for the read and once for the write-back. Past the
     budget, the call is abandoned, the validation goes to the database, and
     the validation path leaves Redis alone for ``REDIS_RETRY_INTERVAL``: a
@@ -354,10 +403,11 @@ class RedisCache:
         negative_ttl: float,
         metrics: Metrics,
         backlog: int = EVENT_BACKLOG,
-        read_budget: float = DEFAULT_READ_BUDGET,
+        budget: RedisBudget | None = None,
     ) -> None:
         self.client = client
-        self.read_budget = read_budget
+        self.budget = budget or RedisBudget(metrics=metrics)
+        self.read_budget = self.budget.read_budget
         self.prefix = f"{prefix}:tok:"
         #: Where committed changes are announced (see :mod:`amplify_auth_server.events`).
         self.stream = f"{prefix}:events"
@@ -365,37 +415,20 @@ class RedisCache:
         self.ttl_ms = int(ttl * 1000)
         self.negative_ttl_ms = int(negative_ttl * 1000)
         self._put_if_newer = client.register_script(_PUT_IF_NEWER)
-        self._down_until = 0.0
-        self._slow_until = 0.0
         self._metrics = metrics
 
     @property
     def down(self) -> bool:
-        return time.monotonic() < self._down_until
+        return self.budget.down
 
     def _skip_reads(self) -> bool:
-        """Whether the validation path should leave Redis alone for now (down, or slow)."""
-        if self.down or time.monotonic() < self._slow_until:
-            self._metrics.redis_skipped.inc()
-            return True
-        return False
+        return self.budget.skip()
 
     def _slow(self) -> None:
-        if time.monotonic() >= self._slow_until:
-            logger.warning(
-                "redis answered a validation's call later than REDIS_READ_BUDGET (%.0f ms); "
-                "validations use the database for %.0f s",
-                self.read_budget * 1000,
-                REDIS_RETRY_INTERVAL,
-            )
-        self._slow_until = time.monotonic() + REDIS_RETRY_INTERVAL
-        self._metrics.redis_slow.inc()
+        self.budget.slow()
 
     def _failed(self, exc: BaseException) -> None:
-        if not self.down:
-            logger.warning("redis failed (%s); using the database until it answers", exc)
-        self._down_until = time.monotonic() + REDIS_RETRY_INTERVAL
-        self._metrics.redis_error.inc()
+        self.budget.failed(exc)
 
     async def get(self, key: str) -> TokenState | None:
         """The shared state of ``key``, or None on a miss, while Redis fails, or when it

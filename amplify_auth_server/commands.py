@@ -54,7 +54,7 @@ from amplify_auth_server.errors import (
 )
 from amplify_auth_server.events import Change
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.models import Actor, TokenRecord, utcnow
+from amplify_auth_server.models import SYSTEM, Actor, TokenRecord, utcnow
 from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.store import ConcurrentUpdate, TokenStore, aborted_for_others
 from amplify_auth_server.telemetry import command_span
@@ -620,6 +620,28 @@ class RecordRefusal(Command[None]):
             token_id=self.token_id,
             details={"attempt": self.attempt, "status": self.status, "error": self.error},
             owner=self.actor.owner,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDenials(Command[None]):
+    """A window's failed admin authentications, one audit row per client, token, route
+    and status, each with its count (see :mod:`amplify_auth_server.denials`)."""
+
+    #: The audit action, for ``GET /auth/audit?action=admin_auth_failed``.
+    action: ClassVar[str] = "admin_auth_failed"
+
+    entries: tuple[tuple[Actor, str | None, dict[str, Any]], ...]
+    actor: Actor = SYSTEM
+
+    async def run(self, batch: Batch) -> None:
+        await batch.store.record_many(
+            batch.connection,
+            at=utcnow(),
+            action=self.action,
+            # Global: whose the presented token is, a failed authentication
+            # does not establish; the admin's audit log has these rows.
+            entries=[(actor, token_id, details, None) for actor, token_id, details in self.entries],
         )
 
 

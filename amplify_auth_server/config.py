@@ -8,9 +8,11 @@ unsafe are refused at start-up with a message that says what to change.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Final, Literal
 
+from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,6 +28,14 @@ DEFAULT_BODY_TIMEOUT: Final = 10.0
 DEFAULT_MAX_CONNECTIONS: Final = 2048
 #: Seconds an idle keep-alive connection is kept (uvicorn's default).
 DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
+#: Failure budgets per client (see amplify_auth_server.throttle), in `limits`'
+#: notation. A service forwarding its callers' tokens fails on their behalf,
+#: so the validation budgets are generous; an admin's credentials fail rarely.
+DEFAULT_VALIDATION_FAILURES: Final = "300/minute"
+DEFAULT_MALFORMED_VALIDATIONS: Final = "3000/minute"
+DEFAULT_ADMIN_FAILURES: Final = "20/minute"
+#: Seconds over which failed admin authentications are aggregated into one audit row.
+DEFAULT_AUDIT_FAILURE_WINDOW: Final = 60.0
 
 # No token printed in our docs or the seed passes the checksum (a test of the
 # docs checks it), so the check below also refuses every documented example.
@@ -144,12 +154,72 @@ class Settings(BaseSettings):
         "behind a proxy that terminates TLS (over HTTPS they always are).",
     )
 
+    throttle_validation_failures: str = Field(
+        default=DEFAULT_VALIDATION_FAILURES,
+        description="Validations of unknown, revoked or expired tokens one client may fail "
+        "before 429, such as `300/minute` or `50/10 seconds`.",
+    )
+    throttle_malformed_validations: str = Field(
+        default=DEFAULT_MALFORMED_VALIDATIONS,
+        description="Validations of malformed tokens one client may send before 429.",
+    )
+    throttle_admin_failures: str = Field(
+        default=DEFAULT_ADMIN_FAILURES,
+        description="Failed admin authentications (401, 403) one client may make before 429.",
+    )
+    trusted_proxies: str | None = Field(
+        default=None,
+        description="Comma-separated addresses or networks of the proxies whose "
+        "X-Forwarded-For names the client; unset trusts none (the socket's peer is the "
+        "client), `*` trusts every peer (only where nothing else can reach the server).",
+    )
+    audit_failure_window: float = Field(
+        default=DEFAULT_AUDIT_FAILURE_WINDOW,
+        ge=1,
+        le=3600,
+        description="Seconds over which failed admin authentications from one client on one "
+        "route are counted into one audit row.",
+    )
+
+    @field_validator(
+        "throttle_validation_failures", "throttle_malformed_validations", "throttle_admin_failures"
+    )
+    @classmethod
+    def _budget(cls, value: str) -> str:
+        try:
+            item = parse(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a budget; write it as `limits` does: 300/minute, "
+                "50 per 10 seconds, 1000/hour"
+            ) from None
+        if item.amount < 1:
+            raise ValueError("a budget of 0 would refuse every failure; allow at least 1")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str | None) -> str | None:
+        for entry in _entries(value or ""):
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an address or a network; list the proxies as "
+                    "10.0.0.5,10.1.0.0/16 (or `*` for every peer)"
+                ) from None
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("database_url", "redis_url", "auth_admin_token", mode="before")
+    @field_validator(
+        "database_url", "redis_url", "auth_admin_token", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -196,6 +266,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def proxy_hosts(self) -> list[str]:
+        """``TRUSTED_PROXIES`` as a list, for uvicorn's ProxyHeadersMiddleware."""
+        return _entries(self.trusted_proxies or "")
+
+    @property
     def is_embedded(self) -> bool:
         """Whether the database is the SQLite default (or any SQLite file)."""
         return self.database_url is None or self.database_url.startswith("sqlite")
@@ -204,3 +279,7 @@ class Settings(BaseSettings):
     def resolved_admin_token_file(self) -> Path | None:
         """The admin token file of the embedded default, or None outside it."""
         return contract.admin_token_file(self.database_url, self.admin_token_file)
+
+
+def _entries(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]

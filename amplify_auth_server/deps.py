@@ -21,6 +21,7 @@ from amplify_auth_server import authz
 from amplify_auth_server.cache import TokenCache
 from amplify_auth_server.commands import CommandQueue, RecordRefusal
 from amplify_auth_server.config import Settings
+from amplify_auth_server.denials import Denials
 from amplify_auth_server.errors import (
     AuthServerError,
     Forbidden,
@@ -33,6 +34,7 @@ from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor
 from amplify_auth_server.pages import Cursors
 from amplify_auth_server.store import TokenStore
+from amplify_auth_server.throttle import FailureThrottle
 from amplify_auth_server.validation import Validator
 
 
@@ -48,6 +50,8 @@ class Services:
     queue: CommandQueue
     events: EventFeed
     cursors: Cursors
+    throttle: FailureThrottle
+    denials: Denials
 
 
 async def services(request: Request) -> Services:
@@ -65,10 +69,32 @@ async def require_admin(request: Request, parts: ServicesDep) -> AsyncIterator[A
     when it may manage nothing (:func:`amplify_auth_server.authz.manager`).
 
     Validated as every token is (the same caches), so a revoked admin stops
-    managing at once. Every refusal of a valid token, here or in the route
-    (a 403; a 404 for a delegated admin, which may be another owner's
-    token), is audited before it is answered.
+    managing at once. A 401 or 403 here counts against the client's budget
+    (429 past it) and is audited in aggregate (``denials``); a valid token's
+    refusal, here or in the route (a 403; a 404 for a delegated admin, which
+    may be another owner's token), is also audited on its own, before it is
+    answered, until the client is throttled: a flood cannot fill the log.
     """
+    try:
+        actor, forbidden = await _manager(request, parts)
+    except Unauthorized as refusal:
+        raise await parts.denials.refused(request, refusal) from None
+    if forbidden is not None:
+        answer = await parts.denials.refused(request, forbidden)
+        if answer is forbidden:
+            await _refused(request, parts, actor, forbidden)
+        raise answer from None
+    try:
+        yield actor
+    except (Forbidden, NotFound) as exc:
+        if isinstance(exc, Forbidden) or authz.scope_of(actor) is not None:
+            await _refused(request, parts, actor, exc)
+        raise
+
+
+async def _manager(request: Request, parts: Services) -> tuple[Actor, Forbidden | None]:
+    """The manager the request's token is, and None; or the caller it names, and why
+    it may manage nothing. 401 without a valid token."""
     header = request.headers.get("authorization")
     if header is None:
         raise Unauthorized()
@@ -79,16 +105,9 @@ async def require_admin(request: Request, parts: ServicesDep) -> AsyncIterator[A
     if verdict.result != "valid" or verdict.state is None or verdict.state.token_id is None:
         raise Unauthorized(f"the admin token is not valid ({verdict.result})")
     try:
-        actor = authz.manager(verdict.state)
+        return authz.manager(verdict.state), None
     except Forbidden as exc:
-        await _refused(request, parts, authz.caller(verdict.state), exc)
-        raise
-    try:
-        yield actor
-    except (Forbidden, NotFound) as exc:
-        if isinstance(exc, Forbidden) or authz.scope_of(actor) is not None:
-            await _refused(request, parts, actor, exc)
-        raise
+        return authz.caller(verdict.state), exc
 
 
 async def _refused(request: Request, parts: Services, actor: Actor, exc: AuthServerError) -> None:

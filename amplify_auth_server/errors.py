@@ -14,6 +14,7 @@ Split by what the caller can do about it::
     │   └── BeyondDelegation 403     a delegated admin asked for more than it holds
     ├── NotFound             404     check the token id
     ├── Conflict             409     the token's state forbids this change
+    ├── TooManyFailures      429     too many failures from this client: wait Retry-After
     └── ServiceUnavailable   503     retry later
         ├── DatabaseUnavailable
         └── ShuttingDown
@@ -27,6 +28,7 @@ which answer before any handler runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -147,6 +149,34 @@ class NotFound(AuthServerError):
 class Conflict(AuthServerError):
     status_code = 409
     code = "conflict"
+
+
+class TooManyFailures(AuthServerError):
+    """This client failed too often (bad tokens, bad admin credentials): see
+    :mod:`amplify_auth_server.throttle`."""
+
+    status_code = 429
+    code = "too_many_failures"
+    default_detail = "too many failed attempts from this client; retry after Retry-After seconds"
+
+    def __init__(self, detail: str | None = None, *, seconds: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(seconds)})
+        self.retry_after = seconds
+
+    @classmethod
+    def after(cls, seconds: float, kind: str) -> TooManyFailures:
+        """Refused for ``seconds`` more (at least one, in whole seconds), for ``kind``."""
+        whole = max(1, math.ceil(seconds))
+        what = {
+            "validation": "validations of unknown, revoked or expired tokens",
+            "malformed": "validations of malformed tokens",
+            "admin": "failed admin authentications",
+        }.get(kind, "failures")
+        return cls(
+            f"too many {what} from this client; failures are refused for {whole} s "
+            "(valid tokens are still answered)",
+            seconds=whole,
+        )
 
 
 class ServiceUnavailable(AuthServerError):

@@ -78,6 +78,20 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.failures = Counter(
+            "amplify_auth_failures",
+            "Failures counted against a client's budget, by kind and where they were counted "
+            "(redis, or local: embedded, or while Redis is away).",
+            ["kind", "store"],
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            "amplify_auth_throttled",
+            "Failures answered 429 because the client was past its budget, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+
         self.event_subscribers = Gauge(
             "amplify_auth_event_subscribers",
             "Clients streaming token changes from this process (GET /auth/events).",

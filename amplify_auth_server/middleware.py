@@ -204,7 +204,7 @@ class ValidateFastPath:
             if request is None:
                 return  # the client hung up
             content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
-            body = await answer(request, content_type, scope["app"].state.services)
+            body = await answer(request, content_type, scope["app"].state.services, scope)
             status, headers = 200, _JSON
         except (AuthServerError, HTTPException) as exc:
             # Ours, and the body limit's 413: what the route's handlers send.

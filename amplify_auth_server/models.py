@@ -23,6 +23,8 @@ def utcnow() -> datetime:
 
 
 SYSTEM_ACTOR: Final = "system"
+#: The actor of a failed admin authentication that presented no known token.
+ANONYMOUS_ACTOR: Final = "anonymous"
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,7 +223,10 @@ class CreatedTokenResponse(BaseModel):
 class AuditRecordResponse(BaseModel):
     id: int
     at: datetime
-    actor_id: str = Field(description="The admin token's id, or `system`.")
+    actor_id: str = Field(
+        description="The admin token's id, `system`, or `anonymous` (a failed admin "
+        "authentication without a known token)."
+    )
     actor_name: str | None
     action: str
     token_id: str | None

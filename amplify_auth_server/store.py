@@ -448,7 +448,7 @@ class TokenStore:
         *,
         at: datetime,
         action: str,
-        entries: Sequence[tuple[Actor, str, dict[str, Any], str | None]],
+        entries: Sequence[tuple[Actor, str | None, dict[str, Any], str | None]],
     ) -> None:
         """One audit row per ``(actor, token_id, details, owner)``, in one statement."""
         if entries:

@@ -74,6 +74,7 @@ router = APIRouter(
             "scope it does not hold (`scope_not_held`), an expiry past its own "
             "(`expires_after_manager`)",
         },
+        429: {"model": ErrorResponse, "description": "Too many failed admin authentications"},
         422: {"model": ErrorResponse},
         503: {"model": ErrorResponse},
     },
@@ -337,8 +338,9 @@ Action = Annotated[
 ActorId = Annotated[
     str | None,
     Query(
-        pattern=rf"^(system|{TOKEN_ID.pattern})$",
-        description="Entries caused by this token id, or `system`.",
+        pattern=rf"^(system|anonymous|{TOKEN_ID.pattern})$",
+        description="Entries caused by this token id, `system`, or `anonymous` (a failed "
+        "admin authentication with no known token).",
     ),
 ]
 

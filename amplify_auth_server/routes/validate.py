@@ -17,11 +17,13 @@ from typing import Final
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
+from starlette.types import Scope
 
 from amplify_auth_server.bodies import check, require_json
 from amplify_auth_server.deps import Services
 from amplify_auth_server.errors import InvalidInput, field_errors
 from amplify_auth_server.schemas import ErrorResponse, ValidateRequest, ValidateResponse
+from amplify_auth_server.throttle import FAILED_VALIDATIONS, client_of
 
 PATH: Final = "/auth/validate"
 router = APIRouter(tags=["validation"])
@@ -29,11 +31,13 @@ router = APIRouter(tags=["validation"])
 _FIELDS: Final = frozenset(ValidateRequest.model_fields)
 
 
-async def answer(body: bytes, content_type: bytes | None, parts: Services) -> bytes:
+async def answer(body: bytes, content_type: bytes | None, parts: Services, scope: Scope) -> bytes:
     """The response body for a validation request; raises our errors for 4xx/5xx.
 
     The body is held to :mod:`amplify_auth_server.bodies`'s rules here, as
     this path answers before the middleware that applies them elsewhere.
+    A failed validation counts against the client's budget (429 past it:
+    :mod:`amplify_auth_server.throttle`); a valid one costs one dict lookup more.
     """
     require_json(content_type)
     try:
@@ -42,6 +46,9 @@ async def answer(body: bytes, content_type: bytes | None, parts: Services) -> by
         raise InvalidInput(errors=field_errors(exc.errors(), _FIELDS)) from None
     check(body, len(payload.model_fields_set))
     verdict = await parts.validator.validate(payload.token, payload.required_scopes)
+    kind = FAILED_VALIDATIONS.get(verdict.result)
+    if kind is not None:
+        await parts.throttle.failed(kind, client_of(scope))
     return verdict.body
 
 
@@ -53,6 +60,7 @@ async def answer(body: bytes, content_type: bytes | None, parts: Services) -> by
         413: {"model": ErrorResponse},
         415: {"model": ErrorResponse},
         422: {"model": ErrorResponse},
+        429: {"model": ErrorResponse, "description": "Too many failed validations"},
         503: {"model": ErrorResponse},
     },
     openapi_extra={
@@ -70,5 +78,6 @@ async def validate(request: Request) -> Response:
         await request.body(),
         None if content_type is None else content_type.encode("latin-1"),
         request.app.state.services,
+        request.scope,
     )
     return Response(body, media_type="application/json")

@@ -31,10 +31,25 @@ _SERVER_VARIABLES = (
     "PORT",
     "LOG_LEVEL",
     "ACCESS_LOG",
+    "THROTTLE_VALIDATION_FAILURES",
+    "THROTTLE_MALFORMED_VALIDATIONS",
+    "THROTTLE_ADMIN_FAILURES",
+    "TRUSTED_PROXIES",
+    "AUDIT_FAILURE_WINDOW",
     # Terminal size: pytest-xdist's workers set them, and rich would obey.
     "COLUMNS",
     "LINES",
 )
+
+
+#: Every test client comes from 127.0.0.1, and a module's tests share one
+#: server: budgets no test reaches unless it means to (tests/server/test_throttle.py
+#: sets its own).
+UNTHROTTLED: dict[str, str] = {
+    "THROTTLE_VALIDATION_FAILURES": "1000000/minute",
+    "THROTTLE_MALFORMED_VALIDATIONS": "1000000/minute",
+    "THROTTLE_ADMIN_FAILURES": "1000000/minute",
+}
 
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -145,7 +160,9 @@ def running_server(
     admin_token = admin_token or generate_token()
     server = ServerProcess(
         cwd=backend.directory,
-        env=clean_environment({**backend.env(), "AUTH_ADMIN_TOKEN": admin_token, **(env or {})}),
+        env=clean_environment(
+            {**UNTHROTTLED, **backend.env(), "AUTH_ADMIN_TOKEN": admin_token, **(env or {})}
+        ),
         admin_token=admin_token,
     )
     try:

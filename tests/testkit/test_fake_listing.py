@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from amplify_auth_client.testing import FakeAuthServer
-from tests.client.test_real_server import normalise
+from tests.client.test_real_server import assert_alike, normalise
 from tests.support.server import Backend, ServerProcess, running_server
 
 Call = Callable[..., httpx.Response]
@@ -47,6 +47,18 @@ def names(response: httpx.Response) -> list[str]:
     return [item["name"] for item in response.json()["items"]]
 
 
+def two_pages(
+    call: Call, path: str, params: dict[str, Any], admin: dict[str, str]
+) -> tuple[httpx.Response, httpx.Response]:
+    """A first page, and the one its cursor points at."""
+    first = call(f"{path} page 1", "GET", path, params=params, headers=admin)
+    cursor = first.json()["next_cursor"]
+    assert cursor is not None
+    second = call(f"{path} page 2", "GET", path, params=params | {"cursor": cursor},
+                  headers=admin)  # fmt: skip
+    return first, second
+
+
 def listing(call: Call, admin: dict[str, str]) -> None:
     """Filters, flags and cursors of GET /auth/tokens, good and bad."""
     create = {"ttl_days": 3}
@@ -80,11 +92,8 @@ def listing(call: Call, admin: dict[str, str]) -> None:
         call(f"list: {step}", "GET", "/auth/tokens", params=params, headers=admin)
     # One at a time through the matching tokens, newest first, with the cursor
     # each page gives; the cursor is bound to the filters that made it.
-    first = call("page 1", "GET", "/auth/tokens", params={"limit": 1, "name": "billing"},
-                 headers=admin)  # fmt: skip
+    first, second = two_pages(call, "/auth/tokens", {"limit": 1, "name": "billing"}, admin)
     cursor = first.json()["next_cursor"]
-    second = call("page 2", "GET", "/auth/tokens", params={"limit": 1, "name": "billing",
-                  "cursor": cursor}, headers=admin)  # fmt: skip
     assert names(first) + names(second) == ["billing-b", "billing-a"]
     assert second.json()["next_cursor"] is None
     call("page 2, other filters", "GET", "/auth/tokens",
@@ -109,12 +118,7 @@ def audit(call: Call, admin: dict[str, str]) -> None:
         ("since not a time", {"since": "yesterday"}),
     ]:
         call(f"audit: {step}", "GET", "/auth/audit", params=params, headers=admin)
-    first = call("audit page 1", "GET", "/auth/audit", params={"limit": 2, "action": "create"},
-                 headers=admin)  # fmt: skip
-    cursor = first.json()["next_cursor"]
-    assert cursor is not None
-    rest = call("audit page 2", "GET", "/auth/audit", params={"limit": 2, "action": "create",
-                "cursor": cursor}, headers=admin)  # fmt: skip
+    first, rest = two_pages(call, "/auth/audit", {"limit": 2, "action": "create"}, admin)
     pages = first.json()["items"] + rest.json()["items"]
     assert [e["action"] for e in pages] == ["create"] * 3
     assert len({e["id"] for e in pages}) == 3
@@ -179,18 +183,7 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
 
 @pytest.mark.timeout(60)
 def test_the_fake_lists_filters_and_refuses_as_the_real_server(real: ServerProcess) -> None:
-    assert real.admin_token is not None
-    with httpx.Client(base_url=real.base_url, timeout=30) as http:
-        expected = scenario(http, real.admin_token)
-    fake = FakeAuthServer(admin_token=real.admin_token)
-    with httpx.Client(base_url=fake.base_url, transport=fake.transport()) as http:
-        actual = scenario(http, fake.admin_token)
-    differences = [
-        f"{step}:\n  real {want}\n  fake {got}"
-        for (step, want), (_, got) in zip(expected, actual, strict=True)
-        if got != want
-    ]
-    assert not differences, "\n".join(differences)
+    assert_alike(real, scenario)
 
 
 def test_the_fake_says_how_many_tokens_it_holds_and_no_secret() -> None:

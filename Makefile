@@ -31,6 +31,8 @@ docs: $(BIN)/.installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 pytest: $(BIN)/.installed
+	# The console's browser tests need the system Chromium.
+	./scripts/ensure-chromium.sh
 	# Two workers, a test file each at a time (module fixtures start servers
 	# once per file): most tests wait on server processes, not on a core.
 	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term

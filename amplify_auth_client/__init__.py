@@ -22,6 +22,7 @@ from amplify_auth_client._exceptions import (
     AuthRequestError,
     AuthServiceUnavailable,
     InvalidRequest,
+    TokenAlreadyCreated,
     TokenConflict,
     TokenNotFound,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "Policy",
     "Reason",
     "Refusal",
+    "TokenAlreadyCreated",
     "TokenConflict",
     "TokenInfo",
     "TokenNotFound",

@@ -29,7 +29,16 @@ from amplify_auth_client._parse import (
     parse_created,
     parse_token_info,
 )
-from amplify_auth_client.contract import TOKEN_PREFIX, ListStatus, is_token_id, iso
+from amplify_auth_client.contract import (
+    IDEMPOTENCY_KEY_HEADER,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    TOKEN_PREFIX,
+    ListStatus,
+    is_idempotency_key,
+    is_token_id,
+    iso,
+    new_idempotency_key,
+)
 
 T = TypeVar("T")
 
@@ -52,6 +61,8 @@ class Call(Generic[T]):
     #: Out of repr: a validation's body holds the raw token.
     json: dict[str, Any] | None = field(default=None, repr=False)
     params: dict[str, str] | None = None
+    #: Headers of this call (an idempotency key); out of repr, as a key may be private.
+    headers: dict[str, str] | None = field(default=None, repr=False)
     admin: bool = True
     idempotent: bool = True
     secret: str | None = field(default=None, repr=False)
@@ -86,6 +97,8 @@ def create_token(
     ttl_days: int | None,
     description: str | None,
     metadata: Mapping[str, str] | None,
+    owner: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Call[CreatedToken]:
     if isinstance(scopes, str):
         raise TypeError(f"scopes must be a collection of scope names, not a str: [{scopes!r}]")
@@ -96,8 +109,29 @@ def create_token(
         body["description"] = description
     if metadata is not None:
         body["metadata"] = dict(metadata)
-    # Not idempotent: a repeat after a read timeout could mint a second token.
-    return Call("create_token", "POST", "/auth/tokens", parse_created, json=body, idempotent=False)
+    if owner is not None:
+        body["owner"] = owner
+    if idempotency_key is None:
+        idempotency_key = new_idempotency_key()
+    elif not is_idempotency_key(idempotency_key):
+        # Not echoed: a caller's key may be something it keeps private.
+        raise InvalidRequest(
+            f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII "
+            "characters, without spaces (a UUID, say)",
+            status_code=None,
+            code="invalid_request",
+        )
+    # Idempotent thanks to the key, sent by every attempt of this one call:
+    # a repeat after a lost answer is a replay (TokenAlreadyCreated), never a
+    # second token.
+    return Call(
+        "create_token",
+        "POST",
+        "/auth/tokens",
+        parse_created,
+        json=body,
+        headers={IDEMPOTENCY_KEY_HEADER: idempotency_key},
+    )
 
 
 def _query(**values: object) -> dict[str, str]:
@@ -117,12 +151,14 @@ def list_tokens(
     expires_within_days: int | None,
     limit: int,
     cursor: str | None,
+    owner: str | None = None,
 ) -> Call[Page[TokenInfo]]:
     params = _query(
         status=status,
         name=name,
         scope=scope,
         expires_within_days=expires_within_days,
+        owner=owner,
         limit=limit,
         cursor=cursor,
     )
@@ -188,7 +224,12 @@ def revoke_tokens(token_ids: Collection[str]) -> Call[BulkRevocation]:
 
 
 def revoke_where(
-    *, name: str | None, scope: str | None, expires_within_days: int | None, dry_run: bool
+    *,
+    name: str | None,
+    scope: str | None,
+    expires_within_days: int | None,
+    dry_run: bool,
+    owner: str | None = None,
 ) -> Call[int]:
     body: dict[str, Any] = {
         key: value
@@ -196,13 +237,14 @@ def revoke_where(
             ("name", name),
             ("scope", scope),
             ("expires_within_days", expires_within_days),
+            ("owner", owner),
         )
         if value is not None
     }
     if not body:
         # The server refuses it too; said here without a round trip.
         raise InvalidRequest(
-            "revoke_where needs at least one filter (name, scope, expires_within_days): "
+            "revoke_where needs at least one filter (name, scope, expires_within_days, owner): "
             "revoking every token is not something a call does by omission",
             status_code=None,
             code="invalid_request",

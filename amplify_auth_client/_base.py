@@ -247,6 +247,8 @@ class BaseAuthClient:
     def _build(self, call: Call[Any]) -> httpx.Request:
         """The request for ``call``, built once and re-sent as is by each retry."""
         headers = self._headers(call)
+        if call.headers:
+            headers = {**(headers or {}), **call.headers}
         try:
             return self._http.build_request(
                 call.method, call.path, json=call.json, params=call.params, headers=headers

@@ -123,6 +123,7 @@ class Answer:
     expires_at: datetime | None
     #: False for answers whose lifetime we cannot judge (see ``_base.parse_answer``).
     cacheable: bool = True
+    owner: str | None = None
     scope_set: frozenset[str] = field(init=False, repr=False)
     #: The token's own expiry as a POSIX time; infinity for tokens that do not
     #: expire and for negative answers (an expired token stays expired).
@@ -140,6 +141,7 @@ class Answer:
             name=self.name,
             reason=None if self.positive else self.reason,
             expires_at=self.expires_at,
+            owner=self.owner,
         )
         expires_ts = math.inf
         if self.positive and self.expires_at is not None:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who called a protected action: the token's id, its name and every scope it holds.
+    """Who called a protected action: the token's id, its name, every scope it holds
+    and its owner (the team or service it belongs to, when it has one).
 
     ``scopes`` are all of the token's scopes, not only the ones the action
     required, so a handler can make finer decisions itself:
@@ -42,8 +43,8 @@ class Caller:
     expires_at: datetime | None = None
     #: Served from a cached answer while the auth service was unreachable.
     stale: bool = False
-    # Seam for owners (issue 12): the token's owner joins these fields once
-    # the validation answer carries it.
+    #: The team or service the token belongs to; None when it has no owner.
+    owner: str | None = None
 
     def has_scopes(self, *scopes: str) -> bool:
         """Whether the token holds every one of ``scopes``."""
@@ -60,4 +61,5 @@ class Caller:
             scopes=result.scopes,
             expires_at=result.expires_at,
             stale=result.stale,
+            owner=result.owner,
         )

@@ -166,12 +166,22 @@ class AuthClient(BaseAuthClient):
         ttl_days: int | None = None,
         description: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        *,
+        owner: str | None = None,
+        idempotency_key: str | None = None,
     ) -> CreatedToken:
         """Mint a token; ``.token`` on the result is the raw secret, shown only this once.
 
-        ``ttl_days=None`` makes a token that never expires.
+        ``ttl_days=None`` makes a token that never expires. ``owner`` names the
+        team or service it belongs to (never changed after); a delegated admin's
+        tokens get its own owner, whether or not it is given. Every call sends an
+        ``Idempotency-Key`` (a fresh one unless ``idempotency_key`` is given), so
+        the call is retried after a timeout without risk of a second token; a
+        repeat whose first answer was lost raises :class:`TokenAlreadyCreated`.
         """
-        return self._send(_api.create_token(name, scopes, ttl_days, description, metadata))
+        return self._send(
+            _api.create_token(name, scopes, ttl_days, description, metadata, owner, idempotency_key)
+        )
 
     def list_tokens(
         self,
@@ -181,6 +191,7 @@ class AuthClient(BaseAuthClient):
         name: str | None = None,
         scope: str | None = None,
         expires_within_days: int | None = None,
+        owner: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
         cursor: str | None = None,
     ) -> Page[TokenInfo]:
@@ -188,7 +199,8 @@ class AuthClient(BaseAuthClient):
         ``include_revoked=True``, the same as ``status="all"``) says otherwise.
 
         ``name`` is a prefix, whatever its case; ``scope`` one the tokens hold;
-        ``expires_within_days`` keeps those expiring that soon. Pass the page's
+        ``expires_within_days`` keeps those expiring that soon; ``owner`` those of
+        one owner (a delegated admin sees only its own owner's). Pass the page's
         ``next_cursor`` back as ``cursor``, with the same filters, for the next
         one, or use :meth:`iter_tokens`.
         """
@@ -198,6 +210,7 @@ class AuthClient(BaseAuthClient):
                 name=name,
                 scope=scope,
                 expires_within_days=expires_within_days,
+                owner=owner,
                 limit=limit,
                 cursor=cursor,
             )
@@ -210,6 +223,7 @@ class AuthClient(BaseAuthClient):
         name: str | None = None,
         scope: str | None = None,
         expires_within_days: int | None = None,
+        owner: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> Iterator[TokenInfo]:
         """Every token matching the filters (see :meth:`list_tokens`), fetching pages as
@@ -221,6 +235,7 @@ class AuthClient(BaseAuthClient):
                 name=name,
                 scope=scope,
                 expires_within_days=expires_within_days,
+                owner=owner,
                 limit=page_size,
                 cursor=cursor,
             )
@@ -258,6 +273,7 @@ class AuthClient(BaseAuthClient):
         name: str | None = None,
         scope: str | None = None,
         expires_within_days: int | None = None,
+        owner: str | None = None,
         dry_run: bool = False,
     ) -> int:
         """Revoke every active token matching the filters (at least one); how many.
@@ -267,7 +283,11 @@ class AuthClient(BaseAuthClient):
         """
         return self._send(
             _api.revoke_where(
-                name=name, scope=scope, expires_within_days=expires_within_days, dry_run=dry_run
+                name=name,
+                scope=scope,
+                expires_within_days=expires_within_days,
+                owner=owner,
+                dry_run=dry_run,
             )
         )
 

@@ -3,10 +3,11 @@
     AuthError                          catch-all for this SDK
     ├── AuthConfigError                fix the client's arguments or environment
     ├── AuthServiceUnavailable         retry later (network, timeout, 5xx after retries)
+    ├── TokenAlreadyCreated            an earlier create with this idempotency key made it
     └── AuthRequestError               the server refused the call (4xx): do not retry as is
         ├── AdminTokenInvalid     401  fix the admin credentials
-        ├── AdminPermissionDenied 403  ask for a token with the admin scope
-        ├── TokenNotFound         404  check the token id
+        ├── AdminPermissionDenied 403  the token may not do this (see ``lacks_scope``)
+        ├── TokenNotFound         404  check the token id (or its owner)
         ├── TokenConflict         409  the token's state forbids the change
         └── InvalidRequest        400/413/415/422  fix the arguments
 
@@ -72,6 +73,22 @@ class AuthServiceUnavailable(AuthError):
         self._unreachable = False
 
 
+class TokenAlreadyCreated(AuthError):
+    """``create_token`` was answered with a replay: the create that its idempotency key
+    names happened earlier, and no second token was minted.
+
+    The raw token was in that earlier answer only (it is stored nowhere), so
+    it cannot be returned now. Typically the earlier answer was lost on the
+    way (the SDK retried a create after a timeout): nobody holds the token,
+    so revoke :attr:`token_id` and create again; a new call sends a new key.
+    """
+
+    def __init__(self, message: str, *, token_id: str) -> None:
+        super().__init__(message)
+        #: The id of the token the earlier create made.
+        self.token_id = token_id
+
+
 class AuthRequestError(AuthError):
     """The auth service refused the call with a 4xx answer; retrying it as is will not help.
 
@@ -111,16 +128,64 @@ class AdminTokenInvalid(AuthRequestError):
     hint = "pass admin_token= or set AUTH_ADMIN_TOKEN to an active token holding the admin scope"
 
 
-class AdminPermissionDenied(AuthRequestError):
-    """403: the admin token is valid but lacks the ``admin`` scope."""
+#: What a 403's ``code`` says a delegated admin asked beyond its delegation,
+#: and what it can do about it.
+_BEYOND: dict[str, str] = {
+    "other_owner": "a delegated token manages only its own owner's tokens: leave owner out, "
+    "or use a token of that owner",
+    "scope_not_held": "a delegated token grants only scopes it holds itself: ask for fewer, "
+    "or ask an administrator",
+    "expires_after_manager": "a delegated token makes nothing that outlives it: give a "
+    "shorter ttl_days",
+}
 
-    hint = "use a token holding the admin scope, or ask an administrator for one"
+
+class AdminPermissionDenied(AuthRequestError):
+    """403: the token is valid but may not do this.
+
+    Either it may manage nothing (``lacks_scope``: it holds neither ``admin``
+    nor ``tokens:manage`` with an owner), or it is a delegated admin that asked
+    beyond its delegation (``beyond_delegation``): another owner
+    (``code == "other_owner"``), a scope it does not hold (``scope_not_held``),
+    an expiry past its own (``expires_after_manager``). A token of another
+    owner is never a 403: to a delegated admin it is :class:`TokenNotFound`.
+    """
+
+    hint = "use a token holding admin, or tokens:manage for the owner of the tokens"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status_code: int | None,
+        code: str,
+        errors: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(detail, status_code=status_code, code=code, errors=errors)
+        if code in _BEYOND:
+            # The message ends with what to do: for this refusal, not the class's.
+            message = str(self.args[0]).removesuffix(type(self).hint)
+            self.args = (message + _BEYOND[code],)
+
+    @property
+    def lacks_scope(self) -> bool:
+        """The token holds neither ``admin`` nor ``tokens:manage`` (with an owner)."""
+        return self.code not in _BEYOND
+
+    @property
+    def beyond_delegation(self) -> bool:
+        """A delegated admin asked for another owner, a scope or an expiry it may not give."""
+        return self.code in _BEYOND
 
 
 class TokenNotFound(AuthRequestError):
-    """404: no token has this id."""
+    """404: no token has this id, or none this token may manage (to a delegated admin,
+    another owner's token is not found, exactly as an unknown id: it cannot tell them apart)."""
 
-    hint = "check the id: list_tokens(include_revoked=True) shows every token"
+    hint = (
+        "check the id: list_tokens(include_revoked=True) shows every token this token "
+        "may manage (a delegated token: its owner's only)"
+    )
 
 
 class TokenConflict(AuthRequestError):

@@ -53,7 +53,9 @@ class ValidationResult:
     required scopes it lacks, for ``reason="insufficient_scope"``. ``cached``
     says the answer came from the local cache, and ``stale`` that it came from
     a cache entry past its freshness, served only because the server was
-    unreachable (``stale_if_error``). ``caller`` is the
+    unreachable (``stale_if_error``). ``owner`` is the team or service the
+    token belongs to (None: no owner, or a server older than owners).
+    ``caller`` is the
     :class:`~amplify_auth_client.Caller` a valid answer from the server
     names, built once per answer and shared by every cache hit (None for
     any other result).
@@ -68,6 +70,7 @@ class ValidationResult:
     expires_at: datetime | None = None
     cached: bool = False
     stale: bool = False
+    owner: str | None = None
     caller: Caller | None = field(default=None, init=False, repr=False, compare=False)
 
     def __bool__(self) -> bool:
@@ -87,6 +90,8 @@ class TokenInfo:
     revoked_at: datetime | None
     description: str | None
     metadata: Mapping[str, str] | None
+    #: The team or service the token belongs to; None: no owner.
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,7 @@ class CreatedToken:
     expires_at: datetime | None
     description: str | None
     metadata: Mapping[str, str] | None
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

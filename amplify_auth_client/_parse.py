@@ -18,6 +18,7 @@ import httpx
 
 from amplify_auth_client import _cache
 from amplify_auth_client._cache import Answer
+from amplify_auth_client._exceptions import TokenAlreadyCreated
 from amplify_auth_client._models import (
     AuditEntry,
     BulkRevocation,
@@ -27,7 +28,7 @@ from amplify_auth_client._models import (
     TokenInfo,
     TokenStatus,
 )
-from amplify_auth_client.contract import CACHEABLE_REASONS, TOKEN_LIKE, is_token_id
+from amplify_auth_client.contract import CACHEABLE_REASONS, TOKEN_LIKE, is_owner, is_token_id
 
 T = TypeVar("T")
 
@@ -80,6 +81,15 @@ def _time(value: Any) -> datetime:
 
 def _opt_time(value: Any) -> datetime | None:
     return None if value is None else _time(value)
+
+
+def _owner(value: Any) -> str | None:
+    # Absent (a server older than owners) is no owner; present, it must be one.
+    if value is None:
+        return None
+    if not is_owner(value):
+        raise ValueError("an owner that is not one")
+    return value
 
 
 def _metadata(value: Any) -> dict[str, str] | None:
@@ -153,6 +163,7 @@ def _positive(body: dict[str, Any]) -> Answer:
         name=_str(body["name"]),
         reason=None,
         expires_at=expires_at,
+        owner=_owner(body.get("owner")),
     )
 
 
@@ -173,6 +184,7 @@ def _negative(body: dict[str, Any]) -> Answer:
             reason=cast(Reason | None, _opt_str(reason)),
             expires_at=_opt_time(body.get("expires_at")),
             cacheable=reason in CACHEABLE_REASONS,
+            owner=_owner(body.get("owner")),
         )
     except (KeyError, TypeError, ValueError, OverflowError):
         return Answer(
@@ -201,12 +213,22 @@ def parse_token_info(data: Any) -> TokenInfo:
         revoked_at=_opt_time(body.get("revoked_at")),
         description=_opt_str(body.get("description")),
         metadata=_metadata(body.get("metadata")),
+        owner=_owner(body.get("owner")),
     )
 
 
 def parse_created(data: Any) -> CreatedToken:
     """The answer to ``POST /auth/tokens`` as a :class:`CreatedToken`."""
     body = _object(data)
+    if body.get("token", "") is None:  # a replay: the token was in the first answer only
+        token_id = _str(body["token_id"])
+        raise TokenAlreadyCreated(
+            f"token {token_id} was created earlier with this idempotency key, and its raw "
+            "token was in that answer only, so it cannot be shown again; if that answer was "
+            f"lost, nobody holds the token: revoke {token_id} and create again (a new call "
+            "sends a new key)",
+            token_id=token_id,
+        )
     return CreatedToken(
         token=_str(body["token"]),
         token_id=_str(body["token_id"]),
@@ -216,6 +238,7 @@ def parse_created(data: Any) -> CreatedToken:
         expires_at=_opt_time(body.get("expires_at")),
         description=_opt_str(body.get("description")),
         metadata=_metadata(body.get("metadata")),
+        owner=_owner(body.get("owner")),
     )
 
 

@@ -36,7 +36,7 @@ import secrets
 import string
 import zlib
 from collections.abc import Collection, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal, TypeGuard
 
@@ -46,23 +46,35 @@ __all__ = [
     "CACHEABLE_REASONS",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_SQLITE_FILE",
+    "EXPIRES_AFTER_MANAGER",
+    "IDEMPOTENCY_KEY_HEADER",
+    "IDEMPOTENCY_KEY_PATTERN",
+    "IDEMPOTENCY_WINDOW",
+    "IDEMPOTENT_REPLAYED_HEADER",
     "LABEL_PATTERN",
     "MAX_BODY_BYTES",
     "MAX_BULK_IDS",
     "MAX_CURSOR_LENGTH",
     "MAX_DESCRIPTION_LENGTH",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_METADATA_ITEMS",
     "MAX_METADATA_KEY_LENGTH",
     "MAX_METADATA_VALUE_LENGTH",
     "MAX_NAME_LENGTH",
+    "MAX_OWNER_LENGTH",
     "MAX_PAGE_SIZE",
     "MAX_SCOPES",
     "MAX_SCOPE_LENGTH",
     "MAX_TOKEN_FIELD",
     "MAX_TTL_DAYS",
+    "OTHER_OWNER",
+    "OWNER",
+    "OWNER_PATTERN",
     "SCOPE",
+    "SCOPE_NOT_HELD",
     "SCOPE_PATTERN",
     "TEXT_PATTERN",
+    "TOKENS_MANAGE_SCOPE",
     "TOKEN_ID",
     "TOKEN_ID_PREFIX",
     "TOKEN_LENGTH",
@@ -73,14 +85,21 @@ __all__ = [
     "TokenStatus",
     "admin_token_file",
     "bearer_token",
+    "create_fingerprint",
+    "delegation_refusal",
     "generate_token",
+    "hash_idempotency_key",
     "hash_token",
+    "is_idempotency_key",
     "is_label",
+    "is_owner",
     "is_scope",
     "is_text",
     "is_token_id",
     "iso",
+    "manager_reach",
     "missing_scopes",
+    "new_idempotency_key",
     "new_token_id",
     "sqlite_path",
     "status_of",
@@ -105,13 +124,29 @@ _SHAPE: Final = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{43}}")
 TOKEN_LIKE: Final = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{20,}}")
 
 
-def _checksum(payload: str) -> str:
-    value = zlib.crc32(payload.encode("ascii"))
+def _digits(value: int, alphabet: str, length: int) -> str:
+    """``value`` written in base ``len(alphabet)``, most significant digit first."""
+    base = len(alphabet)
     digits = []
-    for _ in range(_CHECKSUM_LENGTH):
-        value, digit = divmod(value, 62)
-        digits.append(_ALPHABET[digit])
+    for _ in range(length):
+        value, digit = divmod(value, base)
+        digits.append(alphabet[digit])
     return "".join(reversed(digits))
+
+
+def _random(alphabet: str, length: int) -> str:
+    """``length`` characters drawn uniformly and independently from ``alphabet``.
+
+    One draw below ``base ** length`` from the OS's CSPRNG, written in that
+    base: the same distribution as a ``secrets.choice`` per character, for
+    one ``os.urandom`` call instead of one per character (creates are minted
+    in bursts, and each call is a system call).
+    """
+    return _digits(secrets.randbelow(len(alphabet) ** length), alphabet, length)
+
+
+def _checksum(payload: str) -> str:
+    return _digits(zlib.crc32(payload.encode("ascii")), _ALPHABET, _CHECKSUM_LENGTH)
 
 
 def generate_token() -> str:
@@ -120,7 +155,7 @@ def generate_token() -> str:
     >>> token_is_well_formed(generate_token())
     True
     """
-    body = TOKEN_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LENGTH))
+    body = TOKEN_PREFIX + _random(_ALPHABET, _RANDOM_LENGTH)
     return body + _checksum(body)
 
 
@@ -156,9 +191,7 @@ TOKEN_ID: Final = re.compile(rf"{TOKEN_ID_PREFIX}[a-z0-9]{{{_TOKEN_ID_LENGTH}}}"
 
 def new_token_id() -> str:
     """A fresh, printable, non-secret token id."""
-    return TOKEN_ID_PREFIX + "".join(
-        secrets.choice(_TOKEN_ID_ALPHABET) for _ in range(_TOKEN_ID_LENGTH)
-    )
+    return TOKEN_ID_PREFIX + _random(_TOKEN_ID_ALPHABET, _TOKEN_ID_LENGTH)
 
 
 def is_token_id(value: object) -> TypeGuard[str]:
@@ -178,6 +211,10 @@ MAX_SCOPES: Final = 50
 ADMIN_SCOPE: Final = "admin"
 
 
+#: The scope that, on a token with an owner, manages that owner's tokens only.
+TOKENS_MANAGE_SCOPE: Final = "tokens:manage"
+
+
 def is_scope(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a scope a token can hold."""
     return isinstance(value, str) and SCOPE.fullmatch(value) is not None
@@ -190,6 +227,88 @@ def missing_scopes(held: Collection[str], required: Iterable[str]) -> tuple[str,
     service's all come from it, so that they can never disagree.
     """
     return tuple(dict.fromkeys(scope for scope in required if scope not in held))
+
+
+# -- owners -------------------------------------------------------------------
+
+MAX_OWNER_LENGTH: Final = 63
+#: A team or service a token belongs to: 1 to 63 of lowercase ASCII letters,
+#: digits, ``.``, ``_`` and ``-``, starting with a letter or a digit (so that
+#: it never reads as an option on a command line, nor as a hidden file). The
+#: length is a DNS label's: an owner is often a service's name. Lowercase
+#: only, so that two owners can never differ by case alone: ``Payments`` is
+#: refused, never folded to ``payments``.
+OWNER_PATTERN: Final = rf"^[a-z0-9][a-z0-9._-]{{0,{MAX_OWNER_LENGTH - 1}}}$"
+OWNER: Final = re.compile(OWNER_PATTERN)
+
+
+def is_owner(value: object) -> TypeGuard[str]:
+    """Whether ``value`` may be a token's owner.
+
+    >>> is_owner("payments"), is_owner("Payments"), is_owner("-x"), is_owner("a" * 64)
+    (True, False, False, False)
+    """
+    return isinstance(value, str) and OWNER.fullmatch(value) is not None
+
+
+# -- delegated administration -------------------------------------------------
+#
+# The rules of who may manage what, as the server and FakeAuthServer both
+# apply them (the server's amplify_auth_server.authz adds the 404s).
+
+#: A 403's ``error`` code when a delegated admin asks beyond its delegation.
+OTHER_OWNER: Final = "other_owner"
+SCOPE_NOT_HELD: Final = "scope_not_held"
+EXPIRES_AFTER_MANAGER: Final = "expires_after_manager"
+
+
+def manager_reach(scopes: Collection[str], owner: str | None) -> str | None:
+    """Whose tokens a token with ``scopes`` and ``owner`` manages: ``"*"`` for every
+    owner's (``admin``), its owner's (``tokens:manage`` and an owner), else None.
+
+    >>> manager_reach(["admin"], None), manager_reach(["tokens:manage"], "payments")
+    ('*', 'payments')
+    >>> manager_reach(["tokens:manage"], None) is None
+    True
+    """
+    if ADMIN_SCOPE in scopes:
+        return "*"
+    if TOKENS_MANAGE_SCOPE in scopes and owner:
+        return owner
+    return None
+
+
+def delegation_refusal(
+    *,
+    held: Collection[str],
+    reach: str,
+    manager_expires_at: datetime | None,
+    owner: str | None,
+    scopes: Iterable[str],
+    expires_at: datetime | None,
+) -> tuple[str, str] | None:
+    """Why a manager of ``reach`` may not create a token of ``owner`` with ``scopes``
+    expiring at ``expires_at`` (None: never): ``(code, detail)``, or None if it may.
+
+    A global admin (``"*"``) may create anything. A delegated admin creates only
+    for its owner, grants only scopes it ``held`` itself (so never ``admin``),
+    and nothing that outlives it.
+    """
+    if reach == "*":
+        return None
+    if owner is not None and owner != reach:
+        return OTHER_OWNER, f"this token creates tokens for owner {reach!r} only"
+    beyond = [scope for scope in scopes if scope not in held]
+    if beyond:
+        return SCOPE_NOT_HELD, (
+            "a token can grant only scopes it holds itself; it does not hold: " + ", ".join(beyond)
+        )
+    if manager_expires_at is not None and (expires_at is None or expires_at > manager_expires_at):
+        return EXPIRES_AFTER_MANAGER, (
+            "a token can create only tokens that expire no later than itself: give "
+            "ttl_days that ends by its own expiry"
+        )
+    return None
 
 
 # -- the other fields of a token ------------------------------------------------
@@ -242,6 +361,76 @@ def is_text(value: object, max_length: int) -> TypeGuard[str]:
     return (
         isinstance(value, str) and len(value) <= max_length and _TEXT.fullmatch(value) is not None
     )
+
+
+# -- idempotent creates --------------------------------------------------------
+#
+# As Stripe does: a create sent with an ``Idempotency-Key`` that the same
+# admin token sent within the window, with the same body, is answered with
+# the first create's token again, and mints nothing. The raw token was in the
+# first answer only and is stored nowhere, so the replay holds the token's
+# metadata with ``"token": null``, status 200 (201 said "created", and this
+# request created nothing) and ``Idempotent-Replayed: true``. The same key
+# with another body is a 422: the key names one intended create.
+
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+IDEMPOTENT_REPLAYED_HEADER: Final = "Idempotent-Replayed"
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
+#: Visible ASCII, no space: what any HTTP stack carries in a header unchanged.
+IDEMPOTENCY_KEY_PATTERN: Final = rf"^[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$"
+_IDEMPOTENCY_KEY: Final = re.compile(IDEMPOTENCY_KEY_PATTERN)
+#: How long a key is remembered: a day covers any client's retries, and a
+#: restart or two of the process that sent them.
+IDEMPOTENCY_WINDOW: Final = timedelta(hours=24)
+
+
+def is_idempotency_key(value: object) -> TypeGuard[str]:
+    """Whether ``value`` may be sent as an ``Idempotency-Key``: 1 to 255 visible ASCII
+    characters."""
+    return isinstance(value, str) and _IDEMPOTENCY_KEY.fullmatch(value) is not None
+
+
+def new_idempotency_key() -> str:
+    """A fresh key: 128 random bits, as a UUID 4 would hold, in URL-safe text."""
+    return secrets.token_urlsafe(16)
+
+
+def hash_idempotency_key(key: str) -> str:
+    """The SHA-256 hex digest a key is kept under: a key may be something a caller
+    would not want stored (a request id from elsewhere, or worse)."""
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def create_fingerprint(
+    name: str,
+    scopes: Iterable[str],
+    ttl_days: int | None,
+    description: str | None,
+    metadata: Mapping[str, str] | None,
+    owner: str | None = None,
+) -> str:
+    """The SHA-256 hex digest of a create's body, in one canonical form: the same
+    fields mean the same body, whatever their order, spacing or omitted defaults.
+
+    ``owner`` counts only when given, so that a body without one keeps the
+    fingerprint it had before owners existed (keys stored then still match).
+    """
+    fields: dict[str, object] = {
+        "name": name,
+        "scopes": list(scopes),
+        "ttl_days": ttl_days,
+        "description": description,
+        "metadata": None if metadata is None else dict(metadata),
+    }
+    if owner is not None:
+        fields["owner"] = owner
+    canonical = json.dumps(
+        fields,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 # -- answers ------------------------------------------------------------------

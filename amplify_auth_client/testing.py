@@ -41,10 +41,14 @@ from amplify_auth_client._testing import is_testing, set_testing
 from amplify_auth_client.contract import (
     ADMIN_SCOPE,
     DEFAULT_PAGE_SIZE,
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_WINDOW,
+    IDEMPOTENT_REPLAYED_HEADER,
     MAX_BODY_BYTES,
     MAX_BULK_IDS,
     MAX_CURSOR_LENGTH,
     MAX_DESCRIPTION_LENGTH,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_METADATA_ITEMS,
     MAX_METADATA_KEY_LENGTH,
     MAX_METADATA_VALUE_LENGTH,
@@ -54,17 +58,25 @@ from amplify_auth_client.contract import (
     MAX_SCOPES,
     MAX_TOKEN_FIELD,
     MAX_TTL_DAYS,
+    OTHER_OWNER,
     TOKEN_PREFIX,
+    TOKENS_MANAGE_SCOPE,
     Cursors,
     TokenStatus,
     bearer_token,
+    create_fingerprint,
+    delegation_refusal,
     generate_token,
+    hash_idempotency_key,
     hash_token,
+    is_idempotency_key,
     is_label,
+    is_owner,
     is_scope,
     is_text,
     is_token_id,
     iso,
+    manager_reach,
     missing_scopes,
     new_token_id,
     status_of,
@@ -88,6 +100,7 @@ class _Record:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    owner: str | None = None
 
     def status(self, now: datetime) -> TokenStatus:
         return status_of(self.revoked_at, self.expires_at, now)
@@ -155,6 +168,12 @@ class FakeAuthServer:
         self._records: dict[str, _Record] = {}
         self._by_hash: dict[str, str] = {}
         self._audit: list[dict[str, Any]] = []
+        #: (admin token id, key hash) -> (body fingerprint, token id, when).
+        self._idempotency: dict[tuple[str, str], tuple[str, str, datetime]] = {}
+        #: Each audit entry's owner, by entry id (not part of the entry's body).
+        self._audit_owner: dict[int, str | None] = {}
+        #: The token the request being answered manages with, once known.
+        self._actor: _Record | None = None
         self._now = now or (lambda: datetime.now(UTC))
         self._cursors = Cursors(secrets.token_bytes(16))
         #: Every request received, in order (validation bodies hold raw tokens:
@@ -193,8 +212,12 @@ class FakeAuthServer:
         expires_at: datetime | None = None,
         description: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        owner: str | None = None,
     ) -> CreatedToken:
-        """Mint a token without going through HTTP (``expires_at`` may be in the past)."""
+        """Mint a token without going through HTTP (``expires_at`` may be in the past;
+        ``owner`` names its team, and with ``tokens:manage`` makes it a delegated admin)."""
+        if owner is not None and not is_owner(owner):
+            raise ValueError(f"{owner!r} is not an owner (see contract.OWNER_PATTERN)")
         with self._lock:
             token = generate_token()
             record = self._insert(
@@ -204,6 +227,7 @@ class FakeAuthServer:
                 description,
                 dict(metadata) if metadata is not None else None,
                 token=token,
+                owner=owner,
             )
         return _created(token, record)
 
@@ -277,13 +301,18 @@ class FakeAuthServer:
             self._strict_body(request)
         parts = request.url.path.strip("/").split("/")
         allowed = []
+        self._actor = None
         for method, template, handler, declared in _ROUTES:
             params = _match(template, parts)
             if params is None:
                 continue
             if method == request.method:
                 _check_query(request, declared)
-                return handler(self, request, *params)
+                try:
+                    return handler(self, request, *params)
+                except _Refusal as refusal:
+                    self._audit_refusal(refusal, _ATTEMPTS.get(handler, ""), params)
+                    raise
             allowed.append(method)
         if allowed:  # the path exists, with other methods
             raise _Refusal(
@@ -301,10 +330,36 @@ class FakeAuthServer:
 
     def _create_route(self, request: httpx.Request) -> _Answer:
         actor = self._admin(request)
-        return 201, self._create(request, actor), {"Cache-Control": "no-store"}
+        key = self._idempotency_key(request)
+        body, replayed = self._create(request, actor, key)
+        headers = {"Cache-Control": "no-store"}
+        if replayed:
+            headers[IDEMPOTENT_REPLAYED_HEADER] = "true"
+        return (200 if replayed else 201), body, headers
+
+    @staticmethod
+    def _idempotency_key(request: httpx.Request) -> str | None:
+        key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if key is None or is_idempotency_key(key):
+            return key
+        # As the server's header check words it, never echoing the key.
+        refusal = _invalid(
+            ["header", IDEMPOTENCY_KEY_HEADER],
+            "String should have at most 255 characters"
+            if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH
+            else "String should match pattern",
+            "string_too_long"
+            if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH
+            else "string_pattern_mismatch",
+        )
+        refusal.body["detail"] = (
+            f"{IDEMPOTENCY_KEY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII "
+            "characters, without spaces (a UUID, say); leave it out to create without one"
+        )
+        raise refusal
 
     def _list_route(self, request: httpx.Request) -> _Answer:
-        self._admin(request)
+        actor = self._admin(request)
         params = request.url.params
         limit = _page_size(params)
         include = self._flag(request, "all")
@@ -320,11 +375,15 @@ class FakeAuthServer:
         if scope is not None and not is_scope(scope):
             raise _invalid(["query", "scope"], "String should match pattern", "string_type")
         within = _optional_int(params, "expires_within_days", 0, MAX_TTL_DAYS)
+        owner = params.get("owner")
+        if owner is not None and not is_owner(owner):
+            raise _invalid(["query", "owner"], "String should match pattern", "string_type")
         filters = {
             "status": "all" if include else status or "active",
             "name": name,
             "scope": scope,
             "expires_within_days": within,
+            "owner": self._may_list(actor, owner),
         }
         now = self._now()
         matching = [r for r in self._newest_first() if _matches(r, filters, now)]
@@ -364,16 +423,17 @@ class FakeAuthServer:
             ) from None
 
     def _get_route(self, request: httpx.Request, token_id: str) -> _Answer:
-        self._admin(request)
-        return 200, self._record_body(self._known(token_id), self._now()), {}
+        actor = self._admin(request)
+        return 200, self._record_body(self._known(token_id, actor), self._now()), {}
 
     def _bulk_revoke_route(self, request: httpx.Request) -> _Answer:
         actor = self._admin(request)
-        ids, name, scope, within, dry_run = _bulk_request(self._json(request))
+        ids, name, scope, within, owner, dry_run = _bulk_request(self._json(request))
         now = self._now()
         if ids is None:
             filters = {"status": "active", "name": name, "scope": scope,
-                       "expires_within_days": within}  # fmt: skip
+                       "expires_within_days": within,
+                       "owner": self._may_list(actor, owner)}  # fmt: skip
             matching = [r.id for r in self._newest_first() if _matches(r, filters, now)]
             if not dry_run:
                 for token_id in matching:
@@ -383,7 +443,7 @@ class FakeAuthServer:
             return 200, answer, {}
         revoked, already, missing = [], [], []
         for token_id in ids:
-            record = self._records.get(token_id)
+            record = self._visible(actor, self._records.get(token_id))
             if record is None:
                 missing.append(token_id)
             elif record.revoked_at is not None:
@@ -391,13 +451,17 @@ class FakeAuthServer:
             else:
                 self._change(record, actor, "revoke", revoked_at=now)
                 revoked.append(token_id)
+        if self._limit(actor) is not None:  # audited as a single revoke's 404 would be
+            for token_id in missing:
+                details = {"attempt": "revoke_tokens", "status": 404, "error": "not_found"}
+                self._log(actor, "refused", token_id, details, owner=actor.owner)
         answer = {"revoked_count": len(revoked), "revoked": revoked,
                   "already_revoked": already, "not_found": missing}  # fmt: skip
         return 200, answer, {}
 
     def _revoke_route(self, request: httpx.Request, token_id: str) -> _Answer:
         actor = self._admin(request)
-        record, now = self._known(token_id), self._now()
+        record, now = self._known(token_id, actor), self._now()
         if record.revoked_at is None:
             record = self._change(record, actor, "revoke", revoked_at=now)
         return 200, self._record_body(record, now), {}
@@ -405,7 +469,7 @@ class FakeAuthServer:
     def _extend_route(self, request: httpx.Request, token_id: str) -> _Answer:
         actor = self._admin(request)
         days = self._extend_days(request)
-        record, now = self._known(token_id), self._now()
+        record, now = self._known(token_id, actor), self._now()
         if record.revoked_at is not None:
             raise _Refusal(
                 409, "conflict", f"token {record.id} is revoked; a revoked token cannot be extended"
@@ -421,16 +485,22 @@ class FakeAuthServer:
                 "conflict",
                 f"token {record.id} would then expire more than {MAX_TTL_DAYS} days from now",
             )
+        bound = None if self._limit(actor) is None else actor.expires_at
+        if bound is not None and new_expiry > bound:
+            raise _Refusal(
+                403, "expires_after_manager", "a token can extend tokens only up to its own expiry"
+            )
         record = self._change(record, actor, "extend", expires_at=new_expiry)
         return 200, self._record_body(record, now), {}
 
     def _token_audit_route(self, request: httpx.Request, token_id: str) -> _Answer:
-        self._admin(request)
-        return 200, self._audit_page(request, self._known(token_id).id), {}
+        actor = self._admin(request)
+        record = self._known(token_id, actor)
+        return 200, self._audit_page(request, record.id, self._limit(actor)), {}
 
     def _audit_route(self, request: httpx.Request) -> _Answer:
-        self._admin(request)
-        return 200, self._audit_page(request, None), {}
+        actor = self._admin(request)
+        return 200, self._audit_page(request, None, self._limit(actor)), {}
 
     # -- validation ----------------------------------------------------------
 
@@ -461,6 +531,7 @@ class FakeAuthServer:
             "scopes": [],
             "token_id": None,
             "name": None,
+            "owner": None,
             "reason": None,
             "missing_scopes": [],
             "expires_at": None,
@@ -471,7 +542,12 @@ class FakeAuthServer:
         if token_id is None:
             return {**answer, "reason": "unknown"}
         record = self._records[token_id]
-        answer.update(token_id=record.id, name=record.name, expires_at=_iso(record.expires_at))
+        answer.update(
+            token_id=record.id,
+            name=record.name,
+            owner=record.owner,
+            expires_at=_iso(record.expires_at),
+        )
         status = record.status(self._now())
         if status != "active":
             return {**answer, "reason": status}
@@ -515,15 +591,57 @@ class FakeAuthServer:
                 headers=challenge,
             )
         record = self._records[verdict["token_id"]]
-        if ADMIN_SCOPE not in record.scopes:
+        self._actor = record
+        if manager_reach(record.scopes, record.owner) is None:
             raise _Refusal(
-                403, "forbidden", "this token lacks the admin scope that management requires"
+                403,
+                "forbidden",
+                "this token lacks the scope management requires: admin (every token) or "
+                "tokens:manage (the tokens of its owner)",
             )
         return record
 
-    def _create(self, request: httpx.Request, actor: _Record) -> dict[str, Any]:
+    # -- delegation (the server's amplify_auth_server.authz) --------------------
+
+    @staticmethod
+    def _limit(actor: _Record) -> str | None:
+        """The owner ``actor`` is limited to; None for a global admin."""
+        reach = manager_reach(actor.scopes, actor.owner)
+        return None if reach == "*" else reach
+
+    def _visible(self, actor: _Record, record: _Record | None) -> _Record | None:
+        limit = self._limit(actor)
+        if record is None or (limit is not None and record.owner != limit):
+            return None
+        return record
+
+    def _may_list(self, actor: _Record, owner: str | None) -> str | None:
+        limit = self._limit(actor)
+        if limit is None:
+            return owner
+        if owner is not None and owner != limit:
+            raise _Refusal(
+                403, OTHER_OWNER, f"this token manages the tokens of owner {limit!r} only"
+            )
+        return limit
+
+    def _audit_refusal(self, refusal: _Refusal, attempt: str, params: list[str]) -> None:
+        """Audit a valid token's refusal as the server does: a 403, or a delegated 404."""
+        actor = self._actor
+        if actor is None or refusal.status not in (403, 404):
+            return
+        if refusal.status == 404 and self._limit(actor) is None:
+            return
+        token_id = params[0] if params and is_token_id(params[0]) else None
+        details = {"attempt": attempt, "status": refusal.status, "error": refusal.body["error"]}
+        self._log(actor, "refused", token_id, details, owner=actor.owner)
+
+    def _create(
+        self, request: httpx.Request, actor: _Record, key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """The create's answer, and whether it replays an earlier one (by ``key``)."""
         body = self._json(request)
-        extra = set(body) - {"name", "scopes", "ttl_days", "description", "metadata"}
+        extra = set(body) - {"name", "scopes", "ttl_days", "description", "metadata", "owner"}
         if extra:
             # Not named: an unknown field's name may be a pasted secret.
             raise _invalid(["body", "*"], "Extra inputs are not permitted", "extra_forbidden")
@@ -553,20 +671,82 @@ class FakeAuthServer:
         metadata = body.get("metadata")
         if metadata is not None:
             self._check_metadata(metadata)
+        owner = body.get("owner")
+        if owner is not None and not is_owner(owner):
+            raise _invalid(["body", "owner"], "String should match pattern", "string_type")
         now = self._now()
+        expires_at = None if ttl_days is None else now + timedelta(days=ttl_days)
+        limit = self._limit(actor)
+        refusal = delegation_refusal(
+            held=actor.scopes,
+            reach="*" if limit is None else limit,
+            manager_expires_at=actor.expires_at,
+            owner=owner,
+            scopes=scopes,
+            expires_at=expires_at,
+        )
+        if refusal is not None:
+            raise _Refusal(403, *refusal)
+        owner = owner if limit is None else limit
+        if owner is None and TOKENS_MANAGE_SCOPE in scopes:
+            raise _Refusal(
+                422,
+                "invalid_request",
+                "a token with tokens:manage must have an owner: delegation names whom it is for",
+                errors=[
+                    {
+                        "loc": ["body", "owner"],
+                        "msg": "Required with tokens:manage",
+                        "type": "missing",
+                    }
+                ],
+            )
+        remembered = None
+        if key is not None:
+            # As the server does: per admin token, by hash, for the window.
+            self._idempotency = {
+                k: v for k, v in self._idempotency.items() if v[2] > now - IDEMPOTENCY_WINDOW
+            }
+            remembered = (actor.id, hash_idempotency_key(key))
+            fingerprint = create_fingerprint(
+                name, scopes, ttl_days, description, metadata, body.get("owner")
+            )
+            earlier = self._idempotency.get(remembered)
+            if earlier is not None:
+                if earlier[0] != fingerprint:
+                    raise _Refusal(
+                        422,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was sent earlier with another body: a key names "
+                        "one create; send a new key for a new create",
+                        errors=[
+                            {
+                                "loc": ["header", IDEMPOTENCY_KEY_HEADER],
+                                "msg": "Used earlier with another body",
+                                "type": "idempotency_key_reused",
+                            }
+                        ],
+                    )
+                return self._created_body(None, self._records[earlier[1]]), True
         token = generate_token()
         record = self._insert(
             name,
             tuple(scopes),
-            None if ttl_days is None else now + timedelta(days=ttl_days),
+            expires_at,
             description,
             metadata,
             token=token,
             actor=actor,
+            owner=owner,
         )
-        created = _created(token, record)
+        if remembered is not None:
+            self._idempotency[remembered] = (fingerprint, record.id, now)
+        return self._created_body(token, record), False
+
+    @staticmethod
+    def _created_body(token: str | None, record: _Record) -> dict[str, Any]:
         return {
-            "token": created.token,
+            "token": token,
             "token_id": record.id,
             "name": record.name,
             "scopes": list(record.scopes),
@@ -574,6 +754,7 @@ class FakeAuthServer:
             "expires_at": _iso(record.expires_at),
             "description": record.description,
             "metadata": record.metadata,
+            "owner": record.owner,
         }
 
     @staticmethod
@@ -611,7 +792,9 @@ class FakeAuthServer:
             )
         return days
 
-    def _audit_page(self, request: httpx.Request, token_id: str | None) -> dict[str, Any]:
+    def _audit_page(
+        self, request: httpx.Request, token_id: str | None, owner: str | None
+    ) -> dict[str, Any]:
         params = request.url.params
         limit = _page_size(params)
         action, actor = params.get("action"), params.get("actor")
@@ -626,11 +809,13 @@ class FakeAuthServer:
             "actor": actor,
             "since": None if since is None else _iso(since),
             "until": None if until is None else _iso(until),
+            "owner": owner,
         }
         entries = [
             e
             for e in reversed(self._audit)
             if (token_id is None or e["token_id"] == token_id)
+            and (owner is None or self._audit_owner[e["id"]] == owner)
             and (action is None or e["action"] == action)
             and (actor is None or e["actor_id"] == actor)
             and (since is None or datetime.fromisoformat(e["at"]) >= since)
@@ -658,6 +843,7 @@ class FakeAuthServer:
         token: str,
         actor: _Record | None = None,
         action: str = "create",
+        owner: str | None = None,
     ) -> _Record:
         record = _Record(
             id=new_token_id(),
@@ -669,6 +855,7 @@ class FakeAuthServer:
             created_at=self._now(),
             expires_at=expires_at,
             revoked_at=None,
+            owner=owner,
         )
         self._records[record.id] = record
         self._by_hash[record.token_hash] = record.id
@@ -677,18 +864,27 @@ class FakeAuthServer:
             action,
             record.id,
             {"name": name, "scopes": list(scopes), "expires_at": _iso(expires_at)},
+            owner=owner,
         )
         return record
 
     def _change(self, record: _Record, actor: _Record, action: str, **values: datetime) -> _Record:
         updated = replace(record, **values)  # type: ignore[arg-type]
         self._records[record.id] = updated
-        self._log(actor, action, record.id, {k: _iso(v) for k, v in values.items()})
+        details = {k: _iso(v) for k, v in values.items()}
+        self._log(actor, action, record.id, details, owner=record.owner)
         return updated
 
     def _log(
-        self, actor: _Record | None, action: str, token_id: str, details: dict[str, Any]
+        self,
+        actor: _Record | None,
+        action: str,
+        token_id: str | None,
+        details: dict[str, Any],
+        *,
+        owner: str | None = None,
     ) -> None:
+        self._audit_owner[len(self._audit) + 1] = owner
         self._audit.append(
             {
                 "id": len(self._audit) + 1,
@@ -701,8 +897,9 @@ class FakeAuthServer:
             }
         )
 
-    def _known(self, token_id: str) -> _Record:
+    def _known(self, token_id: str, actor: _Record) -> _Record:
         record = self._records.get(token_id) if is_token_id(token_id) else None
+        record = self._visible(actor, record)
         if record is None:
             raise _Refusal(404, "not_found", f"no token with id {token_id!r}")
         return record
@@ -718,6 +915,7 @@ class FakeAuthServer:
             "revoked_at": _iso(record.revoked_at),
             "description": record.description,
             "metadata": record.metadata,
+            "owner": record.owner,
         }
 
     @staticmethod
@@ -768,7 +966,7 @@ _ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer], tuple[str, ...]], .
         "GET",
         "auth/tokens",
         FakeAuthServer._list_route,
-        ("limit", "cursor", "status", "all", "name", "scope", "expires_within_days"),
+        ("limit", "cursor", "status", "all", "name", "scope", "expires_within_days", "owner"),
     ),
     ("POST", "auth/tokens/revoke", FakeAuthServer._bulk_revoke_route, ()),
     ("GET", "auth/tokens/{}", FakeAuthServer._get_route, ()),
@@ -777,6 +975,17 @@ _ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer], tuple[str, ...]], .
     ("GET", "auth/tokens/{}/audit", FakeAuthServer._token_audit_route, _AUDIT_PARAMETERS),
     ("GET", "auth/audit", FakeAuthServer._audit_route, _AUDIT_PARAMETERS),
 )
+#: Each route's name on the real server: what an audited refusal says was attempted.
+_ATTEMPTS: Final[dict[Callable[..., _Answer], str]] = {
+    FakeAuthServer._create_route: "create_token",
+    FakeAuthServer._list_route: "list_tokens",
+    FakeAuthServer._bulk_revoke_route: "revoke_tokens",
+    FakeAuthServer._get_route: "get_token",
+    FakeAuthServer._revoke_route: "revoke_token",
+    FakeAuthServer._extend_route: "extend_token",
+    FakeAuthServer._token_audit_route: "token_audit",
+    FakeAuthServer._audit_route: "audit",
+}
 _DIGITS: Final = re.compile(r"0|[1-9][0-9]{0,8}")
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
 
@@ -881,6 +1090,8 @@ def _matches(record: _Record, filters: Mapping[str, Any], now: datetime) -> bool
     if status != "all" and record.status(now) != status:
         return False
     name, scope, within = filters["name"], filters["scope"], filters["expires_within_days"]
+    if filters["owner"] is not None and record.owner != filters["owner"]:
+        return False
     if name is not None and not record.name.lower().startswith(name.lower()):
         return False
     if scope is not None and scope not in record.scopes:
@@ -892,7 +1103,7 @@ def _matches(record: _Record, filters: Mapping[str, Any], now: datetime) -> bool
 
 def _bulk_request(
     body: dict[str, Any],
-) -> tuple[list[str] | None, str | None, str | None, int | None, bool]:
+) -> tuple[list[str] | None, str | None, str | None, int | None, str | None, bool]:
     """A bulk revocation's body, as the server's RevokeByIds | RevokeByFilter reads it."""
     if set(body) == {"token_ids"}:
         ids = body["token_ids"]
@@ -903,14 +1114,15 @@ def _bulk_request(
             or len(set(ids)) != len(ids)
         ):
             raise _invalid(["body", "token_ids"], "Token ids, each once", "list_type")
-        return ids, None, None, None, False
+        return ids, None, None, None, None, False
     wanted, dry_run = body.get("filter"), body.get("dry_run", False)
     if "filter" not in body or not set(body) <= {"filter", "dry_run"}:
         raise _invalid(["body"], "token_ids, or a filter", "union_tag_invalid")
-    if not isinstance(wanted, dict) or not set(wanted) <= {"name", "scope", "expires_within_days"}:
+    fields = {"name", "scope", "expires_within_days", "owner"}
+    if not isinstance(wanted, dict) or not set(wanted) <= fields:
         raise _invalid(["body", "filter"], "A filter", "model_type")
     name, scope = wanted.get("name"), wanted.get("scope")
-    within = wanted.get("expires_within_days")
+    within, owner = wanted.get("expires_within_days"), wanted.get("owner")
     where: list[str | int] = ["body", "filter"]
     if name is not None and not (name and is_text(name, MAX_NAME_LENGTH)):
         raise _invalid([*where, "name"], "String should match pattern", "string_type")
@@ -918,11 +1130,13 @@ def _bulk_request(
         raise _invalid([*where, "scope"], "String should match pattern", "string_type")
     if within is not None and not _whole(within, 0, MAX_TTL_DAYS):
         raise _invalid([*where, "expires_within_days"], "Out of range", "range")
+    if owner is not None and not is_owner(owner):
+        raise _invalid([*where, "owner"], "String should match pattern", "string_type")
     if not isinstance(dry_run, bool):
         raise _invalid(["body", "dry_run"], "Input should be a valid boolean", "bool_type")
-    if name is None and scope is None and within is None:
+    if name is None and scope is None and within is None and owner is None:
         raise _invalid(where, "At least one filter", "value_error")
-    return None, name, scope, within, dry_run
+    return None, name, scope, within, owner, dry_run
 
 
 def _whole(value: object, low: int, high: int) -> TypeGuard[int]:
@@ -940,4 +1154,5 @@ def _created(token: str, record: _Record) -> CreatedToken:
         expires_at=record.expires_at,
         description=record.description,
         metadata=record.metadata,
+        owner=record.owner,
     )

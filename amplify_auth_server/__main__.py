@@ -45,6 +45,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from amplify_auth_server.app import SHUTDOWN_GRACE, create_app, end_event_streams
+    from amplify_auth_server.perimeter import Limits, open_file_cap, protocol_class, sweep
 
     if settings.migrate_on_start:
         # Before uvicorn, so that an unreachable database is one clear line
@@ -52,14 +53,36 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         _run(_migrate(settings), settings)
         settings = settings.model_copy(update={"migrate_on_start": False})
     app = create_app(settings)
+    limits = Limits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+    )
+    max_connections = open_file_cap(settings.max_connections)
+    if max_connections < settings.max_connections:
+        logging.getLogger("amplify_auth_server").warning(
+            "the open-file limit allows %d connections, not MAX_CONNECTIONS=%d; "
+            "raise the limit (ulimit -n) to hold more",
+            max_connections,
+            settings.max_connections,
+        )
 
     class Server(uvicorn.Server):
+        sweeper: asyncio.Task[None] | None = None
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            # Slow clients' connections are closed by one sweep, not a timer each.
+            self.sweeper = asyncio.create_task(sweep(self.server_state, limits))
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # uvicorn waits for every open response to end before it stops
             # the app, and an event stream never ends by itself: end them
             # first. Their subscribers reconnect, to another replica or to
             # this one once it is back, and resume where they were.
             end_event_streams(app)
+            if self.sweeper is not None:
+                self.sweeper.cancel()
             await super().shutdown(sockets)
 
     config = uvicorn.Config(
@@ -70,6 +93,11 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         log_level=settings.log_level,
         access_log=settings.access_log,
         server_header=False,
+        # The header and read limits live in this protocol (uvicorn has no option
+        # for them with httptools); the connection cap and idle timeout are uvicorn's.
+        http=protocol_class(limits),
+        limit_concurrency=max_connections,
+        timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     Server(config).run()

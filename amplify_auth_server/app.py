@@ -11,10 +11,11 @@ the caches and the database are still there to receive them.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 import redis.asyncio as redis
 from fastapi import Depends, FastAPI
@@ -199,6 +200,17 @@ def end_event_streams(app: FastAPI) -> None:
         services.events.close()
 
 
+#: FastAPI's own OpenTelemetry (0.16x and later) off where it exists: our
+#: ``telemetry.Tracing`` already makes a span per request (a second one would
+#: double every trace), and FastAPI asks the global providers whether it is
+#: on before every request, the validation fast path's included.
+_NATIVE_TELEMETRY_OFF: Final[dict[str, Any]] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The server as an ASGI app: ``uvicorn amplify_auth_server.app:create_app --factory``."""
     settings = settings or Settings()
@@ -209,6 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Opaque-token validation and management for Python microservices.",
         lifespan=_lifespan,
         dependencies=[Depends(strict_query)],
+        **_NATIVE_TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
@@ -217,6 +230,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(tokens.router)
     app.include_router(health.router)
+    if settings.console_enabled:
+        # Imported only when served: Jinja2 and the templates cost start-up time.
+        from amplify_auth_server.console import PATH, create_console
+
+        app.mount(PATH, create_console(app))
     # Outermost last: latency sees everything, the size cap guards the fast
     # path, which answers before the strict body check the other routes get.
     app.add_middleware(JsonBodies)

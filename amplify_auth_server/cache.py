@@ -69,6 +69,7 @@ class TokenState:
         "deadline",
         "expires_at",
         "name",
+        "owner",
         "rendered",
         "revoked",
         "scopes",
@@ -85,6 +86,7 @@ class TokenState:
         scopes: tuple[str, ...] = (),
         expires_at: datetime | None = None,
         revoked: bool = False,
+        owner: str | None = None,
     ) -> None:
         self.version = version
         self.token_id = token_id
@@ -94,6 +96,7 @@ class TokenState:
         # The expiry as a timestamp: compared on every validation.
         self.deadline = None if expires_at is None else expires_at.timestamp()
         self.revoked = revoked
+        self.owner = owner
         self.rendered: bytes | None = None
 
     @classmethod
@@ -105,6 +108,7 @@ class TokenState:
             scopes=record.scopes,
             expires_at=record.expires_at,
             revoked=record.revoked_at is not None,
+            owner=record.owner,
         )
 
     @property
@@ -120,6 +124,7 @@ class TokenState:
                 "s": self.scopes,
                 "e": None if self.expires_at is None else self.expires_at.isoformat(),
                 "r": self.revoked,
+                "o": self.owner,
             }
         )
 
@@ -133,6 +138,9 @@ class TokenState:
             scopes=tuple(raw["s"]),
             expires_at=None if raw["e"] is None else datetime.fromisoformat(raw["e"]),
             revoked=bool(raw["r"]),
+            # Absent in an entry an older replica wrote: no owner known, and
+            # the entry is replaced at the token's next change.
+            owner=raw.get("o"),
         )
 
     def __repr__(self) -> str:

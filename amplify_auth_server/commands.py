@@ -34,12 +34,20 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from amplify_auth_client.contract import MAX_TTL_DAYS, generate_token, hash_token, iso
+from amplify_auth_client.contract import (
+    IDEMPOTENCY_WINDOW,
+    MAX_TTL_DAYS,
+    generate_token,
+    hash_token,
+    iso,
+)
+from amplify_auth_server import authz
 from amplify_auth_server.cache import TokenState
 from amplify_auth_server.errors import (
     AuthServerError,
     Conflict,
     DatabaseUnavailable,
+    IdempotencyKeyReused,
     NotFound,
     ServiceUnavailable,
     ShuttingDown,
@@ -268,14 +276,34 @@ def _groups(commands: Sequence[Command[Any]]) -> Iterator[list[Command[Any]]]:
 
 @dataclass(frozen=True, slots=True)
 class Minted:
-    """The one object that ever holds a raw token, on its way to the response."""
+    """The one object that ever holds a raw token, on its way to the response.
+
+    ``token`` is None for a replay: the create that the idempotency key named
+    happened earlier, and its raw token was in that answer only.
+    """
 
     record: TokenRecord
-    token: str = field(repr=False)
+    token: str | None = field(repr=False)
+
+    @property
+    def replayed(self) -> bool:
+        return self.token is None
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A create's ``Idempotency-Key``, by hash, and its body's fingerprint
+    (:func:`~amplify_auth_client.contract.create_fingerprint`)."""
+
+    key_hash: str
+    body_hash: str
 
 
 @dataclass(frozen=True, slots=True)
 class CreateToken(Command[Minted]):
+    """Mint a token; with an idempotency key already used by this actor within
+    the window, answer that create again instead (or refuse another body)."""
+
     groupable: ClassVar[bool] = True
 
     actor: Actor
@@ -284,39 +312,84 @@ class CreateToken(Command[Minted]):
     ttl_days: int | None = None
     description: str | None = None
     metadata: dict[str, str] | None = None
+    idempotency: Idempotency | None = None
+    owner: str | None = None
+    #: The latest expiry allowed (a delegated creator's own, checked by
+    #: authz.may_create): the new token's is held to it by the writer's clock too.
+    not_after: datetime | None = None
 
     async def run(self, batch: Batch) -> Minted:
-        minted = self._mint(utcnow())
-        await _insert(batch, minted.record, self.actor, "create")
-        # A new hash: nothing can have cached it, so no cache to tell.
+        (minted,) = await CreateToken.run_group([batch], [self])
         return minted
 
     @classmethod
     async def run_group(
         cls, batches: Sequence[Batch], commands: Sequence[CreateToken]
     ) -> list[Minted]:
-        # Creates arriving together (a fleet onboarding) are two statements,
+        # Creates arriving together (a fleet onboarding) are a few statements,
         # not two per token: the batch's commit is then most of the cost.
+        # Keys are decided here, in the single writer: a duplicate queued in
+        # the same batch is answered from the first, one in a later batch
+        # finds the first's row, and another replica's (same key, same
+        # moment) collides on the primary key, so that this one retries
+        # alone and finds it.
         now = utcnow()
-        minted = [command._mint(now) for command in commands]
         store, connection = batches[0].store, batches[0].connection
-        await store.insert_many(connection, [m.record for m in minted])
+        known: dict[tuple[str, str], tuple[str, TokenRecord]] = {}
+        if any(command.idempotency is not None for command in commands):
+            since = now - IDEMPOTENCY_WINDOW
+            await store.forget_creates_before(connection, since)
+            known = await store.earlier_creates(
+                connection, [k for c in commands if (k := c._key()) is not None], since
+            )
+        results: list[Minted] = []
+        fresh: list[tuple[CreateToken, Minted]] = []
+        for command in commands:
+            key = command._key()
+            if key is not None and key in known:
+                assert command.idempotency is not None
+                body_hash, record = known[key]
+                if body_hash != command.idempotency.body_hash:
+                    raise IdempotencyKeyReused()
+                results.append(Minted(record=record, token=None))
+                continue
+            minted = command._mint(now)
+            fresh.append((command, minted))
+            results.append(minted)
+            if key is not None:
+                assert command.idempotency is not None
+                known[key] = (command.idempotency.body_hash, minted.record)
+        await store.insert_many(connection, [m.record for _, m in fresh])
         await store.record_many(
             connection,
             at=now,
             action="create",
             entries=[
-                (command.actor, m.record.id, _describe(m.record))
-                for command, m in zip(commands, minted, strict=True)
+                (command.actor, m.record.id, _describe(m.record), m.record.owner)
+                for command, m in fresh
             ],
         )
-        return minted
+        await store.remember_creates(
+            connection,
+            [
+                (c.actor.id, c.idempotency.key_hash, c.idempotency.body_hash, m.record.id)
+                for c, m in fresh
+                if c.idempotency is not None
+            ],
+            now,
+        )
+        return results
+
+    def _key(self) -> tuple[str, str] | None:
+        return None if self.idempotency is None else (self.actor.id, self.idempotency.key_hash)
 
     def _mint(self, now: datetime) -> Minted:
         # A fresh draw at each attempt: a collision of id or hash (vanishingly
         # rare) is then a retry that succeeds.
         raw = generate_token()
         expires_at = None if self.ttl_days is None else now + timedelta(days=self.ttl_days)
+        if expires_at is not None and self.not_after is not None:
+            expires_at = min(expires_at, self.not_after)
         record = TokenRecord.new(
             token_hash=hash_token(raw),
             name=self.name,
@@ -326,6 +399,7 @@ class CreateToken(Command[Minted]):
             expires_at=expires_at,
             description=self.description,
             metadata=self.metadata,
+            owner=self.owner,
         )
         return Minted(record=record, token=raw)
 
@@ -369,6 +443,7 @@ async def _insert(batch: Batch, record: TokenRecord, actor: Actor, action: str) 
         action=action,
         token_id=record.id,
         details=_describe(record),
+        owner=record.owner,
     )
 
 
@@ -387,7 +462,8 @@ class _Change(Command[TokenRecord]):
 
     async def run(self, batch: Batch) -> TokenRecord:
         now = utcnow()
-        current = await batch.store.lock(batch.connection, self.token_id)
+        # Another owner's token, to a delegated admin, is no token at all.
+        current = authz.visible(self.actor, await batch.store.lock(batch.connection, self.token_id))
         if current is None:
             raise NotFound.token(self.token_id)
         values = self.change(current, now)
@@ -404,6 +480,7 @@ class _Change(Command[TokenRecord]):
             action=self.action,
             token_id=current.id,
             details=_jsonable(values),
+            owner=current.owner,
         )
         if batch.durable:
             await batch.store.outbox_add(batch.connection, updated.token_hash, updated.version, now)
@@ -468,6 +545,9 @@ class ExtendToken(_Change):
             raise Conflict(
                 f"token {current.id} would then expire more than {MAX_TTL_DAYS} days from now"
             )
+        bound = authz.extend_bound(self.actor)
+        if bound is not None and expires_at > bound:
+            raise authz.beyond_bound()
         return {"expires_at": expires_at}
 
 
@@ -494,13 +574,15 @@ class RevokeMany(Command[Revoked]):
 
     async def run(self, batch: Batch) -> Revoked:
         now = utcnow()
-        revoked, existing = await batch.store.revoke_many(batch.connection, self.token_ids, now)
+        revoked, existing = await batch.store.revoke_many(
+            batch.connection, self.token_ids, now, owner=authz.scope_of(self.actor)
+        )
         details = {"revoked_at": iso(now)}
         await batch.store.record_many(
             batch.connection,
             at=now,
             action="revoke",
-            entries=[(self.actor, record.id, details) for record in revoked],
+            entries=[(self.actor, record.id, details, record.owner) for record in revoked],
         )
         if batch.durable:
             await batch.store.outbox_add_many(batch.connection, revoked, now)
@@ -513,6 +595,31 @@ class RevokeMany(Command[Revoked]):
                 i for i in self.token_ids if i in existing and i not in now_revoked
             ),
             not_found=tuple(i for i in self.token_ids if i not in existing),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRefusal(Command[None]):
+    """Write down that ``actor`` was refused ``attempt`` on ``token_id``: who tried
+    what on which, and the status it got, nothing about the target itself (an
+    unknown id and another owner's token are written alike). The entry is
+    its actor's owner's, so a delegated admin sees its own refusals."""
+
+    actor: Actor
+    attempt: str
+    token_id: str | None
+    status: int
+    error: str
+
+    async def run(self, batch: Batch) -> None:
+        await batch.store.record(
+            batch.connection,
+            at=utcnow(),
+            actor=self.actor,
+            action="refused",
+            token_id=self.token_id,
+            details={"attempt": self.attempt, "status": self.status, "error": self.error},
+            owner=self.actor.owner,
         )
 
 

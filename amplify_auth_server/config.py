@@ -9,12 +9,23 @@ unsafe are refused at start-up with a message that says what to change.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from amplify_auth_client import contract
+
+#: Bytes a request's line and header may take (as nginx: 4 buffers of 8 KiB).
+DEFAULT_MAX_HEADER_BYTES: Final = 32 * 1024
+#: Seconds to send a whole header, then a whole body (at most MAX_BODY_BYTES).
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+DEFAULT_BODY_TIMEOUT: Final = 10.0
+#: Client connections one server process holds at most (uvicorn's
+#: ``limit_concurrency``): past it, a request is answered 503 at once.
+DEFAULT_MAX_CONNECTIONS: Final = 2048
+#: Seconds an idle keep-alive connection is kept (uvicorn's default).
+DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
 
 # No token printed in our docs or the seed passes the checksum (a test of the
 # docs checks it), so the check below also refuses every documented example.
@@ -67,6 +78,37 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     redis_key_prefix: str = Field(default="amplify:auth", pattern=r"^[A-Za-z0-9:_.-]{1,64}$")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_header_bytes: int = Field(
+        default=DEFAULT_MAX_HEADER_BYTES,
+        ge=1024,
+        le=1024 * 1024,
+        description="Bytes a request's line and header may take; past it, 431 and the "
+        "connection is closed.",
+    )
+    header_timeout: float = Field(
+        default=DEFAULT_HEADER_TIMEOUT,
+        gt=0,
+        description="Seconds a client has to send a whole request header, from its first "
+        "byte (or from connecting); past it, 408 and the connection is closed.",
+    )
+    body_timeout: float = Field(
+        default=DEFAULT_BODY_TIMEOUT,
+        gt=0,
+        description="Seconds a client has to send a whole request body, from the header's "
+        "end; past it, the connection is closed.",
+    )
+    keep_alive_timeout: int = Field(
+        default=DEFAULT_KEEP_ALIVE_TIMEOUT,
+        ge=1,
+        description="Seconds an idle keep-alive connection is kept open.",
+    )
+    max_connections: int = Field(
+        default=DEFAULT_MAX_CONNECTIONS,
+        ge=2,
+        description="Client connections (event stream subscribers included) one server "
+        "process holds; past it, requests are answered 503. Lowered to what the "
+        "open-file limit allows.",
+    )
     events_max_subscribers: int = Field(
         default=1000,
         ge=0,
@@ -91,6 +133,15 @@ class Settings(BaseSettings):
         default=1.0,
         gt=0,
         description="Seconds a revoke or extend waits for every replica to confirm it evicted.",
+    )
+
+    console_enabled: bool = Field(
+        default=True, description="Serve the web console under `/console`."
+    )
+    console_secure_cookies: bool = Field(
+        default=False,
+        description="Mark the console's cookies `Secure` even over plain HTTP: for a server "
+        "behind a proxy that terminates TLS (over HTTPS they always are).",
     )
 
     @field_validator("log_level", mode="before")
@@ -129,6 +180,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
+        if self.events_max_subscribers >= self.max_connections:
+            raise ValueError(
+                f"EVENTS_MAX_SUBSCRIBERS ({self.events_max_subscribers}) would take every one "
+                f"of MAX_CONNECTIONS ({self.max_connections}) and leave none for validations; "
+                "lower it or raise MAX_CONNECTIONS"
+            )
         if self.auth_admin_token is not None:
             raw = self.auth_admin_token.get_secret_value()
             if not contract.token_is_well_formed(raw):

@@ -6,8 +6,9 @@ signature says what it needs (``admin: Admin``) and nothing else does.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -15,11 +16,18 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from amplify_auth_client.contract import ADMIN_SCOPE, bearer_token
+from amplify_auth_client.contract import bearer_token, is_token_id
+from amplify_auth_server import authz
 from amplify_auth_server.cache import TokenCache
-from amplify_auth_server.commands import CommandQueue
+from amplify_auth_server.commands import CommandQueue, RecordRefusal
 from amplify_auth_server.config import Settings
-from amplify_auth_server.errors import Forbidden, InvalidInput, Unauthorized
+from amplify_auth_server.errors import (
+    AuthServerError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+)
 from amplify_auth_server.events import EventFeed
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor
@@ -42,7 +50,9 @@ class Services:
     cursors: Cursors
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async, though it awaits nothing: FastAPI runs a plain ``def`` dependency
+    # in its thread pool, a thread hop on every management request.
     result: Services = request.app.state.services
     return result
 
@@ -50,8 +60,15 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-async def require_admin(request: Request, parts: ServicesDep) -> Actor:
-    """The admin behind ``Authorization: Bearer …``: 401 without one, 403 without the scope."""
+async def require_admin(request: Request, parts: ServicesDep) -> AsyncIterator[Actor]:
+    """The manager behind ``Authorization: Bearer …``: 401 without a valid token, 403
+    when it may manage nothing (:func:`amplify_auth_server.authz.manager`).
+
+    Validated as every token is (the same caches), so a revoked admin stops
+    managing at once. Every refusal of a valid token, here or in the route
+    (a 403; a 404 for a delegated admin, which may be another owner's
+    token), is audited before it is answered.
+    """
     header = request.headers.get("authorization")
     if header is None:
         raise Unauthorized()
@@ -61,9 +78,33 @@ async def require_admin(request: Request, parts: ServicesDep) -> Actor:
     verdict = parts.validator.judge(await parts.validator.state_of(credentials), ())
     if verdict.result != "valid" or verdict.state is None or verdict.state.token_id is None:
         raise Unauthorized(f"the admin token is not valid ({verdict.result})")
-    if ADMIN_SCOPE not in verdict.state.scopes:
-        raise Forbidden()
-    return Actor(verdict.state.token_id, verdict.state.name)
+    try:
+        actor = authz.manager(verdict.state)
+    except Forbidden as exc:
+        await _refused(request, parts, authz.caller(verdict.state), exc)
+        raise
+    try:
+        yield actor
+    except (Forbidden, NotFound) as exc:
+        if isinstance(exc, Forbidden) or authz.scope_of(actor) is not None:
+            await _refused(request, parts, actor, exc)
+        raise
+
+
+async def _refused(request: Request, parts: Services, actor: Actor, exc: AuthServerError) -> None:
+    """Audit a refusal: who (``actor``), what (the route), on which token (as asked)."""
+    route = request.scope.get("route")
+    token_id = request.path_params.get("token_id")
+    refusal = RecordRefusal(
+        actor=actor,
+        attempt=route.name if isinstance(route, APIRoute) else request.url.path,
+        token_id=token_id if is_token_id(token_id) else None,
+        status=exc.status_code,
+        error=exc.body()["error"],
+    )
+    # The refusal is answered even if it cannot be written down.
+    with contextlib.suppress(AuthServerError):
+        await parts.queue.submit(refusal)
 
 
 Admin = Annotated[Actor, Depends(require_admin)]

@@ -5,11 +5,13 @@ Split by what the caller can do about it::
     AuthServerError                  {"error": code, "detail": message}
     ├── TokenInUrl           400     send the token in a header or body, not the URL
     ├── InvalidInput         422     fix the request (never echoes the input)
+    │   └── IdempotencyKeyReused         send a new Idempotency-Key for another body
     ├── (payload_too_large)  413     send less; raised as Starlette's HTTPException,
     │                                the one error FastAPI lets out of body parsing
     ├── UnsupportedMediaType 415     send the body as application/json
     ├── Unauthorized         401     send a valid admin token
-    ├── Forbidden            403     use a token with the admin scope
+    ├── Forbidden            403     use a token with the admin (or tokens:manage) scope
+    │   └── BeyondDelegation 403     a delegated admin asked for more than it holds
     ├── NotFound             404     check the token id
     ├── Conflict             409     the token's state forbids this change
     └── ServiceUnavailable   503     retry later
@@ -75,6 +77,26 @@ class InvalidInput(AuthServerError):
         return {**super().body(), "errors": self.errors}
 
 
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+    default_detail = (
+        "this Idempotency-Key was sent earlier with another body: a key names one create; "
+        "send a new key for a new create"
+    )
+
+    def __init__(self) -> None:
+        # The key itself is never echoed: it may be something its sender keeps secret.
+        super().__init__(
+            errors=[
+                {
+                    "loc": ["header", "Idempotency-Key"],
+                    "msg": "Used earlier with another body",
+                    "type": "idempotency_key_reused",
+                }
+            ]
+        )
+
+
 class UnsupportedMediaType(AuthServerError):
     status_code = 415
     code = "unsupported_media_type"
@@ -96,7 +118,20 @@ class Unauthorized(AuthServerError):
 class Forbidden(AuthServerError):
     status_code = 403
     code = "forbidden"
-    default_detail = "this token lacks the admin scope that management requires"
+    default_detail = "this token lacks the admin (or tokens:manage) scope that management requires"
+
+
+class BeyondDelegation(Forbidden):
+    """A delegated admin (``tokens:manage``) asked for what its delegation does not
+    cover: another owner, a scope it does not hold, an expiry past its own.
+    ``code`` says which, for the SDK and the CLI to explain."""
+
+    def __init__(self, detail: str, *, code: str) -> None:
+        super().__init__(detail)
+        self.reason = code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.reason, "detail": self.detail}
 
 
 class NotFound(AuthServerError):

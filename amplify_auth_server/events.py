@@ -63,13 +63,19 @@ Change = Literal["revoked", "extended", "registered"]
 
 #: Events kept for subscribers that reconnect, per feed.
 EVENT_BACKLOG: Final = 10_000
-#: Events a subscriber may fall behind by before it is disconnected.
-SUBSCRIBER_QUEUE: Final = 1_000
+#: Events a subscriber may fall behind by before it is disconnected: as many
+#: as the backlog, so that a bulk revocation (up to 10 000 tokens at once)
+#: reaches a live subscriber as events, not as a disconnection and a reset
+#: that empties its whole cache. The queue holds references to the events
+#: every subscriber shares: 8 bytes a slot, 80 KiB for a subscriber that is
+#: the whole backlog behind.
+SUBSCRIBER_QUEUE: Final = EVENT_BACKLOG
 #: Events replayed to a reconnecting subscriber at most; one that missed more
-#: gets a reset. It bounds the memory a reconnection takes, as the queue
-#: bounds a live subscriber's: a thousand subscribers each far behind must
-#: not hold ten million events at once.
-MAX_REPLAY: Final = SUBSCRIBER_QUEUE
+#: gets a reset. A replay from Redis builds its events anew for that one
+#: subscriber (a few hundred bytes each), so this bounds what a reconnection
+#: takes: a thousand subscribers reconnecting at once must not hold ten
+#: million events.
+MAX_REPLAY: Final = 1_000
 #: How long one XREAD waits for new events; well under the reader's socket
 #: timeout (5 s), so that neither a quiet stream nor a slow link is mistaken
 #: for a dead Redis.

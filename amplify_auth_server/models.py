@@ -40,6 +40,8 @@ class TokenRecord:
     revoked_at: datetime | None
     version: int
     created_by: str | None
+    #: The team or service the token belongs to; None: no owner.
+    owner: str | None = None
 
     @classmethod
     def new(
@@ -53,6 +55,7 @@ class TokenRecord:
         expires_at: datetime | None = None,
         description: str | None = None,
         metadata: dict[str, str] | None = None,
+        owner: str | None = None,
     ) -> TokenRecord:
         """A token about to be inserted: a fresh id, version 1, not revoked."""
         return cls(
@@ -67,6 +70,7 @@ class TokenRecord:
             revoked_at=None,
             version=1,
             created_by=created_by,
+            owner=owner,
         )
 
     def status(self, now: datetime) -> TokenStatus:
@@ -86,6 +90,7 @@ class TokenRecord:
             revoked_at=row.revoked_at,
             version=row.version,
             created_by=row.created_by,
+            owner=row.owner,
         )
 
 
@@ -102,10 +107,15 @@ class AuditRecord:
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who asked for a change: an admin token, or the server itself."""
+    """Who asked for a change: an admin token, a delegated one, or the server itself."""
 
     id: str
     name: str | None = None
+    #: The actor token's scopes and owner, and when it expires: what
+    #: :mod:`amplify_auth_server.authz` decides on.
+    scopes: tuple[str, ...] = ()
+    owner: str | None = None
+    expires_at: datetime | None = None
 
 
 SYSTEM = Actor(SYSTEM_ACTOR, "amplify-auth-server")

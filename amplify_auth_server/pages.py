@@ -37,6 +37,8 @@ class TokenFilter:
     #: Tokens that expire within this many days (and have not expired, unless
     #: ``status`` says otherwise).
     expires_within_days: int | None = None
+    #: Tokens of this owner (a delegated admin's listings always have it).
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ class AuditFilter:
     actor: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    #: Entries about this owner's tokens (a delegated admin's audit log).
+    owner: str | None = None
 
 
 #: A token's place in the listing order, or an audit entry's.
@@ -90,7 +94,9 @@ class Cursors:
 
 
 def _fields(filters: object) -> dict[str, Any]:
+    # No owner is left out, so that cursors made before owners existed still work.
     return {
         name: iso(value) if isinstance(value, datetime) else value
         for name, value in asdict(filters).items()  # type: ignore[call-overload]
+        if not (name == "owner" and value is None)
     }

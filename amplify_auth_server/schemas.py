@@ -33,10 +33,12 @@ from amplify_auth_client.contract import (
     MAX_METADATA_KEY_LENGTH,
     MAX_METADATA_VALUE_LENGTH,
     MAX_NAME_LENGTH,
+    MAX_OWNER_LENGTH,
     MAX_SCOPE_LENGTH,
     MAX_SCOPES,
     MAX_TOKEN_FIELD,
     MAX_TTL_DAYS,
+    OWNER_PATTERN,
     SCOPE_PATTERN,
     TEXT_PATTERN,
     TOKEN_ID,
@@ -64,6 +66,14 @@ Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=LABEL_PATTERN),
     Field(description=f"1 to {MAX_NAME_LENGTH} characters. {_LABEL}"),
+]
+Owner = Annotated[
+    str,
+    StringConstraints(pattern=OWNER_PATTERN),
+    Field(
+        description=f"A team or service: 1 to {MAX_OWNER_LENGTH} of lowercase letters, "
+        "digits and `._-`, starting with a letter or digit."
+    ),
 ]
 Description = Annotated[
     str,
@@ -132,6 +142,7 @@ class ValidateResponse(BaseModel):
     scopes: list[str] = Field(description="The token's scopes when known and usable.")
     token_id: str | None
     name: str | None
+    owner: str | None = Field(description="The team or service the token belongs to, if any.")
     reason: Reason | None = Field(description="Null when valid.")
     missing_scopes: list[str] = Field(description="For `insufficient_scope`: what is missing.")
     expires_at: datetime | None = Field(
@@ -152,6 +163,11 @@ class CreateTokenRequest(_Request):
         f"characters, {_LABEL[0].lower()}{_LABEL[1:]} Values: up to "
         f"{MAX_METADATA_VALUE_LENGTH} characters, {_TEXT[0].lower()}{_TEXT[1:]}",
     )
+    owner: Owner | None = Field(
+        default=None,
+        description="The team or service the token belongs to; never changes. Required with "
+        "`tokens:manage`. A delegated admin's tokens get its own owner.",
+    )
 
 
 class ExtendTokenRequest(_Request):
@@ -170,6 +186,7 @@ class TokenRecordResponse(BaseModel):
     revoked_at: datetime | None
     description: str | None
     metadata: dict[str, str] | None
+    owner: str | None
 
     @classmethod
     def of(cls, record: TokenRecord, now: datetime) -> TokenRecordResponse:
@@ -183,11 +200,16 @@ class TokenRecordResponse(BaseModel):
             revoked_at=record.revoked_at,
             description=record.description,
             metadata=record.metadata,
+            owner=record.owner,
         )
 
 
 class CreatedTokenResponse(BaseModel):
-    token: str = Field(description="The raw token. Shown once: store it now.")
+    token: str | None = Field(
+        description="The raw token. Shown once: store it now. Null in a replay "
+        "(`Idempotent-Replayed: true`, status 200): the key's create happened earlier, "
+        "and its raw token was in that answer only."
+    )
     token_id: str
     name: str
     scopes: list[str]
@@ -195,6 +217,7 @@ class CreatedTokenResponse(BaseModel):
     expires_at: datetime | None
     description: str | None
     metadata: dict[str, str] | None
+    owner: str | None
 
 
 class AuditRecordResponse(BaseModel):
@@ -258,7 +281,7 @@ class RevokeByIds(_Request):
     ] = Field(description=f"1 to {MAX_BULK_IDS} token ids, each once.")
 
 
-_FILTERS = ("name", "scope", "expires_within_days")
+_FILTERS = ("name", "scope", "expires_within_days", "owner")
 
 
 def _one_filter_at_least(schema: dict[str, Any]) -> None:
@@ -280,12 +303,15 @@ class RevokeFilter(_Request):
     expires_within_days: Annotated[StrictInt | None, Field(ge=0, le=MAX_TTL_DAYS)] = Field(
         default=None, description="Tokens expiring within this many days."
     )
+    owner: Owner | None = Field(
+        default=None, description="Tokens of this owner (a delegated admin: only its own)."
+    )
 
     @model_validator(mode="after")
     def _something(self) -> RevokeFilter:
         if all(getattr(self, name) is None for name in _FILTERS):
             raise ValueError(
-                "give at least one filter (name, scope, expires_within_days): revoking "
+                "give at least one filter (name, scope, expires_within_days, owner): revoking "
                 "every token is not something a request does by omission"
             )
         return self

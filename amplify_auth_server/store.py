@@ -39,7 +39,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from amplify_auth_server.errors import DatabaseUnavailable
 from amplify_auth_server.models import Actor, AuditRecord, TokenRecord
 from amplify_auth_server.pages import AuditFilter, AuditPosition, TokenFilter, TokenPosition
-from amplify_auth_server.tables import audit_log, cache_outbox, installation, tokens
+from amplify_auth_server.tables import (
+    audit_log,
+    cache_outbox,
+    idempotency_keys,
+    installation,
+    tokens,
+)
 
 # Built once: the miss path then only binds a value to a cached compilation.
 _BY_HASH: Final = select(tokens).where(tokens.c.token_hash == bindparam("token_hash"))
@@ -157,6 +163,8 @@ class TokenStore:
             conditions.append(tokens.c.revoked_at.is_not(None))
         elif filters.status == "expired":
             conditions += [live, tokens.c.expires_at <= now]
+        if filters.owner is not None:
+            conditions.append(tokens.c.owner == filters.owner)
         if filters.name is not None:
             prefix = filters.name.lower()
             for special in ("\\", "%", "_"):
@@ -185,6 +193,8 @@ class TokenStore:
             query = query.where(audit_log.c.id < after)
         if filters.token_id is not None:
             query = query.where(audit_log.c.token_id == filters.token_id)
+        if filters.owner is not None:
+            query = query.where(audit_log.c.owner == filters.owner)
         if filters.action is not None:
             query = query.where(audit_log.c.action == filters.action)
         if filters.actor is not None:
@@ -327,7 +337,9 @@ class TokenStore:
         action: str,
         token_id: str | None,
         details: dict[str, Any],
+        owner: str | None = None,
     ) -> None:
+        """One audit entry; ``owner``: the owner of the token it is about."""
         await connection.execute(
             insert(audit_log).values(
                 at=at,
@@ -336,29 +348,95 @@ class TokenStore:
                 action=action,
                 token_id=token_id,
                 details=details,
+                owner=owner,
             )
+        )
+
+    # -- idempotency keys (command writer only) --------------------------------
+
+    @staticmethod
+    async def earlier_creates(
+        connection: AsyncConnection, keys: Sequence[tuple[str, str]], since: datetime
+    ) -> dict[tuple[str, str], tuple[str, TokenRecord]]:
+        """For each ``(actor_id, key_hash)`` remembered since ``since``: the body hash
+        it was sent with, and the token it created (as the token is now)."""
+        if not keys:
+            return {}
+        query = (
+            select(idempotency_keys.c.actor_id, idempotency_keys.c.key_hash)
+            .add_columns(idempotency_keys.c.body_hash, *tokens.c)
+            .join(tokens, tokens.c.id == idempotency_keys.c.token_id)
+            .where(
+                tuple_(idempotency_keys.c.actor_id, idempotency_keys.c.key_hash).in_(
+                    sorted(set(keys))
+                ),
+                idempotency_keys.c.created_at >= since,
+            )
+        )
+        rows = (await connection.execute(query)).all()
+        return {
+            (row.actor_id, row.key_hash): (row.body_hash, TokenRecord.from_row(row)) for row in rows
+        }
+
+    @staticmethod
+    async def remember_creates(
+        connection: AsyncConnection, entries: Sequence[tuple[str, str, str, str]], at: datetime
+    ) -> None:
+        """Remember ``(actor_id, key_hash, body_hash, token_id)`` entries, in one statement.
+
+        Their primary key is the backstop against two replicas minting for one
+        key: the second insert raises :class:`IntegrityError`.
+        """
+        if entries:
+            await connection.execute(
+                insert(idempotency_keys),
+                [
+                    {
+                        "actor_id": actor_id,
+                        "key_hash": key_hash,
+                        "body_hash": body_hash,
+                        "token_id": token_id,
+                        "created_at": at,
+                    }
+                    for actor_id, key_hash, body_hash, token_id in entries
+                ],
+            )
+
+    @staticmethod
+    async def forget_creates_before(connection: AsyncConnection, before: datetime) -> None:
+        """Drop the keys older than the window (an index range: usually nothing)."""
+        await connection.execute(
+            delete(idempotency_keys).where(idempotency_keys.c.created_at < before)
         )
 
     # -- bulk writes (command writer only) -------------------------------------
 
     @staticmethod
     async def revoke_many(
-        connection: AsyncConnection, token_ids: Sequence[str], now: datetime
+        connection: AsyncConnection,
+        token_ids: Sequence[str],
+        now: datetime,
+        *,
+        owner: str | None = None,
     ) -> tuple[list[TokenRecord], set[str]]:
         """Revoke the active tokens among ``token_ids``: the updated rows, and the ids
-        that exist at all (the others are no token).
+        that exist at all (the others are no token). With ``owner``, only that
+        owner's tokens exist here: another's are no token, and stay as they are.
 
         The rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite's
         writer holds the database), so the update sees exactly what was read.
         """
-        query = select(tokens.c.id).where(tokens.c.id.in_(token_ids))
+        mine: list[ColumnElement[bool]] = [tokens.c.id.in_(token_ids)]
+        if owner is not None:
+            mine.append(tokens.c.owner == owner)
+        query = select(tokens.c.id).where(*mine)
         if connection.dialect.name == "postgresql":
             # In id order, as lock_all takes them (see there).
             query = query.order_by(tokens.c.id).with_for_update()
         existing = set((await connection.execute(query)).scalars())
         result = await connection.execute(
             update(tokens)
-            .where(tokens.c.id.in_(token_ids), tokens.c.revoked_at.is_(None))
+            .where(*mine, tokens.c.revoked_at.is_(None))
             .values(revoked_at=now, version=tokens.c.version + 1)
             .returning(*tokens.c)
         )
@@ -370,9 +448,9 @@ class TokenStore:
         *,
         at: datetime,
         action: str,
-        entries: Sequence[tuple[Actor, str, dict[str, Any]]],
+        entries: Sequence[tuple[Actor, str, dict[str, Any], str | None]],
     ) -> None:
-        """One audit row per ``(actor, token_id, details)``, in one statement."""
+        """One audit row per ``(actor, token_id, details, owner)``, in one statement."""
         if entries:
             await connection.execute(
                 insert(audit_log),
@@ -384,8 +462,9 @@ class TokenStore:
                         "action": action,
                         "token_id": token_id,
                         "details": details,
+                        "owner": owner,
                     }
-                    for actor, token_id, details in entries
+                    for actor, token_id, details, owner in entries
                 ],
             )
 
@@ -427,4 +506,5 @@ def _columns(record: TokenRecord) -> dict[str, Any]:
         "revoked_at": record.revoked_at,
         "version": record.version,
         "created_by": record.created_by,
+        "owner": record.owner,
     }

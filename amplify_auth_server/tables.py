@@ -83,6 +83,9 @@ tokens = Table(
     # than what they hold, so a slow reader can never overwrite a revocation.
     Column("version", Integer, nullable=False, server_default="1"),
     Column("created_by", String(32), nullable=True),
+    # The team or service the token belongs to (contract.OWNER); set at
+    # creation, never changed. Null: no owner (migration 0005).
+    Column("owner", String(63), nullable=True),
     # Listing is keyset-paged, newest first: one index per way of listing,
     # so that a page stops after its rows at any depth (migration 0003).
     Index("ix_tokens_created_at_id", "created_at", "id"),
@@ -94,6 +97,17 @@ tokens = Table(
         sqlite_where=text("revoked_at IS NULL"),
     ),
     Index("ix_tokens_expires_at", "expires_at"),
+    # The same two listings for one owner (a delegated admin's every page):
+    # the owner first, so that a page reads only that owner's rows.
+    Index("ix_tokens_owner_created_at_id", "owner", "created_at", "id"),
+    Index(
+        "ix_tokens_owner_live_created_at_id",
+        "owner",
+        "created_at",
+        "id",
+        postgresql_where=text("revoked_at IS NULL"),
+        sqlite_where=text("revoked_at IS NULL"),
+    ),
 )
 #: Indexes only PostgreSQL has (a name prefix whatever its case, with
 #: text_pattern_ops; the scopes a token holds, with GIN), made by migration
@@ -120,7 +134,11 @@ audit_log = Table(
     Column("action", String(32), nullable=False),
     Column("token_id", String(32), nullable=True),
     Column("details", JSONDocument, nullable=False),
+    # The owner of the token it is about (for a refusal: of the token that
+    # tried): what a delegated admin's audit log is limited to (migration 0005).
+    Column("owner", String(63), nullable=True),
     Index("ix_audit_log_token_id_id", "token_id", "id"),
+    Index("ix_audit_log_owner_id", "owner", "id"),
     Index("ix_audit_log_actor_id_id", "actor_id", "id"),
     Index("ix_audit_log_action_id", "action", "id"),
     Index("ix_audit_log_at", "at"),
@@ -136,6 +154,23 @@ cache_outbox = Table(
     Column("token_hash", String(64), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The creates that idempotency keys named (see contract.IDEMPOTENCY_WINDOW).
+# The key is kept by hash only, per admin token: its primary key is what
+# makes two replicas racing with one key mint once (the second's insert
+# fails, and its retry finds the first's row). Rows older than the window are
+# pruned by the next keyed create.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("actor_id", String(32), primary_key=True),
+    Column("key_hash", String(64), primary_key=True),
+    # The canonical body's SHA-256: the same key with another body is refused.
+    Column("body_hash", String(64), nullable=False),
+    Column("token_id", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
 )
 
 # One row naming this database. Redis keys carry it, so that two deployments

@@ -41,6 +41,7 @@ def _body(
             "scopes": scopes,
             "token_id": None if state is None else state.token_id,
             "name": None if state is None else state.name,
+            "owner": None if state is None else state.owner,
             "reason": reason,
             "missing_scopes": missing,
             "expires_at": None if state is None else state.expires_at,
@@ -88,6 +89,23 @@ class Validator:
             return state
         if not token_is_well_formed(token):
             return None
+        return await self._miss(key)
+
+    async def state_by_hash(self, key: str) -> TokenState:
+        """What the caches or the database know of the token hashed to ``key``.
+
+        For a holder of a hash rather than a token (a console session): the
+        same tiers, and so the same invalidation on revoke, as :meth:`state_of`.
+        """
+        state = self._cache.get_local(key)
+        if state is not None:
+            self._metrics.local_hit.inc()
+            return state
+        return await self._miss(key)
+
+    def _miss(self, key: str) -> asyncio.Future[TokenState]:
+        # A plain function handing back the shielded lookup: no coroutine of
+        # its own on the miss path.
         self._metrics.local_miss.inc()
         lookup = self._inflight.get(key)
         if lookup is None:
@@ -98,7 +116,7 @@ class Validator:
             lookup.add_done_callback(lambda done: self._landed(key, done))
         else:
             self._metrics.coalesced.inc()
-        return await asyncio.shield(lookup)
+        return asyncio.shield(lookup)
 
     def _landed(self, key: str, lookup: asyncio.Task[TokenState]) -> None:
         # Only if it is still ours: a change may have replaced it meanwhile.

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,7 +69,8 @@ def _rows(start: int, count: int, now: datetime) -> list[dict[str, Any]]:
                 "metadata": None,
                 # Spread over a year, so that order and filters have work to do.
                 "created_at": now - timedelta(seconds=i * 31),
-                "expires_at": None if i % 3 else now + timedelta(days=1 + i % 365),
+                # A third expire, from 30 days ago (expired) to a year ahead.
+                "expires_at": None if i % 3 else now + timedelta(days=(i % 395) - 30),
                 "revoked_at": now if i % 50 == 0 else None,
                 "version": 1,
                 "created_by": "bench",
@@ -82,13 +84,43 @@ async def fill(url: str, count: int) -> None:
     try:
         await migrate(engine)
         now = datetime.now(UTC)
-        for start in range(0, count, _CHUNK):
+        if url.startswith("postgresql"):
+            await _copy(url, count, now)
+        for start in range(0, count if url.startswith("sqlite") else 0, _CHUNK):
             async with engine.begin() as connection:
                 await connection.execute(
                     tokens.insert(), _rows(start, min(_CHUNK, count - start), now)
                 )
+        # Statistics, as autovacuum (PostgreSQL) or an operator (SQLite) keeps
+        # them: without any, the planner guesses, and pages a filter that
+        # matches nothing by walking every row.
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(text("ANALYZE"))
     finally:
         await engine.dispose()
+
+
+async def _copy(url: str, count: int, now: datetime) -> None:
+    """The rows into PostgreSQL by COPY: inserts of a million rows outlast a busy
+    machine's statement timeout."""
+    import asyncpg
+
+    connection = await asyncpg.connect(url.replace("postgresql://", "postgres://"))
+    try:
+        columns = list(_rows(0, 1, now)[0])
+        for start in range(0, count, _CHUNK):
+            rows = _rows(start, min(_CHUNK, count - start), now)
+            await connection.copy_records_to_table(
+                "tokens",
+                columns=columns,
+                records=[
+                    tuple(json.dumps(v) if isinstance(v, list) else v for v in row.values())
+                    for row in rows
+                ],
+            )
+    finally:
+        await connection.close()
 
 
 def timed(client: httpx.Client, path: str, repeat: int = 15) -> float:
@@ -234,12 +266,21 @@ async def asyncpg_floor(database: str, count: int) -> float:
 
 def observer(url: str, tokens_file: str) -> None:
     """In another process: cache every token, then report when the last is evicted."""
+    import logging
+
+    # The subscription's reconnections and resets, on stderr: a reset would
+    # empty the cache without an event, and fake a fast eviction.
+    logging.basicConfig(level=logging.INFO, format="observer %(levelname)s %(message)s")
     raw = Path(tokens_file).read_text().split()
     with AuthClient(url, cache_ttl=600) as sdk:
-        assert all(sdk.validate(token) for token in raw)
+        # Subscribed first: the stream opens with a reset, which empties the
+        # cache, so the tokens are cached only once it is live.
+        assert sdk.validate(raw[0])
         while not sdk.cache_stats().subscribed:
             time.sleep(0.01)
-        print("ready", flush=True)
+        assert all(sdk.validate(token) for token in raw)
+        stats = sdk.cache_stats()
+        print(f"ready {stats.size} {stats.events} {stats.resets}", flush=True)
         # Watched without asking the server: an evicted token's next
         # validation would be a request, and 10,000 of them would be timed.
         while sdk.cache_stats().size:
@@ -285,13 +326,16 @@ def bulk(server: ServerProcess, count: int) -> None:
             text=True,
         )
         assert watcher.stdout is not None
-        assert watcher.stdout.readline().strip() == "ready"
+        word, cached, events_before, resets_before = watcher.stdout.readline().split()
+        assert (word, int(cached)) == ("ready", count), (word, cached)
         started = time.time()
         done = admin.post("/auth/tokens/revoke", json={"filter": {"name": "bulk-"}}, timeout=120)
         returned = time.time()
         assert done.json()["revoked_count"] == count, done.text
-        _, at, events, resets = watcher.stdout.readline().split()
+        _, at, events_after, resets_after = watcher.stdout.readline().split()
         evicted = float(at)
+        events = int(events_after) - int(events_before)
+        resets = int(resets_after) - int(resets_before)
         watcher.wait()
     print(f"| {count} revoked by one filter: to the call's return | {returned - started:.2f} s |")
     print(

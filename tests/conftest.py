@@ -88,6 +88,7 @@ def insert_token(
     scopes: tuple[str, ...] = ("read",),
     expires_at: datetime | None = None,
     raw: str | None = None,
+    owner: str | None = None,
 ) -> tuple[str, str]:
     """Write a token straight into the backend's database (e.g. one already expired).
 
@@ -105,6 +106,7 @@ def insert_token(
         created_by="test",
         now=utcnow(),
         expires_at=expires_at,
+        owner=owner,
     )
 
     async def insert() -> None:

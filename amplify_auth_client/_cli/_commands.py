@@ -62,7 +62,7 @@ Command = Callable[[argparse.Namespace, AuthClient], Result]
 
 def create(args: argparse.Namespace, client: AuthClient) -> CreatedToken:
     """Mint a token; ``--ttl`` unset never expires. The result holds the raw token."""
-    return client.create_token(args.name, list(args.scopes), ttl_days=args.ttl)
+    return client.create_token(args.name, list(args.scopes), ttl_days=args.ttl, owner=args.owner)
 
 
 def list_tokens(args: argparse.Namespace, client: AuthClient) -> TokenList:
@@ -72,6 +72,7 @@ def list_tokens(args: argparse.Namespace, client: AuthClient) -> TokenList:
         name=args.name,
         scope=args.scope,
         expires_within_days=args.expiring_within,
+        owner=args.owner,
         limit=args.limit,
         cursor=args.cursor,
     )
@@ -89,7 +90,10 @@ def revoke(args: argparse.Namespace, client: AuthClient) -> Changed | Revocation
     matching the filters; revoking a revoked token changes nothing and succeeds."""
     if filtered(args):
         count = client.revoke_where(
-            name=args.name, scope=args.scope, expires_within_days=args.expiring_within
+            name=args.name,
+            scope=args.scope,
+            expires_within_days=args.expiring_within,
+            owner=args.owner,
         )
         return Revocations(count, None)
     if len(args.token_ids) == 1:
@@ -101,7 +105,8 @@ def revoke(args: argparse.Namespace, client: AuthClient) -> Changed | Revocation
 def filtered(args: argparse.Namespace) -> bool:
     """Whether ``revoke`` was given filters rather than ids."""
     return any(
-        getattr(args, option, None) is not None for option in ("name", "scope", "expiring_within")
+        getattr(args, option, None) is not None
+        for option in ("name", "scope", "expiring_within", "owner")
     )
 
 
@@ -124,6 +129,7 @@ _SENT: Final = {
     "name": "name",
     "scopes": "scopes",
     "ttl": "ttl_days",
+    "owner": "owner",
     "token_id": "token_id",
     "token_ids": "token_id",
     "days": "days",

@@ -11,8 +11,9 @@ code   meaning
 3      the auth service is unavailable: unreachable, timed out, a
        server error (5xx), or no auth API at that URL
 4      not allowed: no admin token, a token the server refuses (401),
-       or one without the ``admin`` scope (403)
-5      no token has this id (404)
+       one holding neither ``admin`` nor ``tokens:manage`` (403), or a
+       delegated token asking beyond its owner, scopes or expiry (403)
+5      no token has this id, or none this token may manage (404)
 130    interrupted (Ctrl-C)
 =====  ===============================================================
 
@@ -46,7 +47,13 @@ NOT_FOUND: Final = 5
 INTERRUPTED: Final = 130
 
 # The request fields the CLI's options fill, named as the user typed them.
-_OPTIONS: Final = {"name": "NAME", "scopes": "--scopes", "ttl_days": "--ttl", "days": "--days"}
+_OPTIONS: Final = {
+    "name": "NAME",
+    "scopes": "--scopes",
+    "ttl_days": "--ttl",
+    "days": "--days",
+    "owner": "--owner",
+}
 
 
 class CLIError(Exception):
@@ -97,10 +104,17 @@ def explain(exc: AuthError, *, url: str, token_source: str, sent: dict[str, obje
             "or set AUTH_ADMIN_TOKEN to an active token holding the admin scope",
             NOT_ALLOWED,
         )
+    if isinstance(exc, AdminPermissionDenied) and exc.beyond_delegation:
+        return CLIError(
+            f"{exc.detail}{_where(exc)}; admin token from {token_source} is a delegated "
+            "one (tokens:manage): it manages its own owner's tokens, within its own scopes "
+            "and expiry",
+            NOT_ALLOWED,
+        )
     if isinstance(exc, AdminPermissionDenied):
         return CLIError(
             f"{exc.detail}{_where(exc)}; admin token from {token_source}: "
-            "use a token holding the admin scope",
+            "use a token holding the admin scope, or tokens:manage and an owner",
             NOT_ALLOWED,
         )
     if isinstance(exc, TokenNotFound) and "token_id" not in sent:
@@ -112,7 +126,9 @@ def explain(exc: AuthError, *, url: str, token_source: str, sent: dict[str, obje
         )
     if isinstance(exc, TokenNotFound):
         return CLIError(
-            f"{exc.detail}{_where(exc)}: `auth-cli list --all` shows every token", NOT_FOUND
+            f"{exc.detail}{_where(exc)}: `auth-cli list --all` shows every token "
+            "this admin token may manage",
+            NOT_FOUND,
         )
     if isinstance(exc, InvalidRequest):
         fields = _fields(exc, sent)

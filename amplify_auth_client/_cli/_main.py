@@ -179,7 +179,7 @@ def _confirm_revoke(client: AuthClient, args: argparse.Namespace) -> None:
     if filtered(args):
         count = client.revoke_where(
             name=args.name, scope=args.scope, expires_within_days=args.expiring_within,
-            dry_run=True,
+            owner=args.owner, dry_run=True,
         )  # fmt: skip
         if count == 0:
             return  # Nothing matches: nothing to ask about.
@@ -216,6 +216,8 @@ def _filters(args: argparse.Namespace) -> str:
         parts.append(f"holding {args.scope}")
     if args.expiring_within is not None:
         parts.append(f"expiring within {args.expiring_within} days")
+    if args.owner is not None:
+        parts.append(f"of owner {args.owner}")
     return " and ".join(parts)
 
 

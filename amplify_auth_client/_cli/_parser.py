@@ -17,7 +17,13 @@ from typing import Any, NoReturn
 from amplify_auth_client._cli._errors import USAGE
 from amplify_auth_client._cli._settings import DEFAULT_AUTH_URL
 from amplify_auth_client._version import __version__
-from amplify_auth_client.contract import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TTL_DAYS
+from amplify_auth_client.contract import (
+    DEFAULT_PAGE_SIZE,
+    MAX_OWNER_LENGTH,
+    MAX_PAGE_SIZE,
+    MAX_TTL_DAYS,
+    is_owner,
+)
 
 PROG = "auth-cli"
 
@@ -54,6 +60,16 @@ def _whole(text: str, low: int, high: int, what: str) -> int:
 def _days_or_zero(text: str) -> int:
     """A whole number of days, 0 or more: ``--expiring-within``."""
     return _whole(text, 0, MAX_TTL_DAYS, "days")
+
+
+def _owner(text: str) -> str:
+    """An owner, as the contract has it: refused here, before any request."""
+    if not is_owner(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an owner: 1 to {MAX_OWNER_LENGTH} lowercase letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
+    return text
 
 
 def _page_size(text: str) -> int:
@@ -120,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="days until the token expires (default: never)",
     )
+    create.add_argument(
+        "--owner",
+        type=_owner,
+        metavar="OWNER",
+        help="the team or service it belongs to (needed with tokens:manage), e.g. payments",
+    )
 
     listing = command(
         "list", "List active tokens, newest first (with --all, revoked and expired ones too)."
@@ -127,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--all", action="store_true", help="include revoked and expired tokens")
     listing.add_argument("--name", metavar="PREFIX", help="tokens whose name starts so (any case)")
     listing.add_argument("--scope", metavar="SCOPE", help="tokens holding this scope")
+    listing.add_argument("--owner", type=_owner, metavar="OWNER", help="tokens of this owner")
     listing.add_argument(
         "--expiring-within",
         type=_days_or_zero,
@@ -158,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--name", metavar="PREFIX", help="every active token whose name starts so (any case)"
     )
     revoke.add_argument("--scope", metavar="SCOPE", help="every active token holding this scope")
+    revoke.add_argument(
+        "--owner", type=_owner, metavar="OWNER", help="every active token of this owner"
+    )
     revoke.add_argument(
         "--expiring-within",
         type=_days_or_zero,

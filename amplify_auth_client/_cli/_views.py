@@ -52,6 +52,8 @@ def token_fields(token: TokenInfo) -> list[tuple[str, str]]:
         ("created", when(token.created_at)),
         ("expires", when(token.expires_at)),
     ]
+    if token.owner is not None:
+        rows.insert(2, ("owner", token.owner))
     if token.revoked_at is not None:
         rows.append(("revoked", when(token.revoked_at)))
     if token.description:
@@ -62,9 +64,11 @@ def token_fields(token: TokenInfo) -> list[tuple[str, str]]:
 
 
 def created_fields(token: CreatedToken) -> list[tuple[str, str]]:
-    """What ``create`` shows under the secret."""
+    """What ``create`` shows under the secret (the owner, when it has one)."""
+    owner = [] if token.owner is None else [("owner", token.owner)]
     return [
         ("id", token.token_id),
+        *owner,
         ("scopes", " ".join(token.scopes)),
         ("created", when(token.created_at)),
         ("expires", when(token.expires_at)),

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from amplify_auth_client.contract import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
 from amplify_auth_server.errors import (
     AuthServerError,
     InvalidInput,
@@ -43,6 +44,11 @@ async def _invalid(request: Request, exc: Exception) -> Response:
         # rather than "Input should be a valid dictionary".
         detail = "send the body as JSON, with Content-Type: application/json"
     errors = field_errors(exc.errors(), known_names(request.app))
+    if errors and all(e["loc"][:2] == ["header", IDEMPOTENCY_KEY_HEADER] for e in errors):
+        detail = (
+            f"{IDEMPOTENCY_KEY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII "
+            "characters, without spaces (a UUID, say); leave it out to create without one"
+        )
     return _respond(InvalidInput(detail, errors=errors))
 
 

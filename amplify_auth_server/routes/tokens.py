@@ -1,7 +1,9 @@
 """Token management: create, list, inspect, revoke, extend, and the audit trail.
 
-Every route needs an admin token (:data:`~amplify_auth_server.deps.Admin`).
-Writes go through the single writer; reads go straight to the database.
+Every route needs a manager's token (:data:`~amplify_auth_server.deps.Admin`):
+a global admin, or a delegated admin limited to its owner's tokens, as
+:mod:`amplify_auth_server.authz` decides. Writes go through the single
+writer; reads go straight to the database.
 """
 
 from __future__ import annotations
@@ -9,21 +11,36 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from pydantic import AwareDatetime, BeforeValidator
 
 from amplify_auth_client.contract import (
     DEFAULT_PAGE_SIZE,
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
+    IDEMPOTENCY_WINDOW,
+    IDEMPOTENT_REPLAYED_HEADER,
     MAX_BULK_IDS,
     MAX_CURSOR_LENGTH,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_PAGE_SIZE,
     MAX_TTL_DAYS,
     TOKEN_ID,
     ListStatus,
+    create_fingerprint,
+    hash_idempotency_key,
     is_token_id,
     token_is_well_formed,
 )
-from amplify_auth_server.commands import CreateToken, ExtendToken, RevokeMany, RevokeToken
+from amplify_auth_server import authz
+from amplify_auth_server.commands import (
+    CreateToken,
+    ExtendToken,
+    Idempotency,
+    RecordRefusal,
+    RevokeMany,
+    RevokeToken,
+)
 from amplify_auth_server.deps import Admin, ServicesDep
 from amplify_auth_server.errors import InvalidInput, NotFound
 from amplify_auth_server.models import utcnow
@@ -38,6 +55,7 @@ from amplify_auth_server.schemas import (
     ErrorResponse,
     ExtendTokenRequest,
     NamePrefix,
+    Owner,
     RevokeByIds,
     Scope,
     TokenPageResponse,
@@ -49,7 +67,13 @@ router = APIRouter(
     tags=["management"],
     responses={  # shared by every management route
         401: {"model": ErrorResponse, "description": "No valid admin token"},
-        403: {"model": ErrorResponse, "description": "Token lacks the admin scope"},
+        403: {
+            "model": ErrorResponse,
+            "description": "The token lacks `admin` and `tokens:manage` (`forbidden`), or a "
+            "delegated admin asked beyond its delegation: another owner (`other_owner`), a "
+            "scope it does not hold (`scope_not_held`), an expiry past its own "
+            "(`expires_after_manager`)",
+        },
         422: {"model": ErrorResponse},
         503: {"model": ErrorResponse},
     },
@@ -69,14 +93,56 @@ def _known(token_id: str) -> str:
     return token_id
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY_HEADER,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Makes the create safe to retry: the same key (from the same admin "
+        f"token, within {IDEMPOTENCY_WINDOW.days * 24} hours) with the same body answers "
+        "the first create's token again, with `token: null`, status 200 and "
+        f"`{IDEMPOTENT_REPLAYED_HEADER}: true`, and mints nothing; with another body, 422. "
+        f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters; kept by hash only.",
+    ),
+]
+
+
 @router.post(
     "/tokens",
     status_code=status.HTTP_201_CREATED,
     summary="Create a token (the raw token is in this response only)",
+    responses={
+        200: {
+            "model": CreatedTokenResponse,
+            "description": "A replay of the create its `Idempotency-Key` named: no raw token",
+        }
+    },
 )
 async def create_token(
-    body: CreateTokenRequest, admin: Admin, parts: ServicesDep, response: Response
+    body: CreateTokenRequest,
+    admin: Admin,
+    parts: ServicesDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> CreatedTokenResponse:
+    grant = authz.may_create(
+        admin, owner=body.owner, scopes=body.scopes, ttl_days=body.ttl_days, now=utcnow()
+    )
+    idempotency = None
+    if idempotency_key is not None:
+        idempotency = Idempotency(
+            key_hash=hash_idempotency_key(idempotency_key),
+            body_hash=create_fingerprint(
+                body.name,
+                body.scopes,
+                body.ttl_days,
+                body.description,
+                body.metadata,
+                body.owner,
+            ),
+        )
     created = await parts.queue.submit(
         CreateToken(
             actor=admin,
@@ -85,10 +151,16 @@ async def create_token(
             ttl_days=body.ttl_days,
             description=body.description,
             metadata=body.metadata,
+            idempotency=idempotency,
+            owner=grant.owner,
+            not_after=grant.not_after,
         )
     )
     # The one response that carries a secret must not be stored by any cache.
     response.headers["Cache-Control"] = "no-store"
+    if created.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers[IDEMPOTENT_REPLAYED_HEADER] = "true"
     record = created.record
     return CreatedTokenResponse(
         token=created.token,
@@ -99,6 +171,7 @@ async def create_token(
         expires_at=record.expires_at,
         description=record.description,
         metadata=record.metadata,
+        owner=record.owner,
     )
 
 
@@ -134,6 +207,10 @@ async def list_tokens(
         int | None,
         Query(ge=0, le=MAX_TTL_DAYS, description="Tokens expiring within this many days."),
     ] = None,
+    owner: Annotated[
+        Owner | None,
+        Query(description="Tokens of this owner (a delegated admin lists only its own)."),
+    ] = None,
 ) -> TokenPageResponse:
     if include_all and status not in (None, "all"):
         raise InvalidInput(
@@ -147,6 +224,7 @@ async def list_tokens(
         name=name,
         scope=scope,
         expires_within_days=expires_within_days,
+        owner=authz.may_list(admin, owner),
     )
     after = None if cursor is None else parts.cursors.token_position(cursor, filters)
     now = utcnow()
@@ -174,6 +252,23 @@ async def revoke_tokens(
     filters: how many were revoked (or would be, with `dry_run`)."""
     if isinstance(body, RevokeByIds):
         done = await parts.queue.submit(RevokeMany(actor=admin, token_ids=tuple(body.token_ids)))
+        if authz.scope_of(admin) is not None:
+            # To a delegated admin, each is an id of no token or of another
+            # owner's: audited as the 404 of a single revoke would be.
+            await asyncio.gather(
+                *(
+                    parts.queue.submit(
+                        RecordRefusal(
+                            actor=admin,
+                            attempt="revoke_tokens",
+                            token_id=token_id,
+                            status=404,
+                            error="not_found",
+                        )
+                    )
+                    for token_id in done.not_found
+                )
+            )
         return BulkRevokeResponse(
             revoked_count=len(done.revoked),
             revoked=list(done.revoked),
@@ -185,6 +280,7 @@ async def revoke_tokens(
         name=body.filter.name,
         scope=body.filter.scope,
         expires_within_days=body.filter.expires_within_days,
+        owner=authz.may_list(admin, body.filter.owner),
     )
     ids = await parts.store.matching_ids(filters, utcnow())
     if body.dry_run:
@@ -204,7 +300,7 @@ async def revoke_tokens(
 
 @router.get("/tokens/{token_id}", summary="A token's details", responses=_NOT_FOUND)
 async def get_token(token_id: TokenId, admin: Admin, parts: ServicesDep) -> TokenRecordResponse:
-    record = await parts.store.get(_known(token_id))
+    record = authz.visible(admin, await parts.store.get(_known(token_id)))
     if record is None:
         raise NotFound.token(token_id)
     return TokenRecordResponse.of(record, utcnow())
@@ -296,7 +392,7 @@ async def token_audit(
     since: Since = None,
     until: Until = None,
 ) -> AuditPageResponse:
-    if await parts.store.get(_known(token_id)) is None:
+    if authz.visible(admin, await parts.store.get(_known(token_id))) is None:
         raise NotFound.token(token_id)
     filters = AuditFilter(
         token_id=token_id,
@@ -304,11 +400,15 @@ async def token_audit(
         actor=actor,
         since=since,
         until=until,
+        owner=authz.scope_of(admin),
     )
     return await _audit_page(parts, filters, cursor, limit)
 
 
-@router.get("/audit", summary="The audit log, a page at a time, newest first")
+@router.get(
+    "/audit",
+    summary="The audit log, a page at a time, newest first (a delegated admin: its owner's)",
+)
 async def audit(
     admin: Admin,
     parts: ServicesDep,
@@ -319,5 +419,8 @@ async def audit(
     since: Since = None,
     until: Until = None,
 ) -> AuditPageResponse:
-    filters = AuditFilter(action=action, actor=actor, since=since, until=until)
+    # A delegated admin's audit log is its owner's entries only.
+    filters = AuditFilter(
+        action=action, actor=actor, since=since, until=until, owner=authz.scope_of(admin)
+    )
     return await _audit_page(parts, filters, cursor, limit)

@@ -46,6 +46,7 @@ def test_create_json_has_the_token_and_the_api_fields(cli) -> None:
         "expires_at",
         "description",
         "metadata",
+        "owner",
     }
     assert token_is_well_formed(body["token"])
     assert body["scopes"] == ["read"]
@@ -223,3 +224,43 @@ def test_revoke_takes_several_ids_or_filters(cli, cli_server: CLIServer) -> None
     assert by_filter.json() == {"revoked_count": 1}
     with AuthClient(cli_server.url, admin_token=cli_server.admin_token) as auth:
         assert {auth.get_token(i).status for i in ids} == {"revoked"}
+
+
+def test_owners_on_the_command_line_and_a_delegated_admin_token(
+    cli, cli_server: CLIServer, monkeypatch
+) -> None:
+    made = cli(
+        "--json", "create", "cli-team-admin", "--scopes", "tokens:manage", "read",
+        "--ttl", "30", "--owner", "cli-team",
+    )  # fmt: skip
+    assert made.code == 0, made
+    assert made.json()["owner"] == "cli-team"
+    assert cli("create", "nobody", "--scopes", "tokens:manage").code == 2  # needs an owner
+    assert cli("create", "bad", "--scopes", "read", "--owner", "Cli-Team").code == 2
+    other = cli("--json", "create", "cli-other", "--scopes", "read", "--owner", "cli-other")
+    other_id = other.json()["token_id"]
+
+    monkeypatch.setenv("AUTH_ADMIN_TOKEN", made.json()["token"])
+    mine = cli("--json", "create", "cli-team-svc", "--scopes", "read", "--ttl", "3")
+    assert mine.code == 0, mine
+    assert mine.json()["owner"] == "cli-team"
+    info = cli("info", mine.json()["token_id"])
+    assert re.search(r"owner\s+cli-team", info.out), info.out
+    listed = {token["token_id"] for token in cli("--json", "list").json()}
+    assert listed == {made.json()["token_id"], mine.json()["token_id"]}
+
+    beyond = cli("create", "escalate", "--scopes", "admin", "--ttl", "3")
+    assert beyond.code == 4
+    assert "delegated" in beyond.err
+    foreign = cli("revoke", other_id, "--yes")
+    assert foreign.code == 5  # another owner's token: no such token
+    assert cli("list", "--owner", "cli-other").code == 4
+    revoked = cli("--json", "revoke", "--owner", "cli-team", "--name", "cli-team-svc", "--yes")
+    assert revoked.json() == {"revoked_count": 1}
+
+    monkeypatch.setenv("AUTH_ADMIN_TOKEN", cli_server.admin_token)
+    assert [t["token_id"] for t in cli("--json", "list", "--owner", "cli-other").json()] == [
+        other_id
+    ]
+    with AuthClient(cli_server.url, admin_token=cli_server.admin_token) as auth:
+        assert auth.get_token(other_id).status == "active"

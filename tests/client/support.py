@@ -81,9 +81,11 @@ def record(
     status: str = "active",
     expires_at: str | None = "2026-02-01T12:00:00Z",
     revoked_at: str | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """A management token record."""
     return {
+        "owner": owner,
         "token_id": token_id,
         "name": "billing",
         "scopes": ["invoices:read"],

@@ -15,6 +15,7 @@ from amplify_auth_client import (
     AuthRequestError,
     AuthServiceUnavailable,
     InvalidRequest,
+    TokenAlreadyCreated,
     TokenConflict,
     TokenNotFound,
 )
@@ -24,6 +25,7 @@ ERRORS = [
     AuthConfigError("no base_url"),
     AuthServiceUnavailable("down", status_code=503),
     AuthServiceUnavailable("unreachable"),
+    TokenAlreadyCreated("made earlier", token_id="tok_aaaaaaaaaaaaaaaa"),
     *(
         error_type(
             "the server's explanation",

@@ -304,3 +304,44 @@ async def test_async_management(api: respx.MockRouter) -> None:
         assert [e.action for e in await client.token_audit(TOKEN_ID)] == ["extend"]
         with pytest.raises(AdminPermissionDenied):
             await client.audit()
+
+
+def test_owners_are_sent_and_read(api: respx.MockRouter, client: AuthClient) -> None:
+    created = api.post("/auth/tokens").mock(
+        return_value=httpx.Response(201, json=created_body(owner="payments"))
+    )
+    listed = api.get("/auth/tokens").mock(return_value=page(record(owner="payments")))
+    by_filter = api.post("/auth/tokens/revoke").mock(
+        return_value=httpx.Response(
+            200,
+            json={"revoked_count": 2, "revoked": None, "already_revoked": None, "not_found": None},
+        )
+    )
+    with client:
+        assert client.create_token("billing", ["read"], owner="payments").owner == "payments"
+        assert [t.owner for t in client.list_tokens(owner="payments")] == ["payments"]
+        assert client.revoke_where(owner="payments") == 2
+    assert json.loads(created.calls.last.request.content)["owner"] == "payments"
+    assert listed.calls.last.request.url.params["owner"] == "payments"
+    assert json.loads(by_filter.calls.last.request.content)["filter"] == {"owner": "payments"}
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        ("forbidden", "use a token holding admin, or tokens:manage"),
+        ("other_owner", "manages only its own owner's tokens"),
+        ("scope_not_held", "grants only scopes it holds itself"),
+        ("expires_after_manager", "makes nothing that outlives it"),
+    ],
+)
+def test_a_403_says_whether_the_token_lacks_the_scope_or_asked_beyond_its_delegation(
+    api: respx.MockRouter, client: AuthClient, code: str, hint: str
+) -> None:
+    api.post("/auth/tokens").mock(return_value=error(403, code, "refused"))
+    with client, pytest.raises(AdminPermissionDenied) as refused:
+        client.create_token("x", ["read"])
+    assert refused.value.code == code
+    assert refused.value.lacks_scope == (code == "forbidden")
+    assert refused.value.beyond_delegation == (code != "forbidden")
+    assert hint in str(refused.value)

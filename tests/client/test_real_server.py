@@ -81,6 +81,7 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
         }
         headers["no-store"] = response.headers.get("cache-control") == "no-store"
         headers["allow"] = response.headers.get("allow")
+        headers["replayed"] = response.headers.get("idempotent-replayed")
         seen.append((step, (response.status_code, normalise(body), headers)))
         return response
 
@@ -139,6 +140,37 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
         headers=admin,
     ).json()
     token, token_id = created["token"], created["token_id"]
+    keyed = {"name": "keyed", "scopes": ["read"], "ttl_days": 3}
+    key = {"Idempotency-Key": "order-4711"}
+    call("create: keyed", "POST", "/auth/tokens", json=keyed, headers=admin | key)
+    call("create: replayed", "POST", "/auth/tokens", json=keyed, headers=admin | key)
+    call(
+        "create: replayed, fields reordered",
+        "POST",
+        "/auth/tokens",
+        content=b'{"ttl_days": 3, "scopes": ["read"], "name": "keyed", "description": null}',
+        headers=admin | key | json_type,
+    )
+    call(
+        "create: the key with another body",
+        "POST",
+        "/auth/tokens",
+        json=keyed | {"ttl_days": 4},
+        headers=admin | key,
+    )
+    for step, bad in [
+        ("create: a key with a space", "two words"),
+        ("create: an empty key", ""),
+        ("create: a key too long", "k" * 256),
+    ]:
+        call(step, "POST", "/auth/tokens", json=keyed, headers=admin | {"Idempotency-Key": bad})
+    call(
+        "create: the key, not admin",
+        "POST",
+        "/auth/tokens",
+        json=keyed,
+        headers={"Authorization": f"Bearer {token}"} | key,
+    )
     call(
         "create: not admin",
         "POST",
@@ -164,7 +196,10 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
     for step, body in [
         ("create: no scopes", {"name": "a", "scopes": []}),
         ("create: bad scope", {"name": "a", "scopes": ["read", "no spaces"]}),
-        ("create: extra field", {"name": "a", "scopes": ["read"], "owner": "x"}),
+        ("create: extra field", {"name": "a", "scopes": ["read"], "team": "x"}),
+        ("create: owner in capitals", {"name": "a", "scopes": ["read"], "owner": "Payments"}),
+        ("create: owner too long", {"name": "a", "scopes": ["read"], "owner": "a" * 64}),
+        ("create: tokens:manage without owner", {"name": "a", "scopes": ["tokens:manage"]}),
         ("create: ttl 0", {"name": "a", "scopes": ["read"], "ttl_days": 0}),
         ("create: blank name", {"name": "   ", "scopes": ["read"]}),
         ("create: padded name", {"name": "x ", "scopes": ["read"]}),
@@ -178,6 +213,7 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
         ("create: bad metadata value", {"name": "a", "scopes": ["r"], "metadata": {"k": "\x01"}}),
     ]:
         call(step, "POST", "/auth/tokens", json=body, headers=admin)
+    _owners(call, admin)
     validate("valid", token, "read")
     validate("insufficient", token, "admin", "read", "admin")
     call("list", "GET", "/auth/tokens", headers=admin)
@@ -229,6 +265,65 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
     call("unknown path", "GET", "/auth/nothing", headers=admin)
     call("unknown action", "POST", f"/auth/tokens/{token_id}/explode", headers=admin)
     return seen
+
+
+def _owners(call: Callable[..., httpx.Response], admin: dict[str, str]) -> None:
+    """The owner steps of :func:`scenario`: a delegated admin, and another owner's token."""
+    made = call(
+        "create a delegated admin",
+        "POST",
+        "/auth/tokens",
+        json={"name": "pay-admin", "scopes": ["tokens:manage", "read"], "ttl_days": 30,
+              "owner": "payments"},
+        headers=admin,
+    ).json()  # fmt: skip
+    other = call(
+        "create another owner's token",
+        "POST",
+        "/auth/tokens",
+        json={"name": "search-svc", "scopes": ["read"], "owner": "search"},
+        headers=admin,
+    ).json()
+    delegate = {"Authorization": f"Bearer {made['token']}"}
+    call("validate the delegate", "POST", "/auth/validate", json={"token": made["token"]})
+    for step, body in [
+        ("delegate: create", {"name": "p", "scopes": ["read"], "ttl_days": 3}),
+        ("delegate: create for another", {"name": "p", "scopes": ["read"], "ttl_days": 3,
+                                          "owner": "search"}),
+        ("delegate: grant a scope not held", {"name": "p", "scopes": ["write"], "ttl_days": 3}),
+        ("delegate: outlive itself", {"name": "p", "scopes": ["read"]}),
+    ]:  # fmt: skip
+        call(step, "POST", "/auth/tokens", json=body, headers=delegate)
+    foreign = other["token_id"]
+    call("delegate: get foreign", "GET", f"/auth/tokens/{foreign}", headers=delegate)
+    call("delegate: revoke foreign", "POST", f"/auth/tokens/{foreign}/revoke", headers=delegate)
+    call("delegate: audit of foreign", "GET", f"/auth/tokens/{foreign}/audit", headers=delegate)
+    call("delegate: list", "GET", "/auth/tokens", headers=delegate)
+    call("delegate: list another", "GET", "/auth/tokens?owner=search", headers=delegate)
+    call(
+        "delegate: bulk by ids",
+        "POST",
+        "/auth/tokens/revoke",
+        json={"token_ids": [foreign]},
+        headers=delegate,
+    )
+    call(
+        "delegate: bulk for another",
+        "POST",
+        "/auth/tokens/revoke",
+        json={"filter": {"owner": "search"}},
+        headers=delegate,
+    )
+    call(
+        "delegate: extend itself",
+        "POST",
+        f"/auth/tokens/{made['token_id']}/extend",
+        json={"days": 1},
+        headers=delegate,
+    )
+    call("delegate: audit", "GET", "/auth/audit", headers=delegate)
+    call("list by owner", "GET", "/auth/tokens?owner=search", headers=admin)
+    call("list by a bad owner", "GET", "/auth/tokens?owner=-x", headers=admin)
 
 
 Scenario = Callable[[httpx.Client, str], list[tuple[str, Any]]]

@@ -13,12 +13,14 @@ from amplify_auth_client import (
     AuthClient,
     AuthServiceUnavailable,
     InvalidRequest,
+    TokenAlreadyCreated,
     TokenNotFound,
     _async_client,
     _client,
     _retry,
 )
 from amplify_auth_client._retry import RetryPolicy
+from amplify_auth_client.contract import is_idempotency_key
 from amplify_auth_client.testing import is_testing, set_testing
 from tests.client.support import BASE_URL, TOKEN_ID, error, record, valid
 
@@ -148,37 +150,63 @@ CREATED = {
         httpx.RemoteProtocolError("server disconnected"),
         error(502, "bad_gateway", "upstream down"),
         # A proxy that lost the connection, or a commit that failed late,
-        # answers 503 after the server acted.
+        # answers 503 after the server acted: the key makes the repeat safe.
         error(503, "unavailable", "too many pending changes; retry shortly"),
         error(504, "gateway_timeout", "upstream slow"),
-    ],
-    ids=lambda f: type(f).__name__ if isinstance(f, Exception) else f"HTTP {f.status_code}",
-)
-def test_create_is_not_repeated_when_it_may_have_happened(
-    api: respx.MockRouter, client: AuthClient, failure: httpx.Response | Exception
-) -> None:
-    # A second attempt could mint a second token.
-    route = api.post("/auth/tokens").mock(side_effect=[failure, httpx.Response(201, json=CREATED)])
-    with pytest.raises(AuthServiceUnavailable):
-        client.create_token("ci", ["read"])
-    assert route.call_count == 1
-
-
-@pytest.mark.parametrize(
-    "failure",
-    [
         httpx.ConnectError("connection refused"),
-        httpx.ConnectTimeout("connect timed out"),
         httpx.PoolTimeout("no free connection"),
     ],
     ids=lambda f: type(f).__name__ if isinstance(f, Exception) else f"HTTP {f.status_code}",
 )
-def test_create_is_repeated_when_it_surely_did_not_happen(
+def test_create_is_repeated_with_the_same_idempotency_key(
     api: respx.MockRouter, client: AuthClient, failure: httpx.Response | Exception
 ) -> None:
     route = api.post("/auth/tokens").mock(side_effect=[failure, httpx.Response(201, json=CREATED)])
     assert client.create_token("ci", ["read"]).token_id == TOKEN_ID
-    assert route.call_count == 2
+    first, second = (call.request.headers["Idempotency-Key"] for call in route.calls)
+    assert first == second
+    assert is_idempotency_key(first)
+
+
+def test_each_create_sends_a_fresh_key(api: respx.MockRouter, client: AuthClient) -> None:
+    route = api.post("/auth/tokens").mock(return_value=httpx.Response(201, json=CREATED))
+    client.create_token("ci", ["read"])
+    client.create_token("ci", ["read"])
+    first, second = (call.request.headers["Idempotency-Key"] for call in route.calls)
+    assert first != second
+
+
+def test_a_callers_key_is_sent_as_given(api: respx.MockRouter, client: AuthClient) -> None:
+    route = api.post("/auth/tokens").mock(return_value=httpx.Response(201, json=CREATED))
+    client.create_token("ci", ["read"], idempotency_key="deploy-42/ci")
+    assert route.calls.last.request.headers["Idempotency-Key"] == "deploy-42/ci"
+
+
+@pytest.mark.parametrize("key", ["", "two words", "k" * 256, "caf\u00e9"])
+def test_a_bad_key_is_refused_before_sending(
+    api: respx.MockRouter, client: AuthClient, key: str
+) -> None:
+    route = api.post("/auth/tokens").mock(return_value=httpx.Response(201, json=CREATED))
+    with pytest.raises(InvalidRequest, match="visible ASCII") as refused:
+        client.create_token("ci", ["read"], idempotency_key=key)
+    assert refused.value.status_code is None
+    assert route.call_count == 0
+    if key:
+        assert key not in str(refused.value)
+
+
+def test_a_replay_raises_with_the_earlier_tokens_id(
+    api: respx.MockRouter, client: AuthClient
+) -> None:
+    # The first answer was lost; the repeat is answered from the first create.
+    replay = httpx.Response(
+        200, json={**CREATED, "token": None}, headers={"Idempotent-Replayed": "true"}
+    )
+    api.post("/auth/tokens").mock(side_effect=[httpx.ReadTimeout("slow"), replay])
+    with pytest.raises(TokenAlreadyCreated) as replayed:
+        client.create_token("ci", ["read"])
+    assert replayed.value.token_id == TOKEN_ID
+    assert f"revoke {TOKEN_ID}" in str(replayed.value)
 
 
 def test_extend_is_not_repeated_after_a_timeout(api: respx.MockRouter, client: AuthClient) -> None:

@@ -41,6 +41,8 @@ INCOMPLETE: dict[str, Any] = {
     "expires_at not a time": _with(expires_at="soon"),
     "expires_at without a zone": _with(expires_at="2026-06-01T00:00:00"),
     "expires_at a number": _with(expires_at=1_900_000_000),
+    "owner not an owner": _with(owner="Not An Owner"),
+    "owner a number": _with(owner=5),
 }
 
 
@@ -82,6 +84,25 @@ def test_the_whole_answer_is_taken_and_cached(
         assert client.validate(token, ["admin"]).valid
         assert client.validate(token, ["admin"]).cached
         assert route.call_count == 1
+
+
+def test_the_owner_reaches_the_result_and_the_caller_and_its_absence_is_none(
+    api: respx.MockRouter, token: str
+) -> None:
+    route = api.post("/auth/validate").mock(
+        return_value=httpx.Response(200, json=_with(owner="payments"))
+    )
+    with AuthClient(BASE_URL, subscribe_revocations=False) as client:
+        fresh, hit = client.validate(token), client.validate(token)
+        assert fresh.owner == hit.owner == "payments"
+        assert hit.cached
+        assert hit.caller is not None
+        assert hit.caller.owner == "payments"
+        route.mock(return_value=httpx.Response(200, json=valid_body(["admin"])))
+        older = client.validate(token, max_staleness=0)
+        # A server older than owners says nothing of them: no owner.
+        assert older.valid
+        assert older.owner is None
 
 
 def test_fields_a_newer_server_adds_are_ignored(api: respx.MockRouter, token: str) -> None:

@@ -154,6 +154,7 @@ def test_the_wire_format_of_validate(raw: tuple[FakeAuthServer, httpx.Client]) -
         "scopes": ["read"],
         "token_id": token.token_id,
         "name": "ci",
+        "owner": None,
         "reason": "insufficient_scope",
         "missing_scopes": ["x"],
         "expires_at": "2030-01-01T00:00:01Z",
@@ -187,6 +188,7 @@ def test_the_wire_format_of_management(raw: tuple[FakeAuthServer, httpx.Client])
         "expires_at",
         "description",
         "metadata",
+        "owner",
     }
     token_id = created.json()["token_id"]
     listed = http.get("/auth/tokens", headers=admin).json()["items"]
@@ -200,6 +202,7 @@ def test_the_wire_format_of_management(raw: tuple[FakeAuthServer, httpx.Client])
         "revoked_at",
         "description",
         "metadata",
+        "owner",
     }
     assert listed[-1]["created_at"].endswith("Z")
     never = http.post(f"/auth/tokens/{token_id}/extend", json={"days": 1}, headers=admin)
@@ -249,3 +252,34 @@ async def test_the_async_client_forgets_a_token_it_revoked() -> None:
         assert (await auth.validate(created.token)).valid
         await auth.revoke_token(created.token_id)
         assert (await auth.validate(created.token)).reason == "revoked"
+
+
+def test_the_fake_delegates_as_the_server_does() -> None:
+    server = FakeAuthServer()
+    team = server.add_token(
+        "team-admin",
+        ["tokens:manage", "read"],
+        owner="team",
+        expires_at=datetime.now(UTC) + timedelta(days=30),
+    )
+    outsider = server.add_token("outsider", ["read"], owner="elsewhere")
+    with server.client(admin_token=team.token) as delegate:
+        made = delegate.create_token("svc", ["read"], ttl_days=3)
+        assert made.owner == "team"
+        assert delegate.validate(made.token).caller.owner == "team"  # type: ignore[union-attr]
+        assert {t.token_id for t in delegate.iter_tokens()} == {team.token_id, made.token_id}
+        with pytest.raises(TokenNotFound):
+            delegate.revoke_token(outsider.token_id)
+        with pytest.raises(AdminPermissionDenied) as refused:
+            delegate.create_token("root", ["admin"], ttl_days=3)
+        assert refused.value.beyond_delegation
+        assert refused.value.code == "scope_not_held"
+        assert "grants only scopes it holds" in str(refused.value)
+    with server.client(admin_token=outsider.token) as plain:
+        with pytest.raises(AdminPermissionDenied) as lacking:
+            plain.list_tokens()
+        assert lacking.value.lacks_scope
+    with server.client() as admin:
+        assert admin.get_token(outsider.token_id).status == "active"
+        with pytest.raises(InvalidRequest):
+            admin.create_token("nobody", ["tokens:manage"])

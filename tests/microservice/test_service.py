@@ -247,6 +247,17 @@ def test_a_sync_handler_gets_typed_inputs_in_a_worker_thread(world: World) -> No
     assert thread != threading.main_thread().ident
 
 
+def test_a_handler_learns_which_team_calls_it(world: World) -> None:
+    team = world.auth.add_token("payments-api", ["read"], owner="payments")
+    assert world.client.post("/read", json={}, headers=world.bearer(team.token)).status_code == 200
+    [(_, caller, _)] = world.service.seen
+    assert caller is not None
+    assert caller.owner == "payments"
+    world.client.post("/read", json={}, headers=world.bearer(world.reader.token))
+    assert world.service.seen[-1][1] is not None
+    assert world.service.seen[-1][1].owner is None
+
+
 def test_an_async_handler_runs_in_the_loop_with_path_parameters(world: World) -> None:
     response = world.client.put("/items/42", json={}, headers=world.bearer(world.writer.token))
     assert response.json() == {"id": "42"}

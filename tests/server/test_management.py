@@ -23,6 +23,7 @@ RECORD_FIELDS = {
     "revoked_at",
     "description",
     "metadata",
+    "owner",
 }
 
 
@@ -53,7 +54,9 @@ def test_create_returns_the_raw_token_once_and_forbids_caching(admin: httpx.Clie
         "expires_at",
         "description",
         "metadata",
+        "owner",
     }
+    assert body["owner"] is None
     assert token_is_well_formed(body["token"])
     assert body["token_id"].startswith("tok_")
     assert body["scopes"] == ["read", "write"]

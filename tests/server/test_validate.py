@@ -25,6 +25,7 @@ def test_a_valid_token_returns_its_identity_and_scopes(admin: httpx.Client) -> N
         "scopes": ["read", "write"],
         "token_id": created["token_id"],
         "name": "reader",
+        "owner": None,
         "reason": None,
         "missing_scopes": [],
         "expires_at": created["expires_at"],

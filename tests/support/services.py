@@ -276,14 +276,19 @@ class TcpProxy:
     """A TCP forwarder to ``127.0.0.1:upstream`` that a test can cut (a partition
     between one client and a server that everyone else still reaches), or slow
     down: :attr:`delay` seconds are added to every chunk it forwards, either way,
-    so a round trip takes twice that longer (a slow link, not a dead one)."""
+    so a round trip takes twice that longer (a slow link, not a dead one). With
+    ``drop_answers=n``, the first ``n`` answers never reach the client: the
+    connection is closed when the upstream's first byte arrives (a request
+    that happened, whose answer was lost)."""
 
-    def __init__(self, upstream: int, *, delay: float = 0.0) -> None:
+    def __init__(self, upstream: int, *, delay: float = 0.0, drop_answers: int = 0) -> None:
         import socketserver
         import threading
 
         self.upstream = upstream
         self.delay = delay
+        self.drop_answers = drop_answers
+        self.dropped = 0
         self.severed = threading.Event()
         self._open: list[socket.socket] = []
         proxy = self
@@ -314,6 +319,10 @@ class TcpProxy:
                         data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                         if not data:
                             return
+                        if key.fileobj is far and proxy.dropped < proxy.drop_answers:
+                            proxy.dropped += 1
+                            far.close()
+                            return  # and socketserver closes ``near``
                         if proxy.delay:
                             # The latency being simulated, not a wait for something.
                             time.sleep(proxy.delay)

@@ -150,7 +150,7 @@ def refusals(call: Call, admin: dict[str, str]) -> None:
         ("an id twice", {"token_ids": ["tok_zzzzzzzzzzzzzzzz"] * 2}),
         ("neither ids nor filter", {"dry_run": True}),
         ("a filter not a mapping", {"filter": "billing"}),
-        ("an unknown filter", {"filter": {"owner": "x"}}),
+        ("an unknown filter", {"filter": {"team": "x"}}),
         ("an empty filter", {"filter": {}}),
         ("a bad name", {"filter": {"name": ""}}),
         ("a bad scope", {"filter": {"scope": "a b"}}),

@@ -1,0 +1,65 @@
+"""What the token list shows and filters on, each written once.
+
+The template draws :data:`TOKEN_COLUMNS` and :data:`TOKEN_FILTERS` in order;
+a column (owner, last used) or a filter (owner, unused) that a later feature
+brings is one more entry here, plus its cell in ``_cells.html`` or its
+parameter in the tokens page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal, get_args
+
+from amplify_auth_client.contract import ListStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    #: Which cell the template draws (a macro of ``_cells.html``).
+    key: str
+    heading: str
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    #: The query parameter, as the API names it.
+    key: str
+    label: str
+    kind: Literal["select", "text", "number"]
+    options: tuple[str, ...] = ()
+    hint: str = ""
+
+
+#: What "Expiring soon" in the navigation means: the list filtered to tokens
+#: expiring within this many days.
+EXPIRING_DAYS: Final = 14
+
+TOKEN_COLUMNS: Final = (
+    Column("name", "Name"),
+    Column("status", "Status"),
+    Column("scopes", "Scopes"),
+    Column("created_at", "Created"),
+    Column("expires_at", "Expires"),
+)
+
+TOKEN_FILTERS: Final = (
+    Filter("status", "Status", "select", options=get_args(ListStatus)),
+    Filter("name", "Name starts with", "text"),
+    Filter("scope", "Scope", "text"),
+    Filter("expires_within_days", "Expiring within (days)", "number"),
+)
+
+AUDIT_FILTERS: Final = (
+    Filter("action", "Action", "text", hint="create, revoke, extend..."),
+    Filter("actor", "Actor (token id or system)", "text"),
+    Filter("token", "Token id", "text"),
+    Filter("since", "Since", "text", hint="ISO 8601 with zone, e.g. 2026-12-01T00:00:00Z"),
+    Filter("until", "Until", "text", hint="ISO 8601 with zone"),
+)
+
+
+def when(value: datetime | None) -> str:
+    """A time as the console shows it: UTC, to the second."""
+    return "never" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")

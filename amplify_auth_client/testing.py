@@ -517,8 +517,11 @@ class FakeAuthServer:
         required = body.get("required_scopes", [])
         if not isinstance(required, list) or len(required) > MAX_SCOPES:
             raise _invalid(["required_scopes"], "Input should be a valid list", "list_type")
-        if not all(isinstance(s, str) and len(s) <= MAX_SCOPE_LENGTH for s in required):
-            raise _invalid(["required_scopes"], "Input should be a valid string", "string_type")
+        for index, scope in enumerate(required):
+            if not (isinstance(scope, str) and len(scope) <= MAX_SCOPE_LENGTH):
+                raise _invalid(
+                    ["required_scopes", index], "Input should be a valid string", "string_type"
+                )
         _no_duplicate_keys(request.content)
         return self._judge(token, required)
 

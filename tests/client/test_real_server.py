@@ -326,20 +326,28 @@ def _owners(call: Callable[..., httpx.Response], admin: dict[str, str]) -> None:
     call("list by a bad owner", "GET", "/auth/tokens?owner=-x", headers=admin)
 
 
-@pytest.mark.timeout(60)
-def test_fake_and_real_server_answer_alike(real: ServerProcess) -> None:
+Scenario = Callable[[httpx.Client, str], list[tuple[str, Any]]]
+
+
+def assert_alike(real: ServerProcess, run: Scenario) -> None:
+    """``run`` against ``real``, then against a FakeAuthServer: each step answered alike."""
     assert real.admin_token is not None
     with httpx.Client(base_url=real.base_url, timeout=30) as http:
-        expected = scenario(http, real.admin_token)
+        expected = run(http, real.admin_token)
     fake = FakeAuthServer(admin_token=real.admin_token)
     with httpx.Client(base_url=fake.base_url, transport=fake.transport()) as http:
-        actual = scenario(http, fake.admin_token)
+        actual = run(http, fake.admin_token)
     differences = [
         f"{step}:\n  real {want}\n  fake {got}"
         for (step, want), (_, got) in zip(expected, actual, strict=True)
         if got != want
     ]
     assert not differences, "\n".join(differences)
+
+
+@pytest.mark.timeout(60)
+def test_fake_and_real_server_answer_alike(real: ServerProcess) -> None:
+    assert_alike(real, scenario)
 
 
 @pytest.mark.timeout(60)

@@ -349,9 +349,15 @@ class RedisBudget:
     def down(self) -> bool:
         return time.monotonic() < self._down_until
 
+    @property
+    def avoided(self) -> bool:
+        """Whether Redis is best left alone for now (down, or slow)."""
+        return self.down or time.monotonic() < self._slow_until
+
     def skip(self) -> bool:
-        """Whether the validation path should leave Redis alone for now (down, or slow)."""
-        if self.down or time.monotonic() < self._slow_until:
+        """:attr:`avoided`, counted as a cache lookup skipped: for the validation path's
+        cache tier only, so that its metric counts lookups and nothing else."""
+        if self.avoided:
             self._metrics.redis_skipped.inc()
             return True
         return False

@@ -209,7 +209,9 @@ class FailureThrottle:
         """Count the failure where it is shared if Redis answers in time, else here:
         whether it was counted in Redis, and whether it was within the budget."""
         shared, budget = self._shared, self._budget
-        if shared is not None and (budget is None or not budget.skip()):
+        # Not budget.skip(): a failure counted here is no cache lookup, and
+        # must not show in the cache's metrics (its own are failures_total).
+        if shared is not None and (budget is None or not budget.avoided):
             try:
                 async with asyncio.timeout(_wait(budget)):
                     return True, await shared.hit(item, kind, client)

@@ -198,6 +198,31 @@ def test_with_redis_slow_failures_are_counted_in_process_without_waiting_for_it(
             link.close()
 
 
+def test_failures_counted_while_redis_is_slow_are_no_cache_lookups(tmp_path: Path) -> None:
+    """The throttle shares the cache tier's view of a slow Redis, but a failure it
+    counts in process is not a cache lookup skipped: malformed tokens reach no
+    cache, whatever Redis is doing (the cache's metrics say so)."""
+    from tests.server.test_slow_redis import DELAY, counter
+
+    with private_redis() as own, fresh_database() as url:
+        link = TcpProxy(own.port)
+        try:
+            env = {"REDIS_URL": f"redis://127.0.0.1:{link.port}/0"}
+            with running_server(Backend("postgres", tmp_path, url), env=env) as server:
+                link.delay = DELAY
+                with client_from(server, address()) as client:
+                    # A lookup abandoned past the budget: Redis is now "slow".
+                    assert validate(client, generate_token())["reason"] == "unknown"
+                    assert counter(server, "slow") >= 1
+                    skipped = counter(server, "skipped")
+                    for i in range(10):
+                        assert validate(client, f"amp_live_garbage{i}")["reason"] == "malformed"
+                assert counted(server, "local", kind="malformed") == 10
+                assert counter(server, "skipped") == skipped
+        finally:
+            link.close()
+
+
 def test_a_forwarded_address_is_ignored_unless_its_proxy_is_trusted(tmp_path: Path) -> None:
     env = {"THROTTLE_VALIDATION_FAILURES": "2/hour"}
     backend = Backend("embedded", tmp_path)

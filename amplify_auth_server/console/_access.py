@@ -1,8 +1,11 @@
 """Who may use the console, and the signed-in check every page runs.
 
-:func:`may_manage` is the one permission check: today an admin token; a
-delegated ``tokens:manage`` token (issue 12) is one more line here, and the
-pages then show what :func:`may_manage` allows.
+:func:`may_manage` is the one permission check: an admin token, or a
+delegated ``tokens:manage`` token with an owner. The pages call the API's
+own route functions as the session's actor (:func:`authz.manager
+<amplify_auth_server.authz.manager>` of its token, scopes and owner
+included), so a delegated admin sees and changes exactly what the API lets
+it: its owner's tokens.
 
 Every request re-validates the session's token through the same tiers the
 API uses (:meth:`~amplify_auth_server.validation.Validator.state_by_hash`),
@@ -17,7 +20,8 @@ from typing import Annotated, Final
 
 from fastapi import Depends, Request
 
-from amplify_auth_client.contract import ADMIN_SCOPE
+from amplify_auth_client.contract import manager_reach
+from amplify_auth_server import authz
 from amplify_auth_server.cache import TokenState
 from amplify_auth_server.console._sessions import Session, SessionStore
 from amplify_auth_server.deps import Services
@@ -29,8 +33,9 @@ COOKIE: Final = "amplify_console"
 
 
 def may_manage(state: TokenState) -> bool:
-    """Whether the token behind ``state`` may sign in to the console."""
-    return ADMIN_SCOPE in state.scopes
+    """Whether the token behind ``state`` may sign in to the console: whether it manages
+    any tokens at all (every owner's, or its own owner's)."""
+    return manager_reach(state.scopes, state.owner) is not None
 
 
 def usable(state: TokenState | None) -> TokenState | None:
@@ -57,10 +62,9 @@ class SignedIn:
     session_id: str
     session: Session
     parts: Services
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(self.session.token_id, self.session.name)
+    #: The session's token as the API's routes see a manager: its scopes,
+    #: owner and expiry decide what it may list, create and change.
+    actor: Actor
 
 
 def services_of(request: Request) -> Services:
@@ -88,7 +92,7 @@ async def signed_in(request: Request) -> SignedIn:
     if state is None or state.token_id != session.token_id:
         sessions.close(session_id)
         raise SignInRequired(ended=True)
-    return SignedIn(session_id, session, parts)
+    return SignedIn(session_id, session, parts, authz.manager(state))
 
 
 SignedInDep = Annotated[SignedIn, Depends(signed_in)]

@@ -5,7 +5,7 @@ is no session yet); a cross-site form cannot send it (``SameSite=Strict``),
 nor read it to copy into the form.
 
 Every refusal reads the same, whether the token is unknown, revoked,
-expired, malformed or without the admin scope: the page must not tell a
+expired, malformed or without a right to manage: the page must not tell a
 guesser which tokens exist.
 """
 
@@ -39,7 +39,7 @@ from amplify_auth_server.console._throttle import SignInThrottle
 router = APIRouter()
 
 SIGN_IN_COOKIE: Final = "amplify_console_signin"
-REFUSED: Final = "That token cannot sign in: it is not a valid admin token."
+REFUSED: Final = "That token cannot sign in: it is not a valid token that manages tokens."
 THROTTLED: Final = "Too many sign-in attempts from here. Wait a minute, then try again."
 
 

@@ -32,6 +32,7 @@ from amplify_auth_server.schemas import (
     CreateTokenRequest,
     ExtendTokenRequest,
     NamePrefix,
+    Owner,
     RevokeByIds,
     Scope,
 )
@@ -67,6 +68,7 @@ async def token_list(
     name: Annotated[NamePrefix | None, Query()] = None,
     scope: Annotated[Scope | None, Query()] = None,
     expires_within_days: Annotated[int | None, Query(ge=0, le=MAX_TTL_DAYS)] = None,
+    owner: Annotated[Owner | None, Query()] = None,
     cursor: api.Cursor = None,
 ) -> Response:
     chosen = {
@@ -74,6 +76,7 @@ async def token_list(
         "name": name,
         "scope": scope,
         "expires_within_days": expires_within_days,
+        "owner": owner,
     }
     result = await api.list_tokens(
         signed.actor,
@@ -84,6 +87,7 @@ async def token_list(
         name=name,
         scope=scope,
         expires_within_days=expires_within_days,
+        owner=owner,
     )
     given = {key: value for key, value in chosen.items() if value is not None}
     next_url = None
@@ -176,6 +180,7 @@ def _creation(form: dict[str, list[str]]) -> dict[str, Any]:
         "ttl_days": None if ttl == "" else ttl,
         "description": field(form, "description") or None,
         "metadata": metadata or None,
+        "owner": field(form, "owner") or None,
     }
 
 

@@ -39,6 +39,7 @@ EXPIRING_DAYS: Final = 14
 TOKEN_COLUMNS: Final = (
     Column("name", "Name"),
     Column("status", "Status"),
+    Column("owner", "Owner"),
     Column("scopes", "Scopes"),
     Column("created_at", "Created"),
     Column("expires_at", "Expires"),
@@ -48,6 +49,7 @@ TOKEN_FILTERS: Final = (
     Filter("status", "Status", "select", options=get_args(ListStatus)),
     Filter("name", "Name starts with", "text"),
     Filter("scope", "Scope", "text"),
+    Filter("owner", "Owner", "text"),
     Filter("expires_within_days", "Expiring within (days)", "number"),
 )
 

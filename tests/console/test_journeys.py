@@ -269,3 +269,37 @@ def test_expiring_soon_lists_the_tokens_expiring_within_two_weeks(
     assert page.get_by_label("Expiring within (days)").input_value() == "14"
     assert page.get_by_role("link", name="expiring-soon").is_visible()
     assert page.get_by_role("link", name="expiring-later").count() == 0
+
+
+def test_a_delegated_admin_sees_and_makes_only_its_owners_tokens(
+    page: Page, console: ServerProcess
+) -> None:
+    delegate = create(
+        console, name="payments-admin", scopes=["tokens:manage", "read"], owner="payments",
+        ttl_days=30,
+    )  # fmt: skip
+    ours = create(console, name="payments-api", owner="payments", ttl_days=7)
+    theirs = create(console, name="billing-api", owner="billing", ttl_days=7)
+    sign_in(page, delegate["token"])
+    assert page.get_by_role("link", name="payments-api").is_visible()
+    assert page.get_by_role("link", name="billing-api").count() == 0
+
+    page.get_by_role("link", name="Create a token").click()
+    page.get_by_label("Name").fill("payments-worker")
+    page.get_by_label("Scopes").fill("read")
+    page.get_by_label("Expires in (days)").fill("7")
+    page.get_by_role("button", name="Create token").click()
+    made = page.get_by_label("New token for payments-worker").input_value()
+    with AuthClient(console.base_url) as client:
+        assert client.validate(made).owner == "payments"
+
+    # Another owner's token is not found, exactly as an id of no token.
+    foreign = page.goto(f"/console/tokens/{theirs['token_id']}")
+    unknown = page.goto("/console/tokens/tok_0000000000000000")
+    assert foreign is not None
+    assert unknown is not None
+    assert foreign.status == unknown.status == 404
+    mine = page.goto(f"/console/tokens/{ours['token_id']}")
+    assert mine is not None
+    assert mine.status == 200
+    assert page.get_by_text("payments", exact=True).first.is_visible()

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 _FORM_ID = re.compile(r'name="form_id" value="([^"]+)"')
-REFUSED = "That token cannot sign in: it is not a valid admin token."
+REFUSED = "That token cannot sign in: it is not a valid token that manages tokens."
 
 
 def sign_in_over_http(client: httpx.Client, server: ServerProcess) -> None:

@@ -52,6 +52,9 @@ from amplify_auth_client._subscription import RevocationSubscription
 from amplify_auth_client._testing import is_testing
 from amplify_auth_client._version import __version__
 
+#: The server's answer to a client past its budget of failures (too many bad tokens).
+_THROTTLED: Final = 429
+
 logger = logging.getLogger("amplify_auth_client")
 
 T = TypeVar("T")
@@ -385,7 +388,7 @@ class BaseAuthClient:
         code, detail, errors = error_body(response, self._secret(call))
         if status >= 500 or call.fail_closed:
             raise self._refused(call, status, f"{code}: {detail}", attempts)
-        if status not in _ERRORS:
+        if status not in _ERRORS and status != _THROTTLED:
             detail = f"{detail}; check that base_url points at the auth service"
         error_type = _ERRORS.get(status, AuthRequestError)
         raise error_type(detail, status_code=status, code=code, errors=errors)
@@ -398,6 +401,8 @@ class BaseAuthClient:
             hint = "retry later"
         elif status == 404:
             hint = f"check that base_url points at the auth service: it has no {call.path}"
+        elif status == _THROTTLED:
+            hint = "this client is past the server's budget of failures; retry after Retry-After"
         else:
             hint = "check that base_url points at the auth service and that it runs a version "
             hint += "this client speaks"

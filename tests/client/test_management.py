@@ -345,3 +345,29 @@ def test_a_403_says_whether_the_token_lacks_the_scope_or_asked_beyond_its_delega
     assert refused.value.lacks_scope == (code == "forbidden")
     assert refused.value.beyond_delegation == (code != "forbidden")
     assert hint in str(refused.value)
+
+
+def test_a_throttled_client_is_told_so_not_pointed_at_base_url(
+    api: respx.MockRouter, client: AuthClient
+) -> None:
+    detail = "too many failed admin authentications from this client; retry in 42 s"
+    api.get("/auth/tokens").mock(return_value=error(429, "too_many_failures", detail))
+    with pytest.raises(AuthRequestError) as raised:
+        client.list_tokens()
+    assert type(raised.value) is AuthRequestError
+    assert (raised.value.status_code, raised.value.code) == (429, "too_many_failures")
+    assert detail in str(raised.value)
+    assert "base_url" not in str(raised.value)
+
+
+def test_a_throttled_validation_fails_closed_and_says_why(
+    api: respx.MockRouter, client: AuthClient
+) -> None:
+    api.post("/auth/validate").mock(
+        return_value=error(429, "too_many_failures", "too many failed validations")
+    )
+    with pytest.raises(AuthServiceUnavailable) as raised:
+        client.validate(generate_token())
+    assert raised.value.status_code == 429
+    assert "budget of failures" in str(raised.value)
+    assert "base_url" not in str(raised.value)

@@ -85,6 +85,7 @@ def _budgets(settings: Settings) -> Budgets:
         validation=settings.throttle_validation_failures,
         malformed=settings.throttle_malformed_validations,
         admin=settings.throttle_admin_failures,
+        signin=settings.throttle_console_signin_failures,
     )
 
 

@@ -34,6 +34,7 @@ DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
 DEFAULT_VALIDATION_FAILURES: Final = "300/minute"
 DEFAULT_MALFORMED_VALIDATIONS: Final = "3000/minute"
 DEFAULT_ADMIN_FAILURES: Final = "20/minute"
+DEFAULT_SIGNIN_FAILURES: Final = "10/minute"
 #: Seconds over which failed admin authentications are aggregated into one audit row.
 DEFAULT_AUDIT_FAILURE_WINDOW: Final = 60.0
 
@@ -167,6 +168,11 @@ class Settings(BaseSettings):
         default=DEFAULT_ADMIN_FAILURES,
         description="Failed admin authentications (401, 403) one client may make before 429.",
     )
+    throttle_console_signin_failures: str = Field(
+        default=DEFAULT_SIGNIN_FAILURES,
+        description="Refused console sign-ins one client may make before it has to wait "
+        "for the window to end (429, even with the right token).",
+    )
     trusted_proxies: str | None = Field(
         default=None,
         description="Comma-separated addresses or networks of the proxies whose "
@@ -182,7 +188,10 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "throttle_validation_failures", "throttle_malformed_validations", "throttle_admin_failures"
+        "throttle_validation_failures",
+        "throttle_malformed_validations",
+        "throttle_admin_failures",
+        "throttle_console_signin_failures",
     )
     @classmethod
     def _budget(cls, value: str) -> str:

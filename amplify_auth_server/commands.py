@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,9 @@ class Done(Generic[T]):
 
     value: T
     pending: tuple[Awaitable[None], ...] = ()
+    #: When the change committed (``time.perf_counter``); None if it changed
+    #: no token. The caller measures from here to the last confirmation.
+    committed: float | None = None
 
 
 @dataclass(slots=True)
@@ -190,7 +194,7 @@ class Writer:
                 o if isinstance(o, AuthServerError) else exc for o in outcomes
             ]
             return failed + [exc] * (len(commands) - len(outcomes))
-        return await self._propagate(batches, outcomes)
+        return await self._propagate(batches, outcomes, time.perf_counter())
 
     @staticmethod
     async def _as_group(group: Sequence[Command[Any]], batches: list[Batch]) -> list[Any] | None:
@@ -230,7 +234,9 @@ class Writer:
         batch.changes.clear()
         return ServiceUnavailable("the token kept changing concurrently; retry")
 
-    async def _propagate(self, batches: list[Batch], outcomes: list[Any]) -> list[Any]:
+    async def _propagate(
+        self, batches: list[Batch], outcomes: list[Any], committed: float
+    ) -> list[Any]:
         changes = [change for batch in batches for change in batch.changes]
         if self.propagation is None or not changes:
             return [o if isinstance(o, BaseException) else Done(o) for o in outcomes]
@@ -255,7 +261,7 @@ class Writer:
                 results.append(outcome)
                 continue
             pending = tuple(a.confirmation for a in mine if a.confirmation is not None)
-            results.append(Done(outcome, pending))
+            results.append(Done(outcome, pending, committed if mine else None))
         return results
 
     async def _forget(self, batches: list[Batch]) -> None:
@@ -706,6 +712,8 @@ class CommandQueue:
             done = await asyncio.shield(future)
             for pending in done.pending:
                 await pending
+        if done.committed is not None:
+            self._metrics.propagation.observe(time.perf_counter() - done.committed)
         return done.value
 
     async def stop(self) -> None:

@@ -70,6 +70,13 @@ class Metrics:
             "Write commands waiting for the single writer.",
             registry=self.registry,
         )
+        self.propagation = Histogram(
+            "amplify_auth_change_propagation_seconds",
+            "From a change's commit until every cache tier and every replica had it, per "
+            "command that changed tokens: the revocation lag, as far as the server sees.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
             "amplify_auth_request_duration_seconds",
             "HTTP request latency, by route template and method.",

@@ -77,6 +77,25 @@ def test_metrics_count_validations_cache_queue_and_latency(
     assert token not in text
 
 
+def _propagations(server: ServerProcess) -> float:
+    text = httpx.get(server.base_url + "/metrics").text
+    found = re.search(r"^amplify_auth_change_propagation_seconds_count (\S+)$", text, re.M)
+    assert found, "the revocation lag is not in /metrics"
+    return float(found.group(1))
+
+
+def test_each_change_times_its_way_to_every_cache(
+    server: ServerProcess, admin: httpx.Client
+) -> None:
+    token = create(admin)
+    before = _propagations(server)
+    assert admin.post(f"/auth/tokens/{token['token_id']}/revoke").status_code == 200
+    assert _propagations(server) == before + 1
+    # A validation changes nothing: nothing to time.
+    validate(admin, token["token"])
+    assert _propagations(server) == before + 1
+
+
 def test_openapi_describes_every_route_with_models(server: ServerProcess) -> None:
     assert httpx.get(server.base_url + "/docs").status_code == 200
     spec = httpx.get(server.base_url + "/openapi.json").json()

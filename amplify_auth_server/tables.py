@@ -109,18 +109,20 @@ tokens = Table(
         sqlite_where=text("revoked_at IS NULL"),
     ),
 )
-#: Indexes only PostgreSQL has (a name prefix whatever its case, with
-#: text_pattern_ops; the scopes a token holds, with GIN), made by migration
-#: 0003 and not declared here: autogenerate can neither create nor compare
-#: them on SQLite. Comparisons of the schema leave them out (include_object).
-POSTGRES_ONLY_INDEXES: Final = frozenset({"ix_tokens_lower_name", "ix_tokens_scopes"})
+#: Indexes made by migrations in each dialect's own terms, not declared here
+#: (autogenerate can neither create nor compare them on both): a name
+#: prefix whatever its case (PostgreSQL with text_pattern_ops, migration
+#: 0003; SQLite on the expression lower(name), migration 0009) and the
+#: scopes a token holds (PostgreSQL, GIN). Comparisons of the schema leave
+#: them out (include_object).
+DIALECT_INDEXES: Final = frozenset({"ix_tokens_lower_name", "ix_tokens_scopes"})
 
 
 def include_object(
     item: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
-    """Alembic's filter for comparing the schema: everything but :data:`POSTGRES_ONLY_INDEXES`."""
-    return not (type_ == "index" and name in POSTGRES_ONLY_INDEXES)
+    """Alembic's filter for comparing the schema: everything but :data:`DIALECT_INDEXES`."""
+    return not (type_ == "index" and name in DIALECT_INDEXES)
 
 
 audit_log = Table(

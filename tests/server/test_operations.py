@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import httpx
@@ -124,7 +125,11 @@ def test_openapi_describes_every_route_with_models(server: ServerProcess) -> Non
 
 def _schema_diff(connection: Connection) -> list[object]:
     context = MigrationContext.configure(connection, opts={"include_object": include_object})
-    return list(compare_metadata(context, metadata))
+    with warnings.catch_warnings():
+        # SQLAlchemy cannot reflect SQLite's index on lower(name) (migration
+        # 0009), which include_object leaves out of the comparison anyway.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
+        return list(compare_metadata(context, metadata))
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -149,6 +154,25 @@ def test_migrate_builds_exactly_the_models_schema_and_is_idempotent(
                 await engine.dispose()
 
         assert asyncio.run(diff()) == []
+
+        async def dialect_indexes() -> set[str]:
+            engine = create_engine(url)
+            try:
+                async with engine.connect() as connection:
+                    rows = await connection.exec_driver_sql(
+                        "SELECT name FROM sqlite_master WHERE type = 'index'"
+                        if kind == "sqlite"
+                        else "SELECT indexname FROM pg_indexes WHERE tablename = 'tokens'"
+                    )
+                    return {row[0] for row in rows}
+            finally:
+                await engine.dispose()
+
+        # The indexes the comparison leaves out are there all the same.
+        expected = {"ix_tokens_lower_name"} | (
+            {"ix_tokens_scopes"} if kind == "postgres" else set()
+        )
+        assert expected <= asyncio.run(dialect_indexes())
 
     if kind == "sqlite":
         check(f"sqlite:///{tmp_path / 'migrated.db'}")

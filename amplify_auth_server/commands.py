@@ -215,8 +215,11 @@ class Writer:
                 o if isinstance(o, AuthServerError) else exc for o in outcomes
             ]
             return failed + [exc] * (len(commands) - len(outcomes))
-        if self.webhooks is not None and any(b.notified for b in batches):
-            self.webhooks.due.set()
+        if self.webhooks is not None and any(
+            b.notified and not isinstance(o, BaseException)
+            for b, o in zip(batches, outcomes, strict=True)
+        ):
+            self.webhooks.due.set()  # sent at once, not at the next poll
         return await self._propagate(batches, outcomes, time.perf_counter())
 
     @staticmethod

@@ -17,11 +17,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from amplify_auth_client import generate_token, hash_token
+from amplify_auth_server.commands import Batch, Command, Writer
 from amplify_auth_server.config import Settings
-from amplify_auth_server.database import create_engine
-from amplify_auth_server.models import TokenRecord, utcnow
+from amplify_auth_server.database import create_engine, migrate
+from amplify_auth_server.errors import Conflict
+from amplify_auth_server.models import SYSTEM, Actor, TokenRecord, utcnow
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.tables import webhook_outbox
+from amplify_auth_server.webhooks import WebhookOutbox
 from tests.server.conftest import create
 from tests.support.server import Backend, ServerProcess, running_server
 from tests.support.services import fresh_database, redis_namespace
@@ -224,6 +227,92 @@ def test_a_server_killed_mid_delivery_delivers_after_restart_with_the_same_id(
     (first,) = hooks.held(token_id)
     assert first.webhook_id == delivered[0].webhook_id
     assert _outbox(fresh) == []
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[Backend]:
+    """One PostgreSQL database and Redis namespace for two replicas (SQLite serves one process)."""
+    with fresh_database() as url, redis_namespace() as namespace:
+        yield Backend("postgres", tmp_path, url, namespace)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_replicas_share_the_outbox_without_sending_an_event_twice(
+    shared: Backend, hooks: Receiver
+) -> None:
+    admin_token = generate_token()
+    env = hooks_env(hooks.url)
+    with (
+        running_server(shared, env=env, admin_token=admin_token) as one,
+        running_server(shared, env=env, admin_token=admin_token) as two,
+        one.client() as first,
+        two.client() as second,
+    ):
+        ids = [
+            create(client, name=f"shared-{i}")["token_id"]
+            for i in range(10)
+            for client in (first, second)
+        ]
+        for token_id in ids:
+            wait_for(lambda token_id=token_id: hooks.delivered(token_id))
+        # Both replicas poll the same rows every 0.1 s: each event still arrives once.
+        counted = [httpx.get(s.base_url + "/metrics").text for s in (one, two)]
+    for token_id in ids:
+        assert len(hooks.about(token_id)) == 1
+    sent = [
+        _sample(m, "amplify_auth_webhook_deliveries_total", "token.created", "delivered")
+        for m in counted
+    ]
+    assert sum(sent) == len(ids)
+    assert all(n > 0 for n in sent)  # both replicas sent
+
+
+def test_a_command_that_fails_sends_nothing_and_one_that_commits_sends_to_every_url(
+    fresh: Backend,
+) -> None:
+    """In process, on the writer itself: the rows live and die with the command's savepoint."""
+    urls = ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b")
+    now = utcnow()
+    record = TokenRecord.new(
+        token_hash=hash_token(generate_token()),
+        name="written",
+        scopes=("read",),
+        created_by="test",
+        now=now,
+    )
+
+    @dataclasses.dataclass(frozen=True)
+    class Notifies(Command[None]):
+        actor: Actor
+        fail: bool
+
+        async def run(self, batch: Batch) -> None:
+            await batch.notify("token.revoked", [(record, self.actor)])
+            if self.fail:
+                raise Conflict("refused after notifying")
+
+    async def scenario() -> None:
+        engine = create_engine(fresh.store_url)
+        try:
+            await migrate(engine)
+            store = TokenStore(engine)
+            outbox = WebhookOutbox(urls)
+            with pytest.raises(Conflict):
+                await Writer(store, None, webhooks=outbox).run_one(Notifies(SYSTEM, fail=True))
+            assert not outbox.due.is_set()
+            await Writer(store, None).run_one(Notifies(SYSTEM, fail=False))  # no URLs: nothing
+            await Writer(store, None, webhooks=outbox).run_one(Notifies(SYSTEM, fail=False))
+            assert outbox.due.is_set()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+    rows = _outbox(fresh)
+    assert sorted(row["url"] for row in rows) == list(urls)
+    assert len({row["id"] for row in rows}) == 1
+    assert len({row["body"] for row in rows}) == 1
+    assert rows[0]["id"].startswith("msg_")
 
 
 def test_without_webhook_urls_nothing_is_written(backend: Backend, server: ServerProcess) -> None:

@@ -172,7 +172,13 @@ class WebhookSender(Background):
         """None if the receiver took the event, else why not (no secret in it)."""
         headers = self.signer.headers(item.id, item.body, utcnow())
         try:
-            response = await self._client.post(item.url, content=item.body, headers=headers)
+            # httpx's timeout bounds each read and write; this, the whole
+            # attempt, so that it ends within its lease (a receiver trickling
+            # its answer would otherwise be sent the event again meanwhile).
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.post(item.url, content=item.body, headers=headers)
+        except TimeoutError:
+            return "timed out"
         except httpx.HTTPError as exc:
             return type(exc).__name__
         if response.is_success:

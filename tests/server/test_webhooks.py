@@ -69,7 +69,10 @@ def fresh(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
 
 
 def types_of(hooks: Receiver, token_id: str) -> list[str]:
-    return [r.event["type"] for r in hooks.delivered(token_id)]
+    """The types of the events delivered about ``token_id``, in the order they happened
+    (deliveries are not ordered: two events claimed together are sent side by side)."""
+    events = sorted((r.event for r in hooks.delivered(token_id)), key=lambda e: e["timestamp"])
+    return [event["type"] for event in events]
 
 
 def test_every_event_is_signed_and_names_the_token_without_secrets(
@@ -87,7 +90,7 @@ def test_every_event_is_signed_and_names_the_token_without_secrets(
         ]
     wait_for(lambda: len(hooks.delivered(token_id)) == 3)
     assert types_of(hooks, token_id) == ["token.created", "token.extended", "token.revoked"]
-    events = [r.verified() for r in hooks.delivered(token_id)]
+    events = sorted((r.verified() for r in hooks.delivered(token_id)), key=lambda e: e["timestamp"])
     assert len({r.webhook_id for r in hooks.delivered(token_id)}) == 3
     for event in events:
         assert set(event) == {"type", "timestamp", "data"}
@@ -146,6 +149,23 @@ def test_a_failed_delivery_is_retried_with_the_same_id_and_counted(
     assert SECRET not in hooked.log()
 
 
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
+    hooked: ServerProcess, hooks: Receiver
+) -> None:
+    released = hooks.block["answers-too-late"] = threading.Event()
+    try:
+        with hooked.client() as admin:
+            token_id = create(admin, name="answers-too-late")["token_id"]
+        wait_for(lambda: hooks.seen(token_id))
+        del hooks.block["answers-too-late"]  # the next attempt is answered at once
+        wait_for(lambda: hooks.delivered(token_id))
+    finally:
+        released.set()
+    (held,) = hooks.held(token_id)
+    assert held.webhook_id == hooks.delivered(token_id)[0].webhook_id
+    assert "timed out" in hooked.log()
+
+
 def test_token_expiring_is_sent_once_per_expiry_and_never_for_revoked_tokens(
     backend: Backend, hooked: ServerProcess, hooks: Receiver
 ) -> None:
@@ -171,7 +191,10 @@ def test_token_expiring_is_sent_once_per_expiry_and_never_for_revoked_tokens(
         "token.extended",
         "token.expiring",
     ]
-    first, second = (r.event for r in hooks.delivered(soon) if r.event["type"] == "token.expiring")
+    first, second = sorted(
+        (r.event for r in hooks.delivered(soon) if r.event["type"] == "token.expiring"),
+        key=lambda e: e["timestamp"],
+    )
     assert first["data"]["expires_at"] < second["data"]["expires_at"]
     assert types_of(hooks, later) == ["token.created"]
     assert not hooks.seen(revoked)

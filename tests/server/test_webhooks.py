@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import re
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from amplify_auth_client import generate_token, hash_token
 from amplify_auth_server.commands import Batch, Command, Writer
 from amplify_auth_server.config import Settings
 from amplify_auth_server.database import create_engine, migrate
+from amplify_auth_server.deliveries import Retries
 from amplify_auth_server.errors import Conflict
 from amplify_auth_server.models import SYSTEM, Actor, TokenRecord, utcnow
 from amplify_auth_server.store import TokenStore
@@ -447,3 +449,17 @@ def _insert(backend: Backend, *, expires_in: timedelta, revoked: bool) -> str:
 
     asyncio.run(insert())
     return record.id
+
+
+def test_retries_double_with_jitter_up_to_an_hour_and_stop_at_the_horizon() -> None:
+    retries = Retries(initial=timedelta(seconds=5), horizon=timedelta(hours=24))
+    created = utcnow()
+    rng = random.Random(13)
+    for attempts, full in ((1, 5), (2, 10), (3, 20), (10, 2560), (13, 3600), (40, 3600)):
+        due = retries.next_attempt(attempts, created, created, rng)
+        assert due is not None
+        assert full / 2 <= (due - created).total_seconds() <= full, attempts
+    # The last attempt is made at the horizon itself; one failing there gives up.
+    late = created + timedelta(hours=23, minutes=59)
+    assert retries.next_attempt(20, created, late, rng) == created + timedelta(hours=24)
+    assert retries.next_attempt(21, created, created + timedelta(hours=24), rng) is None

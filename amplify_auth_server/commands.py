@@ -27,7 +27,7 @@ import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, Generic, TypeVar
@@ -59,6 +59,7 @@ from amplify_auth_server.models import SYSTEM, Actor, TokenRecord, utcnow
 from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.store import ConcurrentUpdate, TokenStore, aborted_for_others
 from amplify_auth_server.telemetry import command_span
+from amplify_auth_server.webhooks import EventType, WebhookOutbox
 
 logger = logging.getLogger("amplify_auth_server.commands")
 
@@ -96,6 +97,10 @@ class Batch:
     #: Whether changes go through the outbox (only with a shared tier).
     durable: bool
     changes: list[tuple[TokenRecord, Change, bool]] = field(default_factory=list)
+    #: Where events go; None (no WEBHOOK_URLS): :meth:`notify` writes nothing.
+    webhooks: WebhookOutbox | None = None
+    #: Whether :meth:`notify` wrote outbox rows (the writer then wakes the sender).
+    notified: bool = False
 
     def changed(self, record: TokenRecord, change: Change, *, written: bool = True) -> None:
         """After the commit, show ``record`` to every cache and announce ``change``.
@@ -104,6 +109,17 @@ class Batch:
         a previous attempt may have committed and then failed to reach a cache.
         """
         self.changes.append((record, change, written))
+
+    async def notify(self, type_: EventType, events: Iterable[tuple[TokenRecord, Actor]]) -> None:
+        """Say that ``type_`` happened to each ``(token, actor)``: a webhook to every
+        configured URL, queued in this transaction (so in the command's savepoint:
+        a command that fails sends nothing)."""
+        if self.webhooks is None:
+            return
+        rows = self.webhooks.rows(type_, events, utcnow())
+        if rows:
+            await self.store.webhook_add(self.connection, rows)
+            self.notified = True
 
 
 class Command(ABC, Generic[T]):
@@ -148,6 +164,8 @@ class Writer:
 
     store: TokenStore
     propagation: Propagation | None
+    #: Where webhook events go; None: none are written (also in a one-shot process).
+    webhooks: WebhookOutbox | None = None
 
     @property
     def durable(self) -> bool:
@@ -175,7 +193,10 @@ class Writer:
                 if sum(1 for c in commands if c.locks) > 1:
                     await self.store.lock_all(connection, [i for c in commands for i in c.locks])
                 for group in _groups(commands):
-                    mine = [Batch(self.store, connection, self.durable) for _ in group]
+                    mine = [
+                        Batch(self.store, connection, self.durable, webhooks=self.webhooks)
+                        for _ in group
+                    ]
                     together = await self._as_group(group, mine) if len(group) > 1 else None
                     if together is not None:
                         outcomes += together
@@ -194,6 +215,11 @@ class Writer:
                 o if isinstance(o, AuthServerError) else exc for o in outcomes
             ]
             return failed + [exc] * (len(commands) - len(outcomes))
+        if self.webhooks is not None and any(
+            b.notified and not isinstance(o, BaseException)
+            for b, o in zip(batches, outcomes, strict=True)
+        ):
+            self.webhooks.due.set()  # sent at once, not at the next poll
         return await self._propagate(batches, outcomes, time.perf_counter())
 
     @staticmethod
@@ -384,6 +410,7 @@ class CreateToken(Command[Minted]):
             ],
             now,
         )
+        await batches[0].notify("token.created", [(m.record, c.actor) for c, m in fresh])
         return results
 
     def _key(self) -> tuple[str, str] | None:
@@ -457,6 +484,8 @@ class _Change(Command[TokenRecord]):
     """A change to an existing row: read under lock, decide, write if unchanged."""
 
     token_id: str
+    #: The webhook event a change that wrote sends; None: none.
+    webhook: ClassVar[EventType | None] = None
 
     @property
     def locks(self) -> tuple[str, ...]:
@@ -490,6 +519,8 @@ class _Change(Command[TokenRecord]):
         )
         if batch.durable:
             await batch.store.outbox_add(batch.connection, updated.token_hash, updated.version, now)
+        if self.webhook is not None:
+            await batch.notify(self.webhook, [(updated, self.actor)])
         batch.changed(updated, self.change_kind)
         return updated
 
@@ -506,6 +537,8 @@ class _Change(Command[TokenRecord]):
 @dataclass(frozen=True, slots=True)
 class RevokeToken(_Change):
     """Revoke now; revoking a revoked token changes nothing and succeeds."""
+
+    webhook: ClassVar[EventType | None] = "token.revoked"
 
     actor: Actor
     token_id: str
@@ -527,6 +560,8 @@ class RevokeToken(_Change):
 @dataclass(frozen=True, slots=True)
 class ExtendToken(_Change):
     """Push the expiry ``days`` further: from the current expiry, or from now if past."""
+
+    webhook: ClassVar[EventType | None] = "token.extended"
 
     actor: Actor
     token_id: str
@@ -592,6 +627,7 @@ class RevokeMany(Command[Revoked]):
         )
         if batch.durable:
             await batch.store.outbox_add_many(batch.connection, revoked, now)
+        await batch.notify("token.revoked", [(record, self.actor) for record in revoked])
         for record in revoked:
             batch.changed(record, "revoked")
         now_revoked = {record.id for record in revoked}
@@ -602,6 +638,42 @@ class RevokeMany(Command[Revoked]):
             ),
             not_found=tuple(i for i in self.token_ids if i not in existing),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyExpiring(Command[tuple[str, ...]]):
+    """Send ``token.expiring`` for those of ``token_ids`` still owed it (see
+    :meth:`TokenStore.expiring_conditions`), remember it on each token, and audit it:
+    the ids warned now. Found by :mod:`amplify_auth_server.expiring`'s scan;
+    two replicas scanning at once warn each token once (the update's
+    conditions decide)."""
+
+    #: The audit action, for ``GET /auth/audit?action=expiring_notified``.
+    action: ClassVar[str] = "expiring_notified"
+
+    token_ids: tuple[str, ...]
+    horizon: timedelta
+    actor: Actor = SYSTEM
+
+    @property
+    def locks(self) -> tuple[str, ...]:
+        return self.token_ids
+
+    async def run(self, batch: Batch) -> tuple[str, ...]:
+        now = utcnow()
+        warned = await batch.store.mark_expiring(
+            batch.connection, self.token_ids, now, now + self.horizon
+        )
+        await batch.store.record_many(
+            batch.connection,
+            at=now,
+            action=self.action,
+            entries=[
+                (self.actor, r.id, _jsonable({"expires_at": r.expires_at}), r.owner) for r in warned
+            ],
+        )
+        await batch.notify("token.expiring", [(record, self.actor) for record in warned])
+        return tuple(record.id for record in warned)
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,29 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.webhook_deliveries = Counter(
+            "amplify_auth_webhook_deliveries",
+            "Webhook delivery attempts, by event type and result: delivered, retrying "
+            "(failed, due again) or given_up (failed past WEBHOOK_RETRY_HOURS).",
+            ["type", "result"],
+            registry=self.registry,
+        )
+        self.webhook_backlog = Gauge(
+            "amplify_auth_webhook_backlog",
+            "Webhook deliveries not yet made (in the database, so the same on every replica).",
+            registry=self.registry,
+        )
+        self.webhook_oldest_age = Gauge(
+            "amplify_auth_webhook_oldest_age_seconds",
+            "Age of the oldest webhook delivery not yet made; 0 when none waits.",
+            registry=self.registry,
+        )
+        self.webhook_given_up = Gauge(
+            "amplify_auth_webhook_given_up",
+            "Webhook deliveries given up and kept in the outbox with their last error.",
+            registry=self.registry,
+        )
+
     def watch_subscribers(self, count: Callable[[], int]) -> None:
         self.event_subscribers.set_function(lambda: float(count()))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.util import ClauseAdapter
 
 from amplify_auth_server.errors import DatabaseUnavailable
-from amplify_auth_server.models import Actor, AuditRecord, TokenRecord
+from amplify_auth_server.models import Actor, AuditRecord, PendingWebhook, TokenRecord
 from amplify_auth_server.pages import AuditFilter, AuditPosition, TokenFilter, TokenPosition
 from amplify_auth_server.tables import (
     audit_log,
@@ -49,6 +49,7 @@ from amplify_auth_server.tables import (
     idempotency_keys,
     installation,
     tokens,
+    webhook_outbox,
 )
 
 # Built once: the miss path then only binds a value to a cached compilation.
@@ -597,6 +598,156 @@ class TokenStore:
         query = select(tokens.c.id).where(*self.token_conditions(filters, now))
         async with self._connect() as connection:
             return list((await connection.execute(query)).scalars())
+
+    # -- webhooks --------------------------------------------------------------
+    # The outbox rows are written by the writer in a change's transaction
+    # (webhook_add); the delivery loop's bookkeeping (claim, done, retry,
+    # give up) changes no token, and runs in short transactions of its own.
+
+    @staticmethod
+    async def webhook_add(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+        """Queue webhook deliveries, in the change's own transaction, in one statement."""
+        if rows:
+            await connection.execute(insert(webhook_outbox), list(rows))
+
+    async def webhook_claim(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[PendingWebhook]:
+        """Take up to ``limit`` due deliveries until ``lease_until``, counting their attempt.
+
+        The claim commits before anything is sent: a replica killed while
+        sending leaves its rows due again when the lease ends, with their
+        webhook-id. On PostgreSQL, ``SKIP LOCKED`` lets replicas claim side
+        by side without waiting on, or taking, each other's rows.
+        """
+        due = (
+            select(webhook_outbox.c.id, webhook_outbox.c.url)
+            .where(webhook_outbox.c.failed_at.is_(None), webhook_outbox.c.next_attempt_at <= now)
+            .order_by(webhook_outbox.c.next_attempt_at)
+            .limit(limit)
+        )
+        async with self.transaction() as connection:
+            if connection.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            keys = [tuple(row) for row in (await connection.execute(due)).all()]
+            if not keys:
+                return []
+            result = await connection.execute(
+                update(webhook_outbox)
+                .where(tuple_(webhook_outbox.c.id, webhook_outbox.c.url).in_(keys))
+                .values(next_attempt_at=lease_until, attempts=webhook_outbox.c.attempts + 1)
+                .returning(
+                    webhook_outbox.c.id,
+                    webhook_outbox.c.url,
+                    webhook_outbox.c.type,
+                    webhook_outbox.c.body,
+                    webhook_outbox.c.created_at,
+                    webhook_outbox.c.attempts,
+                )
+            )
+            return [
+                PendingWebhook(
+                    id=row.id,
+                    url=row.url,
+                    type=row.type,
+                    body=row.body,
+                    created_at=row.created_at,
+                    attempts=row.attempts,
+                )
+                for row in result.all()
+            ]
+
+    async def webhook_done(self, message_id: str, url: str) -> None:
+        """The receiver took it: nothing left to send."""
+        async with self.transaction() as connection:
+            await connection.execute(
+                delete(webhook_outbox).where(
+                    webhook_outbox.c.id == message_id, webhook_outbox.c.url == url
+                )
+            )
+
+    async def webhook_retry(
+        self, message_id: str, url: str, *, at: datetime, error: str, failed: bool
+    ) -> None:
+        """An attempt failed: due again ``at``, or (``failed``) given up ``at``."""
+        values: dict[str, Any] = {"last_error": error[:200]}
+        values.update({"failed_at": at} if failed else {"next_attempt_at": at})
+        async with self.transaction() as connection:
+            await connection.execute(
+                update(webhook_outbox)
+                .where(webhook_outbox.c.id == message_id, webhook_outbox.c.url == url)
+                .values(**values)
+            )
+
+    async def webhook_backlog(self) -> tuple[int, datetime | None, int]:
+        """Deliveries still to make, the oldest one's event time, and those given up."""
+        pending = webhook_outbox.c.failed_at.is_(None)
+        query = select(
+            func.count().filter(pending),
+            func.min(webhook_outbox.c.created_at).filter(pending),
+            func.count().filter(webhook_outbox.c.failed_at.is_not(None)),
+        )
+        async with _mapped_errors(), self.write_engine.connect() as connection:
+            row = (await connection.execute(query)).one()
+        oldest = row[1]
+        if isinstance(oldest, str):  # SQLite's aggregate loses the column's type
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(row[0]), oldest, int(row[2])
+
+    @staticmethod
+    def expiring_conditions(now: datetime, horizon: datetime) -> list[ColumnElement[bool]]:
+        """Which tokens are owed ``token.expiring``: every condition, in this one place.
+
+        Live (not revoked), expiring within the horizon and not yet, and not
+        warned of this expiry (an extended token is warned again of its new
+        one). The issue's "used in the last 7 days" joins here once tokens
+        record ``last_used_at``.
+        """
+        return [
+            tokens.c.revoked_at.is_(None),
+            tokens.c.expires_at.is_not(None),
+            tokens.c.expires_at > now,
+            tokens.c.expires_at <= horizon,
+            tokens.c.expiring_notified_for.is_(None)
+            | (tokens.c.expiring_notified_for != tokens.c.expires_at),
+        ]
+
+    async def expiring_ids(self, now: datetime, horizon: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` ids of tokens owed ``token.expiring`` (soonest expiry first)."""
+        query = (
+            select(tokens.c.id)
+            .where(*self.expiring_conditions(now, horizon))
+            .order_by(tokens.c.expires_at)
+            .limit(limit)
+        )
+        async with self._connect() as connection:
+            return list((await connection.execute(query)).scalars())
+
+    @classmethod
+    async def mark_expiring(
+        cls,
+        connection: AsyncConnection,
+        token_ids: Sequence[str],
+        now: datetime,
+        horizon: datetime,
+    ) -> list[TokenRecord]:
+        """Mark those of ``token_ids`` still owed ``token.expiring`` as warned of their
+        expiry, and return them: each is warned once, however many replicas scan.
+
+        The version stays: no answer about the token changes, so no cache
+        needs to learn anything.
+        """
+        if not token_ids:
+            return []
+        result = await connection.execute(
+            update(tokens)
+            .where(tokens.c.id.in_(token_ids), *cls.expiring_conditions(now, horizon))
+            .values(expiring_notified_for=tokens.c.expires_at)
+            .returning(*tokens.c)
+        )
+        return [TokenRecord.from_row(row) for row in result.all()]
 
 
 def _columns(record: TokenRecord) -> dict[str, Any]:

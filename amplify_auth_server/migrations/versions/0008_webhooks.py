@@ -6,7 +6,7 @@ with ``failed_at``). ``tokens.expiring_notified_for`` is the expiry that
 ``token.expiring`` was sent for: nullable, so every existing token is one
 not warned yet.
 
-Revision ID: 0008_webhooks
+Revision ID: 0008
 Revises: 0005
 Create Date: 2026-12-02
 """
@@ -18,7 +18,7 @@ from alembic import op
 
 # Migrations are frozen: they never import the models, which move on.
 
-revision = "0008_webhooks"
+revision = "0008"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

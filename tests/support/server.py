@@ -36,6 +36,8 @@ _SERVER_VARIABLES = (
     "THROTTLE_ADMIN_FAILURES",
     "TRUSTED_PROXIES",
     "AUDIT_FAILURE_WINDOW",
+    "USAGE_COUNTING",
+    "USAGE_FLUSH_SECONDS",
     # Terminal size: pytest-xdist's workers set them, and rich would obey.
     "COLUMNS",
     "LINES",

@@ -35,6 +35,7 @@ from amplify_auth_client._models import (
     Reason,
     TokenInfo,
     TokenStatus,
+    UsageDay,
     ValidationResult,
 )
 from amplify_auth_client._options import (
@@ -94,6 +95,7 @@ __all__ = [
     "TokenInfo",
     "TokenNotFound",
     "TokenStatus",
+    "UsageDay",
     "ValidationResult",
     "__version__",
     "generate_token",

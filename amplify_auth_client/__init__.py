@@ -45,6 +45,7 @@ from amplify_auth_client._options import (
     DEFAULT_NEGATIVE_CACHE_TTL,
     DEFAULT_RETRY_DEADLINE,
     DEFAULT_TIMEOUT,
+    DEFAULT_USAGE_REPORT_INTERVAL,
 )
 from amplify_auth_client._policy import DEFAULT_OUTAGE_GRACE, OnOutage, Policy
 from amplify_auth_client._refusal import Refusal
@@ -69,6 +70,7 @@ __all__ = [
     "DEFAULT_OUTAGE_GRACE",
     "DEFAULT_RETRY_DEADLINE",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_USAGE_REPORT_INTERVAL",
     "TOKEN_PREFIX",
     "AdminPermissionDenied",
     "AdminTokenInvalid",

@@ -38,7 +38,7 @@ def test_the_list_shows_last_use_and_filters_the_unused(
     admin_page: Page, console: ServerProcess, screenshots: Path
 ) -> None:
     used = create(console, name="usage-busy")
-    idle = create(console, name="usage-idle")
+    create(console, name="usage-idle")
     _used(console, used["token"], 3)
     wait_for(lambda: _last_used(console, used["token_id"]) is not None)
     page = admin_page

@@ -56,7 +56,8 @@ DEFAULT_RETRY_DEADLINE: Final = 10.0
 #: The first backoff cap; each retry doubles it, up to DEFAULT_RETRY_MAX_WAIT.
 DEFAULT_RETRY_INITIAL_WAIT: Final = 0.1
 DEFAULT_RETRY_MAX_WAIT: Final = 2.0
-#: Seconds between two reports of cache hits (``usage_report_interval``).
+#: Whether clients report their cache hits (``report_usage``), and how often.
+DEFAULT_REPORT_USAGE: Final = True
 DEFAULT_USAGE_REPORT_INTERVAL: Final = 60.0
 
 
@@ -88,7 +89,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "retry_deadline": DEFAULT_RETRY_DEADLINE,
     "stale_if_error": None,
     "subscribe_revocations": None,
-    "report_usage": True,
+    "report_usage": DEFAULT_REPORT_USAGE,
     "usage_report_interval": DEFAULT_USAGE_REPORT_INTERVAL,
 }
 

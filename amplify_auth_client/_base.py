@@ -198,14 +198,14 @@ class BaseAuthClient:
         """In a forked child: a connection pool, cache lock and subscription of its own
         (see ``_forked``)."""
         self._cache.after_fork()
-        if self._reporter is not None:
-            self._reporter.after_fork()
-            # Hits on inherited entries come before any miss: start with the next answer.
-            self._resubscribe = True
+        # Hits on inherited entries come before any miss: what ran in the parent
+        # (its stream, its reporter) starts again with the child's next answer.
+        reporting = self._reporter is not None and self._reporter.after_fork()
         if self._subscription is not None:
             # The parent's stream kept the inherited entries honest; the child
             # answers them without a miss, so its own stream must not wait for one.
             self._resubscribe = self._subscription.after_fork()
+        self._resubscribe = self._resubscribe or reporting
         if not self._http.is_closed:
             # Not closed: closing could write to sockets the parent still uses.
             _ABANDONED.append(self._http)

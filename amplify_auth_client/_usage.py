@@ -90,13 +90,17 @@ class UsageReporter:
             self._http.close()
             self._http = None
 
-    def after_fork(self) -> None:
-        """In a forked child: no thread (it stayed in the parent), no pool; start on demand."""
+    def after_fork(self) -> bool:
+        """In a forked child: no thread (it stayed in the parent), no pool; start on demand.
+        Whether the parent's thread was running (then the child's starts with its next
+        answer)."""
+        running = self._thread is not None and not self._stopping.is_set()
         self._mutex = threading.Lock()
         self._thread = None
         self._stopping = threading.Event()
         # Not closed: closing could write to sockets the parent still uses.
         self._http = None
+        return running
 
     def _main(self) -> None:
         while not self._stopping.wait(self.interval):

@@ -35,6 +35,7 @@ from amplify_auth_client._models import (
     Reason,
     TokenInfo,
     TokenStatus,
+    UsageDay,
     ValidationResult,
 )
 from amplify_auth_client._options import (
@@ -42,8 +43,10 @@ from amplify_auth_client._options import (
     DEFAULT_CACHE_TTL,
     DEFAULT_MAX_RETRIES,
     DEFAULT_NEGATIVE_CACHE_TTL,
+    DEFAULT_REPORT_USAGE,
     DEFAULT_RETRY_DEADLINE,
     DEFAULT_TIMEOUT,
+    DEFAULT_USAGE_REPORT_INTERVAL,
 )
 from amplify_auth_client._policy import DEFAULT_OUTAGE_GRACE, OnOutage, Policy
 from amplify_auth_client._refusal import Refusal
@@ -66,8 +69,10 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_NEGATIVE_CACHE_TTL",
     "DEFAULT_OUTAGE_GRACE",
+    "DEFAULT_REPORT_USAGE",
     "DEFAULT_RETRY_DEADLINE",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_USAGE_REPORT_INTERVAL",
     "TOKEN_PREFIX",
     "AdminPermissionDenied",
     "AdminTokenInvalid",
@@ -94,6 +99,7 @@ __all__ = [
     "TokenInfo",
     "TokenNotFound",
     "TokenStatus",
+    "UsageDay",
     "ValidationResult",
     "__version__",
     "generate_token",

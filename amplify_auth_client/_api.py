@@ -152,6 +152,8 @@ def list_tokens(
     limit: int,
     cursor: str | None,
     owner: str | None = None,
+    unused_for_days: int | None = None,
+    used_within_days: int | None = None,
 ) -> Call[Page[TokenInfo]]:
     params = _query(
         status=status,
@@ -159,6 +161,8 @@ def list_tokens(
         scope=scope,
         expires_within_days=expires_within_days,
         owner=owner,
+        unused_for_days=unused_for_days,
+        used_within_days=used_within_days,
         limit=limit,
         cursor=cursor,
     )
@@ -230,6 +234,8 @@ def revoke_where(
     expires_within_days: int | None,
     dry_run: bool,
     owner: str | None = None,
+    unused_for_days: int | None = None,
+    used_within_days: int | None = None,
 ) -> Call[int]:
     body: dict[str, Any] = {
         key: value
@@ -238,13 +244,16 @@ def revoke_where(
             ("scope", scope),
             ("expires_within_days", expires_within_days),
             ("owner", owner),
+            ("unused_for_days", unused_for_days),
+            ("used_within_days", used_within_days),
         )
         if value is not None
     }
     if not body:
         # The server refuses it too; said here without a round trip.
         raise InvalidRequest(
-            "revoke_where needs at least one filter (name, scope, expires_within_days, owner): "
+            "revoke_where needs at least one filter (name, scope, expires_within_days, owner, "
+            "unused_for_days, used_within_days): "
             "revoking every token is not something a call does by omission",
             status_code=None,
             code="invalid_request",

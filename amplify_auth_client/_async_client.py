@@ -77,12 +77,15 @@ class AsyncAuthClient(BaseAuthClient):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool and end the revocation subscription. Cached
-        answers stay usable (for their TTLs); requests do not."""
+        """Close the connection pool, end the revocation subscription and send a last
+        usage report. Cached answers stay usable (for their TTLs); requests do not."""
         await self._http.aclose()
         if self._subscription is not None:
             # In a thread: the subscription's own thread is joined, briefly.
             await asyncio.to_thread(self._subscription.stop)
+        if self._reporter is not None:
+            # A last report, over the reporter's own (sync) pool: off the loop.
+            await asyncio.to_thread(self._reporter.stop)
 
     # -- validation ----------------------------------------------------------
 
@@ -221,6 +224,8 @@ class AsyncAuthClient(BaseAuthClient):
         scope: str | None = None,
         expires_within_days: int | None = None,
         owner: str | None = None,
+        unused_for_days: int | None = None,
+        used_within_days: int | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
         cursor: str | None = None,
     ) -> Page[TokenInfo]:
@@ -229,7 +234,9 @@ class AsyncAuthClient(BaseAuthClient):
 
         ``name`` is a prefix, whatever its case; ``scope`` one the tokens hold;
         ``expires_within_days`` keeps those expiring that soon; ``owner`` those of
-        one owner (a delegated admin sees only its own owner's). Pass the page's
+        one owner (a delegated admin sees only its own owner's); ``unused_for_days``
+        those not used for that many days (never used included), ``used_within_days``
+        those used since. Pass the page's
         ``next_cursor`` back as ``cursor``, with the same filters, for the next
         one, or use :meth:`iter_tokens`.
         """
@@ -240,6 +247,8 @@ class AsyncAuthClient(BaseAuthClient):
                 scope=scope,
                 expires_within_days=expires_within_days,
                 owner=owner,
+                unused_for_days=unused_for_days,
+                used_within_days=used_within_days,
                 limit=limit,
                 cursor=cursor,
             )
@@ -253,6 +262,8 @@ class AsyncAuthClient(BaseAuthClient):
         scope: str | None = None,
         expires_within_days: int | None = None,
         owner: str | None = None,
+        unused_for_days: int | None = None,
+        used_within_days: int | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> AsyncIterator[TokenInfo]:
         """Every token matching the filters (see :meth:`list_tokens`), fetching pages as
@@ -265,6 +276,8 @@ class AsyncAuthClient(BaseAuthClient):
                 scope=scope,
                 expires_within_days=expires_within_days,
                 owner=owner,
+                unused_for_days=unused_for_days,
+                used_within_days=used_within_days,
                 limit=page_size,
                 cursor=cursor,
             )
@@ -303,6 +316,8 @@ class AsyncAuthClient(BaseAuthClient):
         scope: str | None = None,
         expires_within_days: int | None = None,
         owner: str | None = None,
+        unused_for_days: int | None = None,
+        used_within_days: int | None = None,
         dry_run: bool = False,
     ) -> int:
         """Revoke every active token matching the filters (at least one); how many.
@@ -316,6 +331,8 @@ class AsyncAuthClient(BaseAuthClient):
                 scope=scope,
                 expires_within_days=expires_within_days,
                 owner=owner,
+                unused_for_days=unused_for_days,
+                used_within_days=used_within_days,
                 dry_run=dry_run,
             )
         )

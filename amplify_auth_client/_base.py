@@ -50,6 +50,7 @@ from amplify_auth_client._parse import error_body, scrub
 from amplify_auth_client._retry import LOCAL, RETRIABLE_STATUS, Attempts, RetryPolicy
 from amplify_auth_client._subscription import RevocationSubscription
 from amplify_auth_client._testing import is_testing
+from amplify_auth_client._usage import UsageReporter
 from amplify_auth_client._version import __version__
 
 #: The server's answer to a client past its budget of failures (too many bad tokens).
@@ -133,8 +134,37 @@ class BaseAuthClient:
             )
             # Collected without close(): the thread must not outlive the client.
             weakref.finalize(self, self._subscription.stop, 0)
+        self._reporter = self._usage_reporter(config, custom_transport)
         _CLIENTS.add(self)
         _telemetry.watch(self)
+
+    def _usage_reporter(self, config: ClientConfig, custom_transport: bool) -> UsageReporter | None:
+        """The reporter of this client's cache hits, unless ``report_usage`` is off.
+
+        It sends with a sync pool of its own, from its thread: through the
+        network, or through a custom sync transport (the pytest plugin's
+        fake); an async custom transport cannot serve it, so none is made.
+        """
+        transport = self._sync_transport()
+        if not config.report_usage or (custom_transport and transport is None):
+            return None
+        http_options = self._http_options()
+        if self._basic_auth is not None:
+            http_options["headers"]["Authorization"] = self._basic_auth
+        reporter = UsageReporter(
+            self._cache,
+            http_options=http_options,
+            interval=config.usage_report_interval,
+            transport=transport,
+            threaded=not is_testing(),
+        )
+        # Collected without close(): the thread ends, and nothing is sent then.
+        weakref.finalize(self, reporter.stop, 0, report=False)
+        return reporter
+
+    def _sync_transport(self) -> httpx.BaseTransport | None:
+        """The custom transport a sync pool can use, if any (the sync shell's)."""
+        return None
 
     @staticmethod
     def _subscribes(requested: bool | None, custom_transport: bool) -> bool:
@@ -168,10 +198,14 @@ class BaseAuthClient:
         """In a forked child: a connection pool, cache lock and subscription of its own
         (see ``_forked``)."""
         self._cache.after_fork()
+        # Hits on inherited entries come before any miss: what ran in the parent
+        # (its stream, its reporter) starts again with the child's next answer.
+        reporting = self._reporter is not None and self._reporter.after_fork()
         if self._subscription is not None:
             # The parent's stream kept the inherited entries honest; the child
             # answers them without a miss, so its own stream must not wait for one.
             self._resubscribe = self._subscription.after_fork()
+        self._resubscribe = self._resubscribe or reporting
         if not self._http.is_closed:
             # Not closed: closing could write to sockets the parent still uses.
             _ABANDONED.append(self._http)
@@ -208,6 +242,8 @@ class BaseAuthClient:
         subscription = self._subscription
         if subscription is not None and not subscription.started:
             subscription.start()
+        if self._reporter is not None:
+            self._reporter.start()
         self._resubscribe = False
 
     def _peek(

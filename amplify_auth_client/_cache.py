@@ -80,6 +80,9 @@ MALFORMED = ValidationResult(valid=False, reason="malformed")
 #: The types ``required_scopes`` is taken as is in (one ``type()`` test on the
 #: hot path); anything else goes through :func:`scopes_of` first.
 SCOPE_TYPES: Final = frozenset({tuple, list, set, frozenset})
+#: Token hashes whose unreported hits a cache keeps after their entries left it
+#: (see ValidationCache.harvest): memory stays bounded whatever the churn.
+MAX_UNREPORTED: Final = 10_000
 
 #: A flight's future: ``concurrent.futures.Future`` or ``asyncio.Future``.
 F = TypeVar("F")
@@ -188,6 +191,7 @@ class _Entry:
         "granted",
         "hit",
         "hits",
+        "reported",
         "scope_set",
         "seen",
         "stored_at",
@@ -203,6 +207,8 @@ class _Entry:
         #: Hits on this entry (the one write a hit makes), and their number when the
         #: eviction hand last passed it: "used since" is ``hits != seen``.
         self.hits = self.seen = 0
+        #: Hits already handed to the usage reporter (see :meth:`ValidationCache.harvest`).
+        self.reported = 0
         #: The last tuple of required scopes found held: the same tuple again (a
         #: route's, every request) is then held without looking. Only a tuple,
         #: which cannot change after the check.
@@ -246,6 +252,9 @@ class ValidationCache(Generic[F]):
         self._inflight: dict[str, F] = {}
         self._generation = 0
         self._hits = self._misses = self._coalesced = self._errors = self._stale = 0
+        #: Hits of positive entries that left the table before a harvest, by hash:
+        #: at most MAX_UNREPORTED hashes (more are dropped, not piled up).
+        self._unreported: dict[str, int] = {}
 
     # -- the hot path ----------------------------------------------------------
 
@@ -315,7 +324,7 @@ class ValidationCache(Generic[F]):
                 and entry.fresh_until_for(max_age) > monotonic()
                 and entry.expires_ts > wall_time()
             ):
-                self._hits += 1
+                entry.hits += 1  # as lookup's: stats() and the usage harvest read it
                 return entry.answer.judge(required_scopes, entry.hit)
             self._misses += 1
             future = self._inflight.get(key)
@@ -349,7 +358,7 @@ class ValidationCache(Generic[F]):
         if not self._maxsize:
             return
         # Out first, so that the new entry goes to the back of the eviction order.
-        self._retire(entries.pop(key, None))
+        self._retire(key, entries.pop(key, None))
         if not answer.cacheable:
             # Not remembered, but it still supersedes what we had: an older
             # positive entry must not come back as a stale answer.
@@ -369,15 +378,41 @@ class ValidationCache(Generic[F]):
             key, entry = next(iter(entries.items()))
             del entries[key]
             if entry.hits == entry.seen:
-                self._retire(entry)
+                self._retire(key, entry)
                 return
             entry.seen = entry.hits  # a second chance: to the back
             entries[key] = entry
 
-    def _retire(self, entry: _Entry | None) -> None:
-        """Keep the hits of an entry that leaves the table in the cache's own count."""
-        if entry is not None:
-            self._hits += entry.hits
+    def _retire(self, key: str, entry: _Entry | None) -> None:
+        """Keep the hits of an entry that leaves the table in the cache's own count,
+        and those not yet harvested for the next usage report."""
+        if entry is None:
+            return
+        self._hits += entry.hits
+        unreported = entry.hits - entry.reported
+        if unreported <= 0 or not entry.answer.positive:
+            return
+        if key in self._unreported or len(self._unreported) < MAX_UNREPORTED:
+            self._unreported[key] = self._unreported.get(key, 0) + unreported
+
+    # -- usage ---------------------------------------------------------------
+
+    def harvest(self) -> dict[str, int]:
+        """The hits on positive answers since the last harvest, by token hash.
+
+        Uses of a token this cache answered (the server never saw them: it
+        counts only the misses it answers). Read from the counts the hits
+        already keep for eviction, so a hit does no work for usage at all;
+        the harvest walks the table under the lock, once per report interval.
+        """
+        with self._lock:
+            hits, self._unreported = self._unreported, {}
+            for key, entry in self._entries.items():
+                count = entry.hits - entry.reported
+                if count > 0 and entry.answer.positive:
+                    hits[key] = hits.get(key, 0) + count
+                entry.reported = entry.hits
+            return hits
 
     def stale(
         self,
@@ -439,7 +474,7 @@ class ValidationCache(Generic[F]):
             self._new_generation()
             stale = [k for k, e in self._entries.items() if e.answer.token_id == token_id]
             for key in stale:
-                self._retire(self._entries.pop(key))
+                self._retire(key, self._entries.pop(key))
 
     def evict(self, key: str) -> None:
         """Drop the entry of token hash ``key``, which the server says changed.
@@ -450,14 +485,14 @@ class ValidationCache(Generic[F]):
         """
         with self._lock:
             self._inflight.pop(key, None)
-            self._retire(self._entries.pop(key, None))
+            self._retire(key, self._entries.pop(key, None))
 
     def clear(self) -> None:
         """Forget every entry and detach every flight (counters are kept)."""
         with self._lock:
             self._new_generation()
-            for entry in self._entries.values():
-                self._retire(entry)
+            for key, entry in self._entries.items():
+                self._retire(key, entry)
             self._entries.clear()
 
     def _new_generation(self) -> None:
@@ -472,9 +507,12 @@ class ValidationCache(Generic[F]):
         of the parent may have been halfway through changing them.
         """
         if self._lock.locked():
-            for entry in list(self._entries.values()):
-                self._retire(entry)
+            self._hits += sum(entry.hits for entry in self._entries.values())
             self._entries = {}
+        # The parent reports the hits made before the fork; the child, its own.
+        for entry in self._entries.values():
+            entry.reported = entry.hits
+        self._unreported = {}
         self._lock = threading.Lock()
         self._inflight = {}
         self._generation += 1

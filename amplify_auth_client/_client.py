@@ -62,6 +62,9 @@ class AuthClient(BaseAuthClient):
         self._transport = transport
         super().__init__(base_url, options, custom_transport=transport is not None)
 
+    def _sync_transport(self) -> httpx.BaseTransport | None:
+        return self._transport
+
     def _new_http(self) -> httpx.Client:
         return httpx.Client(transport=self._transport, **self._http_options())
 
@@ -77,11 +80,13 @@ class AuthClient(BaseAuthClient):
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool and end the revocation subscription. Cached
-        answers stay usable (for their TTLs); requests do not."""
+        """Close the connection pool, end the revocation subscription and send a last
+        usage report. Cached answers stay usable (for their TTLs); requests do not."""
         self._http.close()
         if self._subscription is not None:
             self._subscription.stop()
+        if self._reporter is not None:
+            self._reporter.stop()  # with a last report
 
     # -- validation ----------------------------------------------------------
 
@@ -192,6 +197,8 @@ class AuthClient(BaseAuthClient):
         scope: str | None = None,
         expires_within_days: int | None = None,
         owner: str | None = None,
+        unused_for_days: int | None = None,
+        used_within_days: int | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
         cursor: str | None = None,
     ) -> Page[TokenInfo]:
@@ -200,7 +207,9 @@ class AuthClient(BaseAuthClient):
 
         ``name`` is a prefix, whatever its case; ``scope`` one the tokens hold;
         ``expires_within_days`` keeps those expiring that soon; ``owner`` those of
-        one owner (a delegated admin sees only its own owner's). Pass the page's
+        one owner (a delegated admin sees only its own owner's); ``unused_for_days``
+        those not used for that many days (never used included), ``used_within_days``
+        those used since. Pass the page's
         ``next_cursor`` back as ``cursor``, with the same filters, for the next
         one, or use :meth:`iter_tokens`.
         """
@@ -211,6 +220,8 @@ class AuthClient(BaseAuthClient):
                 scope=scope,
                 expires_within_days=expires_within_days,
                 owner=owner,
+                unused_for_days=unused_for_days,
+                used_within_days=used_within_days,
                 limit=limit,
                 cursor=cursor,
             )
@@ -224,6 +235,8 @@ class AuthClient(BaseAuthClient):
         scope: str | None = None,
         expires_within_days: int | None = None,
         owner: str | None = None,
+        unused_for_days: int | None = None,
+        used_within_days: int | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> Iterator[TokenInfo]:
         """Every token matching the filters (see :meth:`list_tokens`), fetching pages as
@@ -236,6 +249,8 @@ class AuthClient(BaseAuthClient):
                 scope=scope,
                 expires_within_days=expires_within_days,
                 owner=owner,
+                unused_for_days=unused_for_days,
+                used_within_days=used_within_days,
                 limit=page_size,
                 cursor=cursor,
             )
@@ -274,6 +289,8 @@ class AuthClient(BaseAuthClient):
         scope: str | None = None,
         expires_within_days: int | None = None,
         owner: str | None = None,
+        unused_for_days: int | None = None,
+        used_within_days: int | None = None,
         dry_run: bool = False,
     ) -> int:
         """Revoke every active token matching the filters (at least one); how many.
@@ -287,6 +304,8 @@ class AuthClient(BaseAuthClient):
                 scope=scope,
                 expires_within_days=expires_within_days,
                 owner=owner,
+                unused_for_days=unused_for_days,
+                used_within_days=used_within_days,
                 dry_run=dry_run,
             )
         )

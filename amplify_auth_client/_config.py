@@ -71,6 +71,9 @@ class ClientConfig:
 
     #: Whether to keep the revocation subscription; None: the default (see BaseAuthClient).
     subscribe_revocations: bool | None = None
+    #: Whether to report cache hits to the server, and how often (see ``_usage``).
+    report_usage: bool = True
+    usage_report_interval: float = DEFAULTS["usage_report_interval"]
 
     @classmethod
     def resolve(cls, base_url: str | None, options: ClientOptions) -> ClientConfig:
@@ -102,6 +105,11 @@ class ClientConfig:
             raise AuthConfigError(
                 f"subscribe_revocations must be True, False or None, got {type(subscribe).__name__}"
             )
+        report_usage = given["report_usage"]
+        if not isinstance(report_usage, bool):
+            raise AuthConfigError(
+                f"report_usage must be True or False, got {type(report_usage).__name__}"
+            )
         return cls(
             base_url=url,
             admin_token=_admin_token(given["admin_token"] or _from_env(ENV_ADMIN_TOKEN)),
@@ -115,4 +123,8 @@ class ClientConfig:
                 None if stale_if_error is None else seconds("stale_if_error", stale_if_error)
             ),
             subscribe_revocations=subscribe,
+            report_usage=report_usage,
+            usage_report_interval=seconds(
+                "usage_report_interval", given["usage_report_interval"], allow_zero=False
+            ),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from amplify_auth_client.contract import Reason, TokenStatus
@@ -92,6 +92,20 @@ class TokenInfo:
     metadata: Mapping[str, str] | None
     #: The team or service the token belongs to; None: no owner.
     owner: str | None = None
+    #: When a validation last answered it valid, as the server wrote it down (its
+    #: flush interval later, or an SDK's report interval more); None: never used.
+    last_used_at: datetime | None = None
+    #: Uses per UTC day over the last 30 days, oldest first: only from
+    #: ``get_token`` (a listing leaves it empty).
+    usage: tuple[UsageDay, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageDay:
+    """A token's uses on one UTC day, every server replica and SDK together."""
+
+    day: date
+    count: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,10 @@ argument               default                         meaning
                                                        ``cache_ttl`` while the server is down
 ``subscribe_...``      None (on, but off with a        evict entries as the server announces
                        transport or set_testing)       changes (see ``_subscription``)
+``report_usage``       True                            report cache hits, so that the server's
+                                                       ``last_used_at`` counts them (``_usage``)
+``usage_report_...``   ``DEFAULT_USAGE_REPORT_..``     seconds between two reports
+                       = 60 s
 =====================  ==============================  ===========================================
 
 ``cache_ttl`` is also the longest a revoked token can still be accepted by a
@@ -52,6 +56,9 @@ DEFAULT_RETRY_DEADLINE: Final = 10.0
 #: The first backoff cap; each retry doubles it, up to DEFAULT_RETRY_MAX_WAIT.
 DEFAULT_RETRY_INITIAL_WAIT: Final = 0.1
 DEFAULT_RETRY_MAX_WAIT: Final = 2.0
+#: Whether clients report their cache hits (``report_usage``), and how often.
+DEFAULT_REPORT_USAGE: Final = True
+DEFAULT_USAGE_REPORT_INTERVAL: Final = 60.0
 
 
 class ClientOptions(TypedDict, total=False):
@@ -67,6 +74,8 @@ class ClientOptions(TypedDict, total=False):
     retry_deadline: float
     stale_if_error: float | None
     subscribe_revocations: bool | None
+    report_usage: bool
+    usage_report_interval: float
 
 
 #: What an option left out means.
@@ -80,6 +89,8 @@ DEFAULTS: Final[dict[str, Any]] = {
     "retry_deadline": DEFAULT_RETRY_DEADLINE,
     "stale_if_error": None,
     "subscribe_revocations": None,
+    "report_usage": DEFAULT_REPORT_USAGE,
+    "usage_report_interval": DEFAULT_USAGE_REPORT_INTERVAL,
 }
 
 

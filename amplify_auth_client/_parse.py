@@ -11,7 +11,7 @@ reach an exception (:func:`scrub`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final, TypeVar, cast
 
 import httpx
@@ -27,6 +27,7 @@ from amplify_auth_client._models import (
     Reason,
     TokenInfo,
     TokenStatus,
+    UsageDay,
 )
 from amplify_auth_client.contract import CACHEABLE_REASONS, TOKEN_LIKE, is_owner, is_token_id
 
@@ -214,7 +215,23 @@ def parse_token_info(data: Any) -> TokenInfo:
         description=_opt_str(body.get("description")),
         metadata=_metadata(body.get("metadata")),
         owner=_owner(body.get("owner")),
+        last_used_at=_opt_time(body.get("last_used_at")),
+        usage=tuple(_usage_day(day) for day in _list(body.get("usage", []))),
     )
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError("a list that is not one")
+    return value
+
+
+def _usage_day(value: Any) -> UsageDay:
+    day = _object(value)
+    count = day["count"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError("a usage count that is not one")
+    return UsageDay(day=date.fromisoformat(_str(day["day"])), count=count)
 
 
 def parse_created(data: Any) -> CreatedToken:

@@ -67,6 +67,8 @@ __all__ = [
     "MAX_SCOPE_LENGTH",
     "MAX_TOKEN_FIELD",
     "MAX_TTL_DAYS",
+    "MAX_USAGE_COUNT",
+    "MAX_USAGE_HITS",
     "OTHER_OWNER",
     "OWNER",
     "OWNER_PATTERN",
@@ -80,6 +82,7 @@ __all__ = [
     "TOKEN_LENGTH",
     "TOKEN_LIKE",
     "TOKEN_PREFIX",
+    "USAGE_DAYS",
     "ListStatus",
     "Reason",
     "TokenStatus",
@@ -333,6 +336,13 @@ MAX_CURSOR_LENGTH: Final = 512
 MAX_BULK_IDS: Final = 1000
 #: The largest request body the server reads, by default (``MAX_BODY_BYTES``).
 MAX_BODY_BYTES: Final = 64 * 1024
+#: Entries one usage report (``POST /auth/usage``) holds at most: about 46 KB,
+#: under MAX_BODY_BYTES; an SDK splits a larger harvest.
+MAX_USAGE_HITS: Final = 500
+#: The most uses one entry of a report may claim (more is refused, not cut).
+MAX_USAGE_COUNT: Final = 1_000_000
+#: Days of per-day usage a server keeps, and ``GET /auth/tokens/{id}`` shows.
+USAGE_DAYS: Final = 30
 
 
 #: A name or a metadata key: no control character at all, and no space at

@@ -27,7 +27,7 @@ import secrets
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, TypeGuard, Unpack
 from urllib.parse import unquote
 
@@ -58,9 +58,12 @@ from amplify_auth_client.contract import (
     MAX_SCOPES,
     MAX_TOKEN_FIELD,
     MAX_TTL_DAYS,
+    MAX_USAGE_COUNT,
+    MAX_USAGE_HITS,
     OTHER_OWNER,
     TOKEN_PREFIX,
     TOKENS_MANAGE_SCOPE,
+    USAGE_DAYS,
     Cursors,
     TokenStatus,
     bearer_token,
@@ -101,6 +104,7 @@ class _Record:
     expires_at: datetime | None
     revoked_at: datetime | None
     owner: str | None = None
+    last_used_at: datetime | None = None
 
     def status(self, now: datetime) -> TokenStatus:
         return status_of(self.revoked_at, self.expires_at, now)
@@ -172,6 +176,8 @@ class FakeAuthServer:
         self._idempotency: dict[tuple[str, str], tuple[str, str, datetime]] = {}
         #: Each audit entry's owner, by entry id (not part of the entry's body).
         self._audit_owner: dict[int, str | None] = {}
+        #: Each token's uses per UTC day (the server's ``token_usage``).
+        self._usage: dict[str, dict[date, int]] = {}
         #: The token the request being answered manages with, once known.
         self._actor: _Record | None = None
         self._now = now or (lambda: datetime.now(UTC))
@@ -271,6 +277,8 @@ class FakeAuthServer:
                 status, body, headers = self._dispatch(request)
             except _Refusal as refusal:
                 status, body, headers = refusal.status, refusal.body, refusal.headers
+        if status == 204:
+            return httpx.Response(status, headers=headers)
         return httpx.Response(status, json=body, headers=headers)
 
     def _dispatch(self, request: httpx.Request) -> _Answer:
@@ -378,13 +386,17 @@ class FakeAuthServer:
         owner = params.get("owner")
         if owner is not None and not is_owner(owner):
             raise _invalid(["query", "owner"], "String should match pattern", "string_type")
-        filters = {
+        filters: dict[str, Any] = {
             "status": "all" if include else status or "active",
             "name": name,
             "scope": scope,
             "expires_within_days": within,
             "owner": self._may_list(actor, owner),
         }
+        for usage_filter in _USAGE_FILTERS:
+            days = _optional_int(params, usage_filter, 1, MAX_TTL_DAYS)
+            if days is not None:  # left out unset, as the server's cursors leave it
+                filters[usage_filter] = days
         now = self._now()
         matching = [r for r in self._newest_first() if _matches(r, filters, now)]
         after = self._position(params, "tokens", filters)
@@ -424,16 +436,22 @@ class FakeAuthServer:
 
     def _get_route(self, request: httpx.Request, token_id: str) -> _Answer:
         actor = self._admin(request)
-        return 200, self._record_body(self._known(token_id, actor), self._now()), {}
+        record, now = self._known(token_id, actor), self._now()
+        oldest = (now - timedelta(days=USAGE_DAYS - 1)).date()
+        days = sorted(self._usage.get(record.id, {}).items())
+        usage = [{"day": day.isoformat(), "count": n} for day, n in days if day >= oldest]
+        return 200, {**self._record_body(record, now), "usage": usage}, {}
 
     def _bulk_revoke_route(self, request: httpx.Request) -> _Answer:
         actor = self._admin(request)
-        ids, name, scope, within, owner, dry_run = _bulk_request(self._json(request))
+        ids, wanted, dry_run = _bulk_request(self._json(request))
         now = self._now()
         if ids is None:
-            filters = {"status": "active", "name": name, "scope": scope,
-                       "expires_within_days": within,
-                       "owner": self._may_list(actor, owner)}  # fmt: skip
+            filters = {
+                **wanted,
+                "status": "active",
+                "owner": self._may_list(actor, wanted["owner"]),
+            }
             matching = [r.id for r in self._newest_first() if _matches(r, filters, now)]
             if not dry_run:
                 for token_id in matching:
@@ -552,6 +570,7 @@ class FakeAuthServer:
         if status != "active":
             return {**answer, "reason": status}
         missing = list(missing_scopes(record.scopes, required))
+        self._use(record, 1)
         if missing:
             return {
                 **answer,
@@ -560,6 +579,28 @@ class FakeAuthServer:
                 "missing_scopes": missing,
             }
         return {**answer, "valid": True, "scopes": list(record.scopes)}
+
+    def _use(self, record: _Record, count: int) -> None:
+        """Count ``count`` uses of ``record`` now. Written at once: the fake is a server
+        whose ``USAGE_FLUSH_SECONDS`` is zero."""
+        now = self._now()
+        if record.last_used_at is None or record.last_used_at < now:
+            self._records[record.id] = replace(record, last_used_at=now)
+        days = self._usage.setdefault(record.id, {})
+        days[now.date()] = days.get(now.date(), 0) + count
+        oldest = (now - timedelta(days=USAGE_DAYS - 1)).date()
+        for day in [d for d in days if d < oldest]:
+            del days[day]
+
+    def _usage_route(self, request: httpx.Request) -> _Answer:
+        for token_hash, count in _usage_report(self._json(request)):
+            token_id = self._by_hash.get(token_hash)
+            if token_id is None:
+                continue
+            record = self._records[token_id]
+            if record.status(self._now()) == "active":
+                self._use(record, count)
+        return 204, None, {}
 
     # -- management ----------------------------------------------------------
 
@@ -916,6 +957,7 @@ class FakeAuthServer:
             "description": record.description,
             "metadata": record.metadata,
             "owner": record.owner,
+            "last_used_at": _iso(record.last_used_at),
         }
 
     @staticmethod
@@ -966,7 +1008,18 @@ _ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer], tuple[str, ...]], .
         "GET",
         "auth/tokens",
         FakeAuthServer._list_route,
-        ("limit", "cursor", "status", "all", "name", "scope", "expires_within_days", "owner"),
+        (
+            "limit",
+            "cursor",
+            "status",
+            "all",
+            "name",
+            "scope",
+            "expires_within_days",
+            "owner",
+            "unused_for_days",
+            "used_within_days",
+        ),
     ),
     ("POST", "auth/tokens/revoke", FakeAuthServer._bulk_revoke_route, ()),
     ("GET", "auth/tokens/{}", FakeAuthServer._get_route, ()),
@@ -974,6 +1027,7 @@ _ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer], tuple[str, ...]], .
     ("POST", "auth/tokens/{}/extend", FakeAuthServer._extend_route, ()),
     ("GET", "auth/tokens/{}/audit", FakeAuthServer._token_audit_route, _AUDIT_PARAMETERS),
     ("GET", "auth/audit", FakeAuthServer._audit_route, _AUDIT_PARAMETERS),
+    ("POST", "auth/usage", FakeAuthServer._usage_route, ()),
 )
 #: Each route's name on the real server: what an audited refusal says was attempted.
 _ATTEMPTS: Final[dict[Callable[..., _Answer], str]] = {
@@ -1096,15 +1150,58 @@ def _matches(record: _Record, filters: Mapping[str, Any], now: datetime) -> bool
         return False
     if scope is not None and scope not in record.scopes:
         return False
-    return within is None or (
+    if within is not None and not (
         record.expires_at is not None and record.expires_at <= now + timedelta(days=within)
-    )
+    ):
+        return False
+    unused, used = filters.get("unused_for_days"), filters.get("used_within_days")
+    last = record.last_used_at
+    if unused is not None and not (last is None or last < now - timedelta(days=unused)):
+        return False
+    return used is None or (last is not None and last >= now - timedelta(days=used))
+
+
+_USAGE_FILTERS: Final = ("unused_for_days", "used_within_days")
+_HASH: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def _usage_report(body: dict[str, Any]) -> list[tuple[str, int]]:
+    """A usage report's hits, as the server's UsageReport reads them."""
+    if set(body) - {"hits"}:
+        (extra, *_) = sorted(set(body) - {"hits"})
+        raise _invalid(["body", extra], "Extra inputs are not permitted", "extra_forbidden")
+    if "hits" not in body:
+        raise _invalid(["body", "hits"], "Field required", "missing")
+    hits = body["hits"]
+    if not isinstance(hits, list):
+        raise _invalid(["body", "hits"], "Input should be a valid list", "list_type")
+    if len(hits) > MAX_USAGE_HITS:
+        raise _invalid(["body", "hits"], "List should have fewer items", "too_long")
+    report: list[tuple[str, int]] = []
+    for index, hit in enumerate(hits):
+        where: list[str | int] = ["body", "hits", index]
+        if not isinstance(hit, dict):
+            raise _invalid(where, "Input should be a valid dictionary", "model_type")
+        if set(hit) - {"token_hash", "count"}:
+            (extra, *_) = sorted(set(hit) - {"token_hash", "count"})
+            raise _invalid([*where, extra], "Extra inputs are not permitted", "extra_forbidden")
+        for name in ("token_hash", "count"):
+            if name not in hit:
+                raise _invalid([*where, name], "Field required", "missing")
+        token_hash, count = hit["token_hash"], hit["count"]
+        if not (isinstance(token_hash, str) and _HASH.fullmatch(token_hash)):
+            raise _invalid([*where, "token_hash"], "String should match pattern", "string_type")
+        if not _whole(count, 1, MAX_USAGE_COUNT):
+            raise _invalid([*where, "count"], "Out of range", "range")
+        report.append((token_hash, count))
+    return report
 
 
 def _bulk_request(
     body: dict[str, Any],
-) -> tuple[list[str] | None, str | None, str | None, int | None, str | None, bool]:
-    """A bulk revocation's body, as the server's RevokeByIds | RevokeByFilter reads it."""
+) -> tuple[list[str] | None, dict[str, Any], bool]:
+    """A bulk revocation's body, as the server's RevokeByIds | RevokeByFilter reads it:
+    the ids, or the filters (every one named, None when not given), and ``dry_run``."""
     if set(body) == {"token_ids"}:
         ids = body["token_ids"]
         if (
@@ -1114,11 +1211,11 @@ def _bulk_request(
             or len(set(ids)) != len(ids)
         ):
             raise _invalid(["body", "token_ids"], "Token ids, each once", "list_type")
-        return ids, None, None, None, None, False
+        return ids, {}, False
     wanted, dry_run = body.get("filter"), body.get("dry_run", False)
     if "filter" not in body or not set(body) <= {"filter", "dry_run"}:
         raise _invalid(["body"], "token_ids, or a filter", "union_tag_invalid")
-    fields = {"name", "scope", "expires_within_days", "owner"}
+    fields = {"name", "scope", "expires_within_days", "owner", *_USAGE_FILTERS}
     if not isinstance(wanted, dict) or not set(wanted) <= fields:
         raise _invalid(["body", "filter"], "A filter", "model_type")
     name, scope = wanted.get("name"), wanted.get("scope")
@@ -1132,11 +1229,16 @@ def _bulk_request(
         raise _invalid([*where, "expires_within_days"], "Out of range", "range")
     if owner is not None and not is_owner(owner):
         raise _invalid([*where, "owner"], "String should match pattern", "string_type")
+    for usage_filter in _USAGE_FILTERS:
+        days = wanted.get(usage_filter)
+        if days is not None and not _whole(days, 1, MAX_TTL_DAYS):
+            raise _invalid([*where, usage_filter], "Out of range", "range")
     if not isinstance(dry_run, bool):
         raise _invalid(["body", "dry_run"], "Input should be a valid boolean", "bool_type")
-    if name is None and scope is None and within is None and owner is None:
+    filters = {name: wanted.get(name) for name in sorted(fields)}
+    if all(value is None for value in filters.values()):
         raise _invalid(where, "At least one filter", "value_error")
-    return None, name, scope, within, owner, dry_run
+    return None, filters, dry_run
 
 
 def _whole(value: object, low: int, high: int) -> TypeGuard[int]:

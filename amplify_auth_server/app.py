@@ -48,9 +48,10 @@ from amplify_auth_server.middleware import (
 from amplify_auth_server.outbox import OutboxReplay
 from amplify_auth_server.pages import Cursors
 from amplify_auth_server.propagation import Propagation
-from amplify_auth_server.routes import errors, events, health, tokens, validate
+from amplify_auth_server.routes import errors, events, health, tokens, usage, validate
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.throttle import Budgets, FailureThrottle
+from amplify_auth_server.usage import UsageCounter, UsageFlush, UsageReports
 from amplify_auth_server.validation import Validator
 from amplify_auth_server.webhooks import Signer, WebhookOutbox
 
@@ -233,11 +234,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if outbox is not None:
             # Before the writer stops: the scan submits through it.
             _start_webhooks(settings, store, queue, outbox, metrics, stack)
-        validator = Validator(store, cache, metrics)
+        counter = UsageCounter()
+        validator = Validator(
+            store, cache, metrics, uses=counter.uses if settings.usage_counting else None
+        )
         denials = Denials(queue, throttle, validator, window=settings.audit_failure_window)
         denials.start()
         # Before the writer stops: the last window's rows go through it.
         stack.push_async_callback(denials.stop)
+        if settings.usage_counting:
+            flush = UsageFlush(counter, queue, interval=settings.usage_flush_seconds)
+            flush.start()
+            # Before the writer stops, as the denials: the last counts are written.
+            stack.push_async_callback(flush.stop)
         app.state.services = Services(
             settings=settings,
             metrics=metrics,
@@ -250,6 +259,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             cursors=Cursors((await store.instance_id()).encode()),
             throttle=throttle,
             denials=denials,
+            usage=UsageReports(counter, validator, throttle),
         )
         await register_admin_token(settings, queue)
         yield
@@ -296,6 +306,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(validate.router)
     app.include_router(events.router)
     app.include_router(tokens.router)
+    app.include_router(usage.router)
     app.include_router(health.router)
     if settings.console_enabled:
         # Imported only when served: Jinja2 and the templates cost start-up time.

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from amplify_auth_client.contract import (
     IDEMPOTENCY_WINDOW,
     MAX_TTL_DAYS,
+    USAGE_DAYS,
     generate_token,
     hash_token,
     iso,
@@ -721,6 +722,30 @@ class RecordDenials(Command[None]):
             # does not establish; the admin's audit log has these rows.
             entries=[(actor, token_id, details, None) for actor, token_id, details in self.entries],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUsage(Command[None]):
+    """Add one flush's validations to each token's day and move its ``last_used_at``
+    up to ``at`` (see :mod:`amplify_auth_server.usage`).
+
+    No version moves and no cache learns it (nothing a validation answers
+    changed), and no audit row is written: usage is an observation, not a
+    change of what a token may do, and a row per flush would bury the log.
+    """
+
+    #: (token id, count), sorted by id: the order rows are locked in.
+    uses: tuple[tuple[str, int], ...]
+    at: datetime
+    actor: Actor = SYSTEM
+
+    @property
+    def locks(self) -> tuple[str, ...]:
+        return tuple(token_id for token_id, _ in self.uses)
+
+    async def run(self, batch: Batch) -> None:
+        keep_from = (self.at - timedelta(days=USAGE_DAYS - 1)).date()
+        await batch.store.record_usage(batch.connection, self.uses, self.at, keep_from)
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

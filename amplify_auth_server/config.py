@@ -48,6 +48,8 @@ DEFAULT_WEBHOOK_RETRY_INITIAL: Final = 5.0
 DEFAULT_WEBHOOK_TIMEOUT: Final = 10.0
 #: Standard Webhooks asks for a secret of 24 to 64 bytes.
 WEBHOOK_SECRET_BYTES: Final = (24, 64)
+#: Seconds between two writes of a process's usage counts (amplify_auth_server.usage).
+DEFAULT_USAGE_FLUSH_SECONDS: Final = 5.0
 
 # No token printed in our docs or the seed passes the checksum (a test of the
 # docs checks it), so the check below also refuses every documented example.
@@ -189,6 +191,19 @@ class Settings(BaseSettings):
         description="Comma-separated addresses or networks of the proxies whose "
         "X-Forwarded-For names the client; unset trusts none (the socket's peer is the "
         "client), `*` trusts every peer (only where nothing else can reach the server).",
+    )
+    usage_counting: bool = Field(
+        default=True,
+        description="Count each token's uses (valid validations, management calls, SDK "
+        "reports) and write them down: `last_used_at` and the usage per day. Off: "
+        "nothing is counted and SDK reports are accepted and ignored.",
+    )
+    usage_flush_seconds: float = Field(
+        default=DEFAULT_USAGE_FLUSH_SECONDS,
+        gt=0,
+        le=3600,
+        description="Seconds between two writes of a process's usage counts: how long "
+        "after a use `last_used_at` may still not show it (plus one writer round).",
     )
     audit_failure_window: float = Field(
         default=DEFAULT_AUDIT_FAILURE_WINDOW,

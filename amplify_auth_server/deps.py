@@ -35,6 +35,7 @@ from amplify_auth_server.models import Actor
 from amplify_auth_server.pages import Cursors
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.throttle import FailureThrottle
+from amplify_auth_server.usage import UsageReports
 from amplify_auth_server.validation import Validator
 
 
@@ -52,6 +53,7 @@ class Services:
     cursors: Cursors
     throttle: FailureThrottle
     denials: Denials
+    usage: UsageReports
 
 
 async def services(request: Request) -> Services:
@@ -104,6 +106,9 @@ async def _manager(request: Request, parts: Services) -> tuple[Actor, Forbidden 
     verdict = parts.validator.judge(await parts.validator.state_of(credentials), ())
     if verdict.result != "valid" or verdict.state is None or verdict.state.token_id is None:
         raise Unauthorized(f"the admin token is not valid ({verdict.result})")
+    # A management call is a use of its token: "unused for 90 days" must
+    # never name an admin token in daily use.
+    parts.validator.used(verdict)
     try:
         return authz.manager(verdict.state), None
     except Forbidden as exc:

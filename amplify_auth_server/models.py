@@ -44,6 +44,9 @@ class TokenRecord:
     created_by: str | None
     #: The team or service the token belongs to; None: no owner.
     owner: str | None = None
+    #: When a validation last answered it valid (see amplify_auth_server.usage);
+    #: None: never. Not validation state: no version bump, no cache learns it.
+    last_used_at: datetime | None = None
 
     @classmethod
     def new(
@@ -93,6 +96,7 @@ class TokenRecord:
             version=row.version,
             created_by=row.created_by,
             owner=row.owner,
+            last_used_at=row.last_used_at,
         )
 
 

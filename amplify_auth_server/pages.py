@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from amplify_auth_client import contract
 from amplify_auth_client.contract import ListStatus, iso
@@ -39,6 +39,10 @@ class TokenFilter:
     expires_within_days: int | None = None
     #: Tokens of this owner (a delegated admin's listings always have it).
     owner: str | None = None
+    #: Tokens not used for this many days (never used counts as unused).
+    unused_for_days: int | None = None
+    #: Tokens used within this many days.
+    used_within_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +98,13 @@ class Cursors:
 
 
 def _fields(filters: object) -> dict[str, Any]:
-    # No owner is left out, so that cursors made before owners existed still work.
+    # Filters added later are left out when unset (owner, the usage filters),
+    # so that cursors made before they existed still work.
     return {
         name: iso(value) if isinstance(value, datetime) else value
         for name, value in asdict(filters).items()  # type: ignore[call-overload]
-        if not (name == "owner" and value is None)
+        if not (name in _LATER and value is None)
     }
+
+
+_LATER: Final = frozenset({"owner", "unused_for_days", "used_within_days"})

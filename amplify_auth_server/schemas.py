@@ -12,7 +12,7 @@ be a 422 at the door, not a 500 in the driver.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -38,10 +38,13 @@ from amplify_auth_client.contract import (
     MAX_SCOPES,
     MAX_TOKEN_FIELD,
     MAX_TTL_DAYS,
+    MAX_USAGE_COUNT,
+    MAX_USAGE_HITS,
     OWNER_PATTERN,
     SCOPE_PATTERN,
     TEXT_PATTERN,
     TOKEN_ID,
+    USAGE_DAYS,
     Reason,
     TokenStatus,
 )
@@ -187,6 +190,13 @@ class TokenRecordResponse(BaseModel):
     description: str | None
     metadata: dict[str, str] | None
     owner: str | None
+    last_used_at: datetime | None = Field(
+        default=None,
+        description="When a validation last answered this token valid (or refused it only "
+        "for its scopes), as the server wrote it down: up to `USAGE_FLUSH_SECONDS` after "
+        "the use through the server, up to an SDK's report interval more through an SDK's "
+        "cache. Null: never used.",
+    )
 
     @classmethod
     def of(cls, record: TokenRecord, now: datetime) -> TokenRecordResponse:
@@ -201,7 +211,38 @@ class TokenRecordResponse(BaseModel):
             description=record.description,
             metadata=record.metadata,
             owner=record.owner,
+            last_used_at=record.last_used_at,
         )
+
+
+class UsageDay(BaseModel):
+    day: date = Field(description="A UTC day.")
+    count: int = Field(description="The token's uses that day, every replica and SDK together.")
+
+
+class TokenDetailResponse(TokenRecordResponse):
+    """One token, with its usage: what ``GET /auth/tokens/{id}`` answers."""
+
+    usage: list[UsageDay] = Field(
+        default_factory=list,
+        description=f"Uses per UTC day over the last {USAGE_DAYS} days, oldest first; "
+        "days without a use are left out.",
+    )
+
+
+class UsageHit(_Request):
+    token_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="SHA-256 of the token, lowercase hex: never the token itself."
+    )
+    count: Annotated[StrictInt, Field(ge=1, le=MAX_USAGE_COUNT)] = Field(
+        description="Cache hits since the SDK's last report."
+    )
+
+
+class UsageReport(_Request):
+    """An SDK's cache hits since its last report (``POST /auth/usage``)."""
+
+    hits: Annotated[list[UsageHit], Field(max_length=MAX_USAGE_HITS)]
 
 
 class CreatedTokenResponse(BaseModel):
@@ -284,7 +325,12 @@ class RevokeByIds(_Request):
     ] = Field(description=f"1 to {MAX_BULK_IDS} token ids, each once.")
 
 
-_FILTERS = ("name", "scope", "expires_within_days", "owner")
+_FILTERS = ("name", "scope", "expires_within_days", "owner", "unused_for_days", "used_within_days")
+
+
+#: Days for the usage filters, up to the longest a token can live; at least 1,
+#: since "unused for 0 days" would be every token.
+UsageDays = Annotated[StrictInt, Field(ge=1, le=MAX_TTL_DAYS)]
 
 
 def _one_filter_at_least(schema: dict[str, Any]) -> None:
@@ -309,12 +355,18 @@ class RevokeFilter(_Request):
     owner: Owner | None = Field(
         default=None, description="Tokens of this owner (a delegated admin: only its own)."
     )
+    unused_for_days: UsageDays | None = Field(
+        default=None, description="Tokens not used for this many days (never used: unused)."
+    )
+    used_within_days: UsageDays | None = Field(
+        default=None, description="Tokens used within this many days."
+    )
 
     @model_validator(mode="after")
     def _something(self) -> RevokeFilter:
         if all(getattr(self, name) is None for name in _FILTERS):
             raise ValueError(
-                "give at least one filter (name, scope, expires_within_days, owner): revoking "
+                f"give at least one filter ({', '.join(_FILTERS)}): revoking "
                 "every token is not something a request does by omission"
             )
         return self

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import orjson
@@ -35,6 +35,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -48,6 +49,7 @@ from amplify_auth_server.tables import (
     cache_outbox,
     idempotency_keys,
     installation,
+    token_usage,
     tokens,
     webhook_outbox,
 )
@@ -55,7 +57,12 @@ from amplify_auth_server.tables import (
 # Built once: the miss path then only binds a value to a cached compilation.
 _BY_HASH: Final = select(tokens).where(tokens.c.token_hash == bindparam("token_hash"))
 _BY_ID: Final = select(tokens).where(tokens.c.id == bindparam("token_id"))
+#: Token ids per statement of a usage flush (SQLite's parameter limit is far above).
+_USAGE_CHUNK: Final = 1000
 
+
+#: How recently a token must have been used to be worth a ``token.expiring``.
+EXPIRING_USED_WITHIN: Final = timedelta(days=7)
 
 #: Tokens a filtered page on SQLite looks through in creation order before it
 #: turns to the filter's own index (see TokenStore._windowed_page): a few
@@ -275,6 +282,13 @@ class TokenStore:
         if filters.expires_within_days is not None:
             horizon = now + timedelta(days=filters.expires_within_days)
             conditions.append(tokens.c.expires_at <= horizon)
+        if filters.unused_for_days is not None:
+            # Never used is unused: NULL is older than any horizon.
+            since = now - timedelta(days=filters.unused_for_days)
+            conditions.append(tokens.c.last_used_at.is_(None) | (tokens.c.last_used_at < since))
+        if filters.used_within_days is not None:
+            since = now - timedelta(days=filters.used_within_days)
+            conditions.append(tokens.c.last_used_at >= since)
         return conditions
 
     def _holds(self, scope: str) -> ColumnElement[bool]:
@@ -593,6 +607,63 @@ class TokenStore:
             ],
         )
 
+    async def usage_of(self, token_id: str, since: date) -> list[tuple[date, int]]:
+        """A token's count per UTC day from ``since`` on, oldest first (days without
+        a use have no row)."""
+        query = (
+            select(token_usage.c.day, token_usage.c["count"])
+            .where(token_usage.c.token_id == token_id, token_usage.c.day >= since)
+            .order_by(token_usage.c.day)
+        )
+        async with self._connect() as connection:
+            return [(day, int(count)) for day, count in await connection.execute(query)]
+
+    @staticmethod
+    async def record_usage(
+        connection: AsyncConnection,
+        uses: Sequence[tuple[str, int]],
+        at: datetime,
+        keep_from: date,
+    ) -> None:
+        """Add ``uses`` (token id, count; sorted by id) to ``at``'s day, move each
+        token's ``last_used_at`` up to ``at`` (never back), and drop the days
+        before ``keep_from``.
+
+        Neither the version nor any cache moves: usage is not validation state.
+        Rows are touched in id order, as :meth:`lock_all` takes them, so that
+        this never deadlocks with a batch of changes on another replica. An id
+        that no longer exists updates nothing and inserts nothing.
+        """
+        for start in range(0, len(uses), _USAGE_CHUNK):
+            chunk = uses[start : start + _USAGE_CHUNK]
+            ids = [token_id for token_id, _ in chunk]
+            query = select(tokens.c.id).where(tokens.c.id.in_(ids)).order_by(tokens.c.id)
+            if connection.dialect.name == "postgresql":
+                query = query.with_for_update()
+            known = set((await connection.execute(query)).scalars())
+            rows = [
+                {"token_id": token_id, "day": at.date(), "count": count}
+                for token_id, count in chunk
+                if token_id in known
+            ]
+            if not rows:
+                continue
+            last_used = tokens.c.last_used_at
+            await connection.execute(
+                update(tokens)
+                .where(tokens.c.id.in_(ids), last_used.is_(None) | (last_used < at))
+                .values(last_used_at=at)
+            )
+            upsert = _dialect_insert(connection)(token_usage)
+            await connection.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[token_usage.c.token_id, token_usage.c.day],
+                    set_={"count": token_usage.c["count"] + upsert.excluded["count"]},
+                ),
+                rows,
+            )
+        await connection.execute(delete(token_usage).where(token_usage.c.day < keep_from))
+
     async def matching_ids(self, filters: TokenFilter, now: datetime) -> list[str]:
         """The ids of every token matching ``filters``: what a bulk revocation names."""
         query = select(tokens.c.id).where(*self.token_conditions(filters, now))
@@ -700,12 +771,13 @@ class TokenStore:
     def expiring_conditions(now: datetime, horizon: datetime) -> list[ColumnElement[bool]]:
         """Which tokens are owed ``token.expiring``: every condition, in this one place.
 
-        Live (not revoked), expiring within the horizon and not yet, and not
+        Live (not revoked), expiring within the horizon and not yet, not
         warned of this expiry (an extended token is warned again of its new
-        one). The issue's "used in the last 7 days" joins here once tokens
-        record ``last_used_at``.
+        one), and used in the last :data:`EXPIRING_USED_WITHIN`: nobody needs
+        to hear that a dead token is about to die.
         """
         return [
+            tokens.c.last_used_at >= now - EXPIRING_USED_WITHIN,
             tokens.c.revoked_at.is_(None),
             tokens.c.expires_at.is_not(None),
             tokens.c.expires_at > now,
@@ -750,6 +822,11 @@ class TokenStore:
         return [TokenRecord.from_row(row) for row in result.all()]
 
 
+def _dialect_insert(connection: AsyncConnection) -> Any:
+    """The ``INSERT … ON CONFLICT`` construct of ``connection``'s database."""
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+
+
 def _columns(record: TokenRecord) -> dict[str, Any]:
     """A record as the ``tokens`` table's columns."""
     return {
@@ -765,4 +842,5 @@ def _columns(record: TokenRecord) -> dict[str, Any]:
         "version": record.version,
         "created_by": record.created_by,
         "owner": record.owner,
+        "last_used_at": record.last_used_at,
     }

@@ -17,8 +17,10 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Date,
     DateTime,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -89,6 +91,10 @@ tokens = Table(
     # The expiry that `token.expiring` was sent for (migration 0008): null, or
     # an older expiry than the current one (extended since), means not yet.
     Column("expiring_notified_for", UTCDateTime, nullable=True),
+    # When a validation last answered it valid, by a replica's clock or at an
+    # SDK's report (amplify_auth_server.usage): accurate to a flush interval,
+    # or a report interval. Null: never used since migration 0007.
+    Column("last_used_at", UTCDateTime, nullable=True),
     # Listing is keyset-paged, newest first: one index per way of listing,
     # so that a page stops after its rows at any depth (migration 0003).
     Index("ix_tokens_created_at_id", "created_at", "id"),
@@ -100,6 +106,8 @@ tokens = Table(
         sqlite_where=text("revoked_at IS NULL"),
     ),
     Index("ix_tokens_expires_at", "expires_at"),
+    # The usage filters (unused_for_days, used_within_days).
+    Index("ix_tokens_last_used_at", "last_used_at"),
     # The same two listings for one owner (a delegated admin's every page):
     # the owner first, so that a page reads only that owner's rows.
     Index("ix_tokens_owner_created_at_id", "owner", "created_at", "id"),
@@ -147,6 +155,20 @@ audit_log = Table(
     Index("ix_audit_log_actor_id_id", "actor_id", "id"),
     Index("ix_audit_log_action_id", "action", "id"),
     Index("ix_audit_log_at", "at"),
+)
+
+
+# How many validations answered each token valid, per UTC day: the last
+# USAGE_DAYS days only (older rows are pruned by the usage flush). Written
+# by the single writer's RecordUsage, never read by validation.
+token_usage = Table(
+    "token_usage",
+    metadata,
+    Column("token_id", String(32), ForeignKey("tokens.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    # The prune deletes by day across every token.
+    Index("ix_token_usage_day", "day"),
 )
 
 

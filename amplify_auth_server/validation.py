@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -54,6 +55,11 @@ MALFORMED_BODY: Final = _body(valid=False, reason="malformed")
 UNKNOWN_BODY: Final = _body(valid=False, reason="unknown")
 
 
+#: The results that are a use of the token (see amplify_auth_server.usage):
+#: a scope refusal too, as the token itself was presented and known good.
+USED_RESULTS: Final = frozenset({"valid", "insufficient_scope"})
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """A validation's answer: the response body and the result for metrics."""
@@ -64,10 +70,21 @@ class Verdict:
 
 
 class Validator:
-    def __init__(self, store: TokenStore, cache: TokenCache, metrics: Metrics) -> None:
+    """``uses``: where each use is counted, token id to count (``USAGE_COUNTING``
+    off: None, and nothing is counted)."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        cache: TokenCache,
+        metrics: Metrics,
+        *,
+        uses: defaultdict[str, int] | None = None,
+    ) -> None:
         self._store = store
         self._cache = cache
         self._metrics = metrics
+        self._uses = uses
         # The cache's own table, so that every change to a token detaches its
         # lookup (see LocalCache).
         self._inflight = cache.inflight
@@ -76,7 +93,20 @@ class Validator:
         state = await self.state_of(token)
         verdict = self.judge(state, required_scopes)
         self._metrics.validation_by_result[verdict.result].inc()
+        # The whole cost of usage on the hot path: one set lookup, one increment.
+        uses = self._uses
+        if uses is not None and verdict.result in USED_RESULTS:
+            uses[verdict.state.token_id] += 1  # type: ignore[union-attr,index]
         return verdict
+
+    def used(self, verdict: Verdict) -> None:
+        """Count ``verdict`` as a use if it is one: for callers that :meth:`judge`
+        a state themselves (an admin token's check)."""
+        uses, state = self._uses, verdict.state
+        if uses is None or verdict.result not in USED_RESULTS or state is None:
+            return
+        if state.token_id is not None:
+            uses[state.token_id] += 1
 
     async def state_of(self, token: str) -> TokenState | None:
         """What the caches or the database know of ``token``; None if malformed."""

@@ -18,6 +18,10 @@ Scenarios (the PostgreSQL + Redis ones need the machine's shared servers):
 * redis: every request goes to Redis (local cache off), over 500 tokens.
 * postgres: every request goes to PostgreSQL (no Redis, local cache off),
   over 500 tokens.
+
+``--usage`` runs one comparison instead: the cached scenario with usage
+counting on (the default) and off (``USAGE_COUNTING=false``), alternating
+in one run, and prints the ratio: the hot path's cost of counting a use.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -175,12 +179,16 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="alternations per scenario")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--usage", action="store_true", help="only: cached, usage counting on vs off"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
 
     work = Path(tempfile.mkdtemp(prefix="amplify-bench-"))
     admin = generate_token()
+    _ADMIN.append(admin)
     python = sys.executable
 
     with ExitStack() as stack:
@@ -208,6 +216,10 @@ def main() -> None:
                     port,
                 )
             )
+
+        if args.usage:
+            _usage(args, ours)
+            return
 
         # Budgets no run reaches: garbage and unknown measure a failure that is
         # counted (what each costs now), not the 429 past the budget; that is
@@ -293,6 +305,49 @@ def main() -> None:
             f"| {name} | {o['rps']:.0f} | {b['rps']:.0f} | {o['rps'] / b['rps']:.2f} "
             f"| {o['p50']:.2f} | {o['p99']:.2f} | {b['p99']:.2f} |"
         )
+
+
+def _usage(args: argparse.Namespace, ours: Callable[[str, dict[str, str]], str]) -> None:
+    """Cached validations, usage counting on and off, alternating: their ratio."""
+    servers = {
+        "usage counting on": ours("usage-on", {}),
+        "usage counting off": ours("usage-off", {"USAGE_COUNTING": "false"}),
+    }
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+    bodies = {}
+    for name, url in servers.items():
+        token = create_token(url, _ADMIN[0], ["read", "write"])
+        bodies[name] = [json.dumps({"token": token, "required_scopes": ["read"]})]
+        httpx.post(url + "/auth/validate", content=bodies[name][0])  # warm
+    for _ in range(args.rounds):
+        for name, url in servers.items():
+            runs[name].append(
+                wrk(
+                    url + "/auth/validate",
+                    bodies[name],
+                    duration=args.duration,
+                    connections=args.connections,
+                )
+            )
+    medians = {
+        name: {k: statistics.median(r[k] for r in done) for k in ("rps", "p50", "p99")}
+        for name, done in runs.items()
+    }
+    off = medians["usage counting off"]["rps"]
+    print(
+        f"\nwrk -t2 -c{args.connections} -d{args.duration}s, median of {args.rounds} "
+        "alternating rounds, one uvicorn process each\n"
+    )
+    print("| cached validation | req/s | ratio to off | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, m in medians.items():
+        print(
+            f"| {name} | {m['rps']:.0f} | {m['rps'] / off:.3f} | {m['p50']:.2f} | {m['p99']:.2f} |"
+        )
+
+
+#: The admin token of the run, set by main (the servers register it at start-up).
+_ADMIN: list[str] = []
 
 
 if __name__ == "__main__":

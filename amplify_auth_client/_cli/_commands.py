@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final
 
 from amplify_auth_client._client import AuthClient
@@ -73,6 +73,8 @@ def list_tokens(args: argparse.Namespace, client: AuthClient) -> TokenList:
         scope=args.scope,
         expires_within_days=args.expiring_within,
         owner=args.owner,
+        unused_for_days=args.unused_for,
+        used_within_days=args.used_within,
         limit=args.limit,
         cursor=args.cursor,
     )
@@ -94,6 +96,7 @@ def revoke(args: argparse.Namespace, client: AuthClient) -> Changed | Revocation
             scope=args.scope,
             expires_within_days=args.expiring_within,
             owner=args.owner,
+            unused_for_days=args.unused_for,
         )
         return Revocations(count, None)
     if len(args.token_ids) == 1:
@@ -106,7 +109,7 @@ def filtered(args: argparse.Namespace) -> bool:
     """Whether ``revoke`` was given filters rather than ids."""
     return any(
         getattr(args, option, None) is not None
-        for option in ("name", "scope", "expiring_within", "owner")
+        for option in ("name", "scope", "expiring_within", "owner", "unused_for")
     )
 
 
@@ -166,7 +169,7 @@ def _plain(value: Any) -> Any:
         # fields() rather than asdict(): asdict deep-copies, and CreatedToken
         # keeps the raw token out of repr, not out of its fields.
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date):  # a usage day is a date, as the API writes it
         return value.isoformat()
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]

@@ -164,7 +164,8 @@ def _show(render: ModuleType, out: Any, result: Result) -> None:
 def _check_revoke(args: argparse.Namespace) -> None:
     if bool(args.token_ids) == filtered(args):
         raise CLIError(
-            "revoke takes token ids, or filters (--name, --scope, --expiring-within), not "
+            "revoke takes token ids, or filters (--name, --scope, --expiring-within, "
+            "--unused-for), not "
             "both; revoking every token needs a filter",
             USAGE,
         )
@@ -179,7 +180,7 @@ def _confirm_revoke(client: AuthClient, args: argparse.Namespace) -> None:
     if filtered(args):
         count = client.revoke_where(
             name=args.name, scope=args.scope, expires_within_days=args.expiring_within,
-            owner=args.owner, dry_run=True,
+            owner=args.owner, unused_for_days=args.unused_for, dry_run=True,
         )  # fmt: skip
         if count == 0:
             return  # Nothing matches: nothing to ask about.
@@ -218,6 +219,8 @@ def _filters(args: argparse.Namespace) -> str:
         parts.append(f"expiring within {args.expiring_within} days")
     if args.owner is not None:
         parts.append(f"of owner {args.owner}")
+    if args.unused_for is not None:
+        parts.append(f"unused for {args.unused_for} days")
     return " and ".join(parts)
 
 

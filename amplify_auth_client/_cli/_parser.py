@@ -11,8 +11,10 @@ after the command must not overwrite the one given before it.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import Any, NoReturn
+from datetime import timedelta
+from typing import Any, Final, NoReturn
 
 from amplify_auth_client._cli._errors import USAGE
 from amplify_auth_client._cli._settings import DEFAULT_AUTH_URL
@@ -57,9 +59,47 @@ def _whole(text: str, low: int, high: int, what: str) -> int:
     return value
 
 
-def _days_or_zero(text: str) -> int:
-    """A whole number of days, 0 or more: ``--expiring-within``."""
-    return _whole(text, 0, MAX_TTL_DAYS, "days")
+#: What a duration's unit stands for, in seconds.
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION: Final = re.compile(r"([0-9]{1,9})([smhd])")
+
+
+def duration(text: str) -> timedelta:
+    """A duration as people type it: ``30s``, ``15m``, ``24h``, ``7d``.
+
+    >>> duration("7d"), duration("90m")
+    (datetime.timedelta(days=7), datetime.timedelta(seconds=5400))
+    """
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: a whole number and a unit, e.g. 30s, 15m, 24h, 7d"
+        )
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
+def _whole_days(text: str, low: int) -> int:
+    """Days for a filter the server takes in days: ``14`` (days, as before), ``14d``,
+    or any duration that is whole days (``48h``)."""
+    if text.strip().isdigit():
+        return _whole(text, low, MAX_TTL_DAYS, "days")
+    span = duration(text)
+    days, rest = divmod(span, timedelta(days=1))
+    if rest or not low <= days <= MAX_TTL_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this filter counts whole days, {low} to {MAX_TTL_DAYS} (e.g. 90d)"
+        )
+    return int(days)
+
+
+def _within(text: str) -> int:
+    """``--expiring-within``: whole days, 0 or more."""
+    return _whole_days(text, 0)
+
+
+def _usage_days(text: str) -> int:
+    """``--unused-for`` and ``--used-within``: whole days, 1 or more."""
+    return _whole_days(text, 1)
 
 
 def _owner(text: str) -> str:
@@ -152,9 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--owner", type=_owner, metavar="OWNER", help="tokens of this owner")
     listing.add_argument(
         "--expiring-within",
-        type=_days_or_zero,
+        type=_within,
         metavar="DAYS",
-        help="tokens that expire within DAYS days",
+        help="tokens that expire within DAYS days (14, or a duration: 14d, 48h)",
+    )
+    listing.add_argument(
+        "--unused-for",
+        type=_usage_days,
+        metavar="DAYS",
+        help="tokens not used for DAYS days (90d); never used counts as unused",
+    )
+    listing.add_argument(
+        "--used-within", type=_usage_days, metavar="DAYS", help="tokens used within DAYS days"
     )
     listing.add_argument(
         "--limit",
@@ -186,9 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument(
         "--expiring-within",
-        type=_days_or_zero,
+        type=_within,
         metavar="DAYS",
-        help="every active token that expires within DAYS days",
+        help="every active token that expires within DAYS days (14, or 14d)",
+    )
+    revoke.add_argument(
+        "--unused-for",
+        type=_usage_days,
+        metavar="DAYS",
+        help="every active token not used for DAYS days (90d), never used included",
     )
     revoke.add_argument(
         "-y",

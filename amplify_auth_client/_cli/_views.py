@@ -17,7 +17,7 @@ from amplify_auth_client._cli._commands import Revocations, TokenDetail
 from amplify_auth_client._models import AuditEntry, CreatedToken, TokenInfo
 
 CREATED_WARNING: Final = "Shown only once: store it now. The server keeps only its hash."
-TOKEN_COLUMNS: Final = ("id", "name", "scopes", "status", "created", "expires")
+TOKEN_COLUMNS: Final = ("id", "name", "scopes", "status", "created", "expires", "last used")
 AUDIT_COLUMNS: Final = ("when", "action", "by", "details")
 AUDIT_TITLE: Final = "Audit trail (newest first)"
 
@@ -56,11 +56,21 @@ def token_fields(token: TokenInfo) -> list[tuple[str, str]]:
         rows.insert(2, ("owner", token.owner))
     if token.revoked_at is not None:
         rows.append(("revoked", when(token.revoked_at)))
+    rows.append(("last used", when(token.last_used_at)))
+    if token.usage:
+        rows.append(("uses, 30 days", usage_line(token)))
     if token.description:
         rows.append(("description", token.description))
     for key, value in (token.metadata or {}).items():
         rows.append((f"metadata.{key}", value))
     return rows
+
+
+def usage_line(token: TokenInfo) -> str:
+    """``info``'s usage: the total over the last 30 days, then each day that had uses."""
+    total = sum(day.count for day in token.usage)
+    days = ", ".join(f"{day.day.isoformat()}: {day.count}" for day in token.usage)
+    return f"{total} ({days})"
 
 
 def created_fields(token: CreatedToken) -> list[tuple[str, str]]:
@@ -100,6 +110,7 @@ def token_row(token: TokenInfo) -> tuple[str, ...]:
         token.status,
         when(token.created_at, date_only=True),
         when(token.expires_at, date_only=True),
+        when(token.last_used_at, date_only=True),
     )
 
 

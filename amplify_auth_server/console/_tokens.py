@@ -69,6 +69,7 @@ async def token_list(
     scope: Annotated[Scope | None, Query()] = None,
     expires_within_days: Annotated[int | None, Query(ge=0, le=MAX_TTL_DAYS)] = None,
     owner: Annotated[Owner | None, Query()] = None,
+    unused_for_days: Annotated[int | None, Query(ge=1, le=MAX_TTL_DAYS)] = None,
     cursor: api.Cursor = None,
 ) -> Response:
     chosen = {
@@ -77,6 +78,7 @@ async def token_list(
         "scope": scope,
         "expires_within_days": expires_within_days,
         "owner": owner,
+        "unused_for_days": unused_for_days,
     }
     result = await api.list_tokens(
         signed.actor,
@@ -88,6 +90,7 @@ async def token_list(
         scope=scope,
         expires_within_days=expires_within_days,
         owner=owner,
+        unused_for_days=unused_for_days,
     )
     given = {key: value for key, value in chosen.items() if value is not None}
     next_url = None

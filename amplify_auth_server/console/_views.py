@@ -43,6 +43,7 @@ TOKEN_COLUMNS: Final = (
     Column("scopes", "Scopes"),
     Column("created_at", "Created"),
     Column("expires_at", "Expires"),
+    Column("last_used_at", "Last used"),
 )
 
 TOKEN_FILTERS: Final = (
@@ -51,6 +52,7 @@ TOKEN_FILTERS: Final = (
     Filter("scope", "Scope", "text"),
     Filter("owner", "Owner", "text"),
     Filter("expires_within_days", "Expiring within (days)", "number"),
+    Filter("unused_for_days", "Unused for (days)", "number", hint="never used counts as unused"),
 )
 
 AUDIT_FILTERS: Final = (

@@ -9,6 +9,7 @@ writer; reads go straight to the database.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response, status
@@ -26,6 +27,7 @@ from amplify_auth_client.contract import (
     MAX_PAGE_SIZE,
     MAX_TTL_DAYS,
     TOKEN_ID,
+    USAGE_DAYS,
     ListStatus,
     create_fingerprint,
     hash_idempotency_key,
@@ -58,8 +60,10 @@ from amplify_auth_server.schemas import (
     Owner,
     RevokeByIds,
     Scope,
+    TokenDetailResponse,
     TokenPageResponse,
     TokenRecordResponse,
+    UsageDay,
 )
 
 router = APIRouter(
@@ -212,6 +216,18 @@ async def list_tokens(
         Owner | None,
         Query(description="Tokens of this owner (a delegated admin lists only its own)."),
     ] = None,
+    unused_for_days: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_TTL_DAYS,
+            description="Tokens not used for this many days (never used counts as unused).",
+        ),
+    ] = None,
+    used_within_days: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_TTL_DAYS, description="Tokens used within this many days."),
+    ] = None,
 ) -> TokenPageResponse:
     if include_all and status not in (None, "all"):
         raise InvalidInput(
@@ -226,6 +242,8 @@ async def list_tokens(
         scope=scope,
         expires_within_days=expires_within_days,
         owner=authz.may_list(admin, owner),
+        unused_for_days=unused_for_days,
+        used_within_days=used_within_days,
     )
     after = None if cursor is None else parts.cursors.token_position(cursor, filters)
     now = utcnow()
@@ -282,6 +300,8 @@ async def revoke_tokens(
         scope=body.filter.scope,
         expires_within_days=body.filter.expires_within_days,
         owner=authz.may_list(admin, body.filter.owner),
+        unused_for_days=body.filter.unused_for_days,
+        used_within_days=body.filter.used_within_days,
     )
     ids = await parts.store.matching_ids(filters, utcnow())
     if body.dry_run:
@@ -299,12 +319,17 @@ async def revoke_tokens(
     )
 
 
-@router.get("/tokens/{token_id}", summary="A token's details", responses=_NOT_FOUND)
-async def get_token(token_id: TokenId, admin: Admin, parts: ServicesDep) -> TokenRecordResponse:
+@router.get("/tokens/{token_id}", summary="A token's details and its usage", responses=_NOT_FOUND)
+async def get_token(token_id: TokenId, admin: Admin, parts: ServicesDep) -> TokenDetailResponse:
     record = authz.visible(admin, await parts.store.get(_known(token_id)))
     if record is None:
         raise NotFound.token(token_id)
-    return TokenRecordResponse.of(record, utcnow())
+    now = utcnow()
+    days = await parts.store.usage_of(record.id, (now - timedelta(days=USAGE_DAYS - 1)).date())
+    return TokenDetailResponse(
+        **TokenRecordResponse.of(record, now).model_dump(),
+        usage=[UsageDay(day=day, count=count) for day, count in days],
+    )
 
 
 @router.post(

@@ -8,13 +8,13 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from amplify_auth_client import AuditEntry, CreatedToken, TokenInfo, token_is_well_formed
+from amplify_auth_client import AuditEntry, CreatedToken, TokenInfo, UsageDay, token_is_well_formed
 from amplify_auth_client._cli import _plain, _render
 from amplify_auth_client._cli._commands import TokenDetail
 from tests.cli.conftest import AUTH_CLI, CLIServer
@@ -34,7 +34,8 @@ TOKENS = [
               CREATED, datetime(2025, 3, 2, 9, 30, tzinfo=UTC), None, None, None),
     TokenInfo("tok_revoked000000003", "orders-service", ("orders:read", "orders:write"),
               "revoked", CREATED, None, datetime(2025, 3, 5, 12, 0, tzinfo=UTC), None,
-              {"team": "orders"}),
+              {"team": "orders"}, last_used_at=datetime(2025, 3, 5, 11, 58, 3, tzinfo=UTC),
+              usage=(UsageDay(date(2025, 3, 4), 1200), UsageDay(date(2025, 3, 5), 37))),
 ]  # fmt: skip
 
 
@@ -162,7 +163,8 @@ def test_without_rich_the_results_are_plain_aligned_text(cli_server: CLIServer) 
     listed = without_rich(cli_server, "list")
     assert listed.returncode == 0, listed.stderr
     header, rule, *rows = listed.stdout.splitlines()[1:]
-    assert header.split() == ["id", "name", "scopes", "status", "created", "expires"]
+    columns = ["id", "name", "scopes", "status", "created", "expires", "last", "used"]
+    assert header.split() == columns
     assert set(rule.replace(" ", "")) == {"-"}
     ours = next(row for row in rows if "plain-text" in row)
     # Aligned: every column starts where its header does.

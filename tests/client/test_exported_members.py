@@ -13,8 +13,10 @@ PUBLIC = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_NEGATIVE_CACHE_TTL",
     "DEFAULT_OUTAGE_GRACE",
+    "DEFAULT_REPORT_USAGE",
     "DEFAULT_RETRY_DEADLINE",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_USAGE_REPORT_INTERVAL",
     "TOKEN_PREFIX",
     "AdminPermissionDenied",
     "AdminTokenInvalid",
@@ -41,6 +43,7 @@ PUBLIC = [
     "TokenInfo",
     "TokenNotFound",
     "TokenStatus",
+    "UsageDay",
     "ValidationResult",
     "__version__",
     "generate_token",
@@ -76,7 +79,7 @@ def test_exported_classes_claim_the_package() -> None:
     classes = [
         value for name in PUBLIC if isinstance(value := getattr(amplify_auth_client, name), type)
     ]
-    assert len(classes) == 23
+    assert len(classes) == 24
     assert {cls.__module__ for cls in classes} == {"amplify_auth_client"}
 
 
@@ -118,6 +121,8 @@ def test_the_contract_is_pinned() -> None:
         "MAX_SCOPE_LENGTH",
         "MAX_TOKEN_FIELD",
         "MAX_TTL_DAYS",
+        "MAX_USAGE_COUNT",
+        "MAX_USAGE_HITS",
         "OTHER_OWNER",
         "OWNER",
         "OWNER_PATTERN",
@@ -131,6 +136,7 @@ def test_the_contract_is_pinned() -> None:
         "TOKEN_LENGTH",
         "TOKEN_LIKE",
         "TOKEN_PREFIX",
+        "USAGE_DAYS",
         "ListStatus",
         "Reason",
         "TokenStatus",

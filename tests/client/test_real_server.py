@@ -18,11 +18,13 @@ from amplify_auth_client import (
     TokenConflict,
     TokenNotFound,
     generate_token,
+    hash_token,
 )
 from amplify_auth_client._parse import parse_answer
 from amplify_auth_client.testing import FakeAuthServer
 from tests.client.support import FakeClock
 from tests.support.server import Backend, ServerProcess, running_server
+from tests.support.waiting import wait_for
 
 _TOKEN = re.compile(r"amp_live_[A-Za-z0-9_-]{43}")
 _ID = re.compile(r"tok_[a-z0-9]{16}")
@@ -33,12 +35,14 @@ _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 @pytest.fixture(scope="module")
 def real(backend: Backend) -> Iterator[ServerProcess]:
-    with running_server(backend) as process:
+    # Usage flushed often, so that the usage scenario waits little for it.
+    with running_server(backend, env={"USAGE_FLUSH_SECONDS": "0.2"}) as process:
         yield process
 
 
-def normalise(value: Any) -> Any:
-    """Strip what legitimately differs between two servers: secrets, ids, times, prose."""
+def normalise(value: Any, *, usage: bool = False) -> Any:
+    """Strip what legitimately differs between two servers: secrets, ids, times, prose
+    (and usage, unless ``usage``)."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
@@ -46,11 +50,17 @@ def normalise(value: Any) -> Any:
                 out[key] = "<text>" if item is not None else None
             elif key == "next_cursor":
                 out[key] = "<cursor>" if item is not None else None
+            elif key in ("last_used_at", "usage") and not usage:
+                # Written by the real server's flush, a moment after the use:
+                # compared by usage_scenario, which waits for it.
+                out[key] = "<usage>"
+            elif key == "day":
+                out[key] = "<day>"
             else:
-                out[key] = normalise(item)
+                out[key] = normalise(item, usage=usage)
         return out
     if isinstance(value, list):
-        return [normalise(item) for item in value]
+        return [normalise(item, usage=usage) for item in value]
     if isinstance(value, str):
         if _TOKEN.fullmatch(value):
             return "<token>"
@@ -348,6 +358,59 @@ def assert_alike(real: ServerProcess, run: Scenario) -> None:
 @pytest.mark.timeout(60)
 def test_fake_and_real_server_answer_alike(real: ServerProcess) -> None:
     assert_alike(real, scenario)
+
+
+def usage_scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
+    """Uses by validation and by report, the filters, and bad reports, on one server."""
+    seen: list[tuple[str, Any]] = []
+    admin = {"Authorization": f"Bearer {admin_token}"}
+
+    def call(step: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = http.request(method, path, **kwargs)
+        body = response.json() if response.content else None
+        seen.append((step, (response.status_code, normalise(body, usage=True))))
+        return response
+
+    owner = {"owner": "usage"}
+    made = http.post(
+        "/auth/tokens", json={"name": "used", "scopes": ["read"], **owner}, headers=admin
+    ).json()
+    http.post("/auth/tokens", json={"name": "idle", "scopes": ["read"], **owner}, headers=admin)
+    call("never used", "GET", f"/auth/tokens/{made['token_id']}", headers=admin)
+    for required in ([], ["read"], ["write"]):
+        body = {"token": made["token"], "required_scopes": required}
+        http.post("/auth/validate", json=body).raise_for_status()
+    hits = {"hits": [{"token_hash": hash_token(made["token"]), "count": 4}]}
+    call("report", "POST", "/auth/usage", json=hits)
+    call("report an unknown hash", "POST", "/auth/usage", json={
+        "hits": [{"token_hash": hash_token(generate_token()), "count": 4}]
+    })  # fmt: skip
+    for step, bad in [
+        ("report: no hits", {}),
+        ("report: extra field", {"hits": [], "at": "now"}),
+        ("report: a raw token", {"hits": [{"token_hash": made["token"], "count": 1}]}),
+        ("report: zero", {"hits": [{"token_hash": "ab" * 32, "count": 0}]}),
+        ("report: a string count", {"hits": [{"token_hash": "ab" * 32, "count": "1"}]}),
+    ]:
+        call(step, "POST", "/auth/usage", json=bad)
+
+    def total() -> int:
+        info = http.get(f"/auth/tokens/{made['token_id']}", headers=admin).json()
+        return sum(day["count"] for day in info["usage"])
+
+    wait_for(lambda: total() >= 7)
+    call("used", "GET", f"/auth/tokens/{made['token_id']}", headers=admin)
+    for query in ("unused_for_days=1", "used_within_days=1", "unused_for_days=0"):
+        call(query, "GET", f"/auth/tokens?owner=usage&{query}", headers=admin)
+    call("bulk by usage", "POST", "/auth/tokens/revoke", headers=admin, json={
+        "filter": {"owner": "usage", "unused_for_days": 30}, "dry_run": True
+    })  # fmt: skip
+    return seen
+
+
+@pytest.mark.timeout(60)
+def test_fake_and_real_server_count_usage_alike(real: ServerProcess) -> None:
+    assert_alike(real, usage_scenario)
 
 
 @pytest.mark.timeout(60)

@@ -203,6 +203,7 @@ def test_the_wire_format_of_management(raw: tuple[FakeAuthServer, httpx.Client])
         "description",
         "metadata",
         "owner",
+        "last_used_at",
     }
     assert listed[-1]["created_at"].endswith("Z")
     never = http.post(f"/auth/tokens/{token_id}/extend", json={"days": 1}, headers=admin)

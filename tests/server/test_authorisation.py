@@ -19,6 +19,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
+from amplify_auth_client import hash_token
 from amplify_auth_server.models import utcnow
 from tests.conftest import insert_token
 from tests.server.conftest import create
@@ -142,6 +143,10 @@ ENDPOINTS: Final[dict[str, Call]] = {
         "/auth/tokens/revoke", json={"filter": {"name": t["name"], "owner": OWNER}}
     ),
     "audit": lambda c, t: c.get("/auth/audit"),
+    # No admin token needed: a service reports its SDK's cache hits by hash.
+    "usage": lambda c, t: c.post(
+        "/auth/usage", json={"hits": [{"token_hash": hash_token(t["token"]), "count": 1}]}
+    ),
 }
 
 #: The route each endpoint of the table calls, as the OpenAPI document names it.
@@ -155,6 +160,7 @@ ROUTES: Final = {
     "bulk_ids": ("post", "/auth/tokens/revoke"),
     "bulk_filter": ("post", "/auth/tokens/revoke"),
     "audit": ("get", "/auth/audit"),
+    "usage": ("post", "/auth/usage"),
 }
 
 _UNAUTHENTICATED: Final = {
@@ -190,6 +196,8 @@ EXPECTED: Final[dict[str, dict[str, int]]] = {
     "bulk_ids": _row(200, 200),
     "bulk_filter": _row(200, 403),
     "audit": _row(200, 200),
+    # Whoever sends it (any credentials, or none): the hash is the proof.
+    "usage": dict.fromkeys(CALLERS, 204),
 }
 
 #: What a successful cell does to its target (nothing, for reads).

@@ -24,6 +24,7 @@ RECORD_FIELDS = {
     "description",
     "metadata",
     "owner",
+    "last_used_at",
 }
 
 
@@ -64,7 +65,7 @@ def test_create_returns_the_raw_token_once_and_forbids_caching(admin: httpx.Clie
     # Nothing else ever shows it again.
     record = admin.get(f"/auth/tokens/{body['token_id']}")
     assert body["token"] not in record.text
-    assert set(record.json()) == RECORD_FIELDS
+    assert set(record.json()) == RECORD_FIELDS | {"usage"}
     assert record.json()["description"] == "for the billing service"
     assert record.json()["metadata"] == {"team": "billing"}
     assert body["token"] not in admin.get("/auth/tokens", params={"all": "true"}).text

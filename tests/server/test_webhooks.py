@@ -27,7 +27,7 @@ from amplify_auth_server.models import SYSTEM, Actor, TokenRecord, utcnow
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.tables import webhook_outbox
 from amplify_auth_server.webhooks import WebhookOutbox
-from tests.server.conftest import create
+from tests.server.conftest import create, validate
 from tests.support.server import Backend, ServerProcess, running_server
 from tests.support.services import fresh_database, redis_namespace
 from tests.support.waiting import wait_for
@@ -43,6 +43,8 @@ def hooks_env(url: str, **overrides: str) -> dict[str, str]:
         "WEBHOOK_POLL_INTERVAL": "0.1",
         "WEBHOOK_SCAN_INTERVAL": "0.2",
         "WEBHOOK_TIMEOUT": "2",
+        # Uses reach last_used_at quickly: token.expiring is for used tokens only.
+        "USAGE_FLUSH_SECONDS": "0.1",
         **overrides,
     }
 
@@ -168,13 +170,18 @@ def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
     assert "timed out" in hooked.log()
 
 
-def test_token_expiring_is_sent_once_per_expiry_and_never_for_revoked_tokens(
+def test_token_expiring_is_sent_once_per_expiry_only_for_used_unrevoked_tokens(
     backend: Backend, hooked: ServerProcess, hooks: Receiver
 ) -> None:
+    # Used a moment ago, as the others: only its revocation keeps it quiet.
     revoked = _insert(backend, expires_in=timedelta(days=2), revoked=True)
     with hooked.client() as admin:
-        soon = create(admin, name="expiring-soon", ttl_days=3)["token_id"]
-        later = create(admin, name="expiring-later", ttl_days=30)["token_id"]
+        soon = create(admin, name="expiring-soon", ttl_days=3)
+        later = create(admin, name="expiring-later", ttl_days=30)
+        unused = create(admin, name="expiring-unused", ttl_days=3)["token_id"]
+        for used in (soon, later):
+            assert validate(admin, used["token"])["valid"]
+        soon, later = soon["token_id"], later["token_id"]
         wait_for(lambda: "token.expiring" in types_of(hooks, soon))
         expiring = [
             r.verified() for r in hooks.delivered(soon) if r.event["type"] == "token.expiring"
@@ -184,7 +191,9 @@ def test_token_expiring_is_sent_once_per_expiry_and_never_for_revoked_tokens(
         assert admin.post(f"/auth/tokens/{soon}/extend", json={"days": 1}).status_code == 200
         wait_for(lambda: types_of(hooks, soon).count("token.expiring") == 2)
         # A marker: another token warned after several more scans.
-        marker = create(admin, name="expiring-marker", ttl_days=1)["token_id"]
+        marker_token = create(admin, name="expiring-marker", ttl_days=1)
+        assert validate(admin, marker_token["token"])["valid"]
+        marker = marker_token["token_id"]
         wait_for(lambda: "token.expiring" in types_of(hooks, marker))
         audit = admin.get("/auth/audit", params={"action": "expiring_notified"}).json()["items"]
     assert types_of(hooks, soon) == [
@@ -199,6 +208,8 @@ def test_token_expiring_is_sent_once_per_expiry_and_never_for_revoked_tokens(
     )
     assert first["data"]["expires_at"] < second["data"]["expires_at"]
     assert types_of(hooks, later) == ["token.created"]
+    # Never used: nobody needs to hear that a dead token is about to die.
+    assert types_of(hooks, unused) == ["token.created"]
     assert not hooks.seen(revoked)
     assert sum(1 for entry in audit if entry["token_id"] == soon) == 2
 
@@ -436,7 +447,7 @@ def _insert(backend: Backend, *, expires_in: timedelta, revoked: bool) -> str:
         expires_at=now + expires_in,
     )
     if revoked:
-        record = dataclasses.replace(record, revoked_at=now)
+        record = dataclasses.replace(record, revoked_at=now, last_used_at=now)
 
     async def insert() -> None:
         engine = create_engine(backend.store_url)

@@ -44,6 +44,8 @@ _SERVER_VARIABLES = (
     "WEBHOOK_TIMEOUT",
     "WEBHOOK_POLL_INTERVAL",
     "WEBHOOK_SCAN_INTERVAL",
+    "USAGE_COUNTING",
+    "USAGE_FLUSH_SECONDS",
     # Terminal size: pytest-xdist's workers set them, and rich would obey.
     "COLUMNS",
     "LINES",

@@ -7,7 +7,7 @@ with ``failed_at``). ``tokens.expiring_notified_for`` is the expiry that
 not warned yet.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 # Migrations are frozen: they never import the models, which move on.
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -44,6 +44,11 @@ class TokenRecord:
     created_by: str | None
     #: The team or service the token belongs to; None: no owner.
     owner: str | None = None
+    #: Rotation: the successor of a rotated token, and the token a successor replaced.
+    replaced_by: str | None = None
+    rotated_from: str | None = None
+    #: A rotated token's idle limit: revoked once unused this many seconds.
+    finish_when_idle_seconds: int | None = None
 
     @classmethod
     def new(
@@ -58,6 +63,7 @@ class TokenRecord:
         description: str | None = None,
         metadata: dict[str, str] | None = None,
         owner: str | None = None,
+        rotated_from: str | None = None,
     ) -> TokenRecord:
         """A token about to be inserted: a fresh id, version 1, not revoked."""
         return cls(
@@ -73,6 +79,7 @@ class TokenRecord:
             version=1,
             created_by=created_by,
             owner=owner,
+            rotated_from=rotated_from,
         )
 
     def status(self, now: datetime) -> TokenStatus:
@@ -93,6 +100,9 @@ class TokenRecord:
             version=row.version,
             created_by=row.created_by,
             owner=row.owner,
+            replaced_by=row.replaced_by,
+            rotated_from=row.rotated_from,
+            finish_when_idle_seconds=row.finish_when_idle_seconds,
         )
 
 

@@ -507,4 +507,7 @@ def _columns(record: TokenRecord) -> dict[str, Any]:
         "version": record.version,
         "created_by": record.created_by,
         "owner": record.owner,
+        "replaced_by": record.replaced_by,
+        "rotated_from": record.rotated_from,
+        "finish_when_idle_seconds": record.finish_when_idle_seconds,
     }

@@ -86,6 +86,12 @@ tokens = Table(
     # The team or service the token belongs to (contract.OWNER); set at
     # creation, never changed. Null: no owner (migration 0005).
     Column("owner", String(63), nullable=True),
+    # Rotation (migration 0006_rotation): the successor's id on the old
+    # token, the predecessor's on the new one, and the old token's idle
+    # limit (seconds without use after which its grace ends early).
+    Column("replaced_by", String(32), nullable=True),
+    Column("rotated_from", String(32), nullable=True),
+    Column("finish_when_idle_seconds", Integer, nullable=True),
     # Listing is keyset-paged, newest first: one index per way of listing,
     # so that a page stops after its rows at any depth (migration 0003).
     Index("ix_tokens_created_at_id", "created_at", "id"),

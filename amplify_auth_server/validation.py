@@ -45,6 +45,8 @@ def _body(
             "reason": reason,
             "missing_scopes": missing,
             "expires_at": None if state is None else state.expires_at,
+            # Part of the state, so memoised with it: no work per request.
+            "replaced_by": None if state is None else state.replaced_by,
         },
         option=orjson.OPT_UTC_Z,
     )

@@ -10,16 +10,23 @@ answer with them). The tables they are stored in are in
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from amplify_auth_client.contract import TokenStatus, new_token_id, status_of
 
+#: The server's one wall clock, in seconds since the epoch: what every time it
+#: writes (:func:`utcnow`) and every expiry validation judges are read from.
+#: One seam, so that a test moves the whole server's time by replacing it.
+wall_time: Callable[[], float] = time.time
+
 
 def utcnow() -> datetime:
     """The server's wall clock: every time it writes is this, in UTC."""
-    return datetime.now(UTC)
+    return datetime.fromtimestamp(wall_time(), UTC)
 
 
 SYSTEM_ACTOR: Final = "system"

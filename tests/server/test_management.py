@@ -24,6 +24,9 @@ RECORD_FIELDS = {
     "description",
     "metadata",
     "owner",
+    "replaced_by",
+    "rotated_from",
+    "finish_when_idle_seconds",
 }
 
 

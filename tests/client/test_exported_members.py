@@ -36,6 +36,7 @@ PUBLIC = [
     "Policy",
     "Reason",
     "Refusal",
+    "RotatedToken",
     "TokenAlreadyCreated",
     "TokenConflict",
     "TokenInfo",

@@ -77,7 +77,7 @@ def test_exported_classes_claim_the_package() -> None:
     classes = [
         value for name in PUBLIC if isinstance(value := getattr(amplify_auth_client, name), type)
     ]
-    assert len(classes) == 23
+    assert len(classes) == 24
     assert {cls.__module__ for cls in classes} == {"amplify_auth_client"}
 
 

@@ -498,6 +498,13 @@ class FakeAuthServer:
             raise _Refusal(
                 409, "conflict", f"token {record.id} is revoked; a revoked token cannot be extended"
             )
+        if record.replaced_by is not None:
+            raise _Refusal(
+                409,
+                "conflict",
+                f"token {record.id} was rotated (replaced by {record.replaced_by}); "
+                f"extend {record.replaced_by} instead",
+            )
         if record.expires_at is None:
             raise _Refusal(
                 409, "conflict", f"token {record.id} never expires; there is nothing to extend"

@@ -668,6 +668,13 @@ class ExtendToken(_Change):
         status = current.status(now)
         if status == "revoked":
             raise Conflict(f"token {current.id} is revoked; a revoked token cannot be extended")
+        if current.replaced_by is not None:
+            # Its grace is the rotation's to end; extending it would revive a
+            # token that has a successor, even one already expired.
+            raise Conflict(
+                f"token {current.id} was rotated (replaced by {current.replaced_by}); "
+                f"extend {current.replaced_by} instead"
+            )
         if current.expires_at is None:
             raise Conflict(f"token {current.id} never expires; there is nothing to extend")
         expires_at = max(current.expires_at, now) + timedelta(days=self.days)

@@ -345,6 +345,8 @@ def _rotations(call: Callable[..., httpx.Response], admin: dict[str, str]) -> No
     call("rotate: the key, another body", "POST", path, json={"grace_seconds": 5},
          headers=admin | key)  # fmt: skip
     call("rotate again", "POST", path, json={}, headers=admin)
+    call("extend the rotated", "POST", f"/auth/tokens/{made['token_id']}/extend",
+         json={"days": 1}, headers=admin)  # fmt: skip
     call("validate in grace", "POST", "/auth/validate", json={"token": old})
     call("validate the successor", "POST", "/auth/validate", json={"token": new["token"]})
     call("get the rotated", "GET", f"/auth/tokens/{made['token_id']}", headers=admin)

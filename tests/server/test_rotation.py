@@ -255,6 +255,16 @@ def test_what_cannot_be_rotated_is_a_409(
     assert after == before
 
 
+def test_a_rotated_token_is_not_extended(admin: httpx.Client) -> None:
+    # Its grace is the rotation's: an extension would revive a replaced token.
+    old = create(admin, name="not-extended", scopes=["read"], ttl_days=3)
+    new = rotate(admin, old["token_id"], grace_seconds=60).json()
+    response = admin.post(f"/auth/tokens/{old['token_id']}/extend", json={"days": 1})
+    assert response.status_code == 409
+    assert new["token_id"] in response.json()["detail"]
+    assert admin.post(f"/auth/tokens/{new['token_id']}/extend", json={"days": 1}).status_code == 200
+
+
 def test_an_unknown_id_is_a_404(admin: httpx.Client) -> None:
     response = rotate(admin, "tok_0000000000000000", grace_seconds=60)
     assert response.status_code == 404

@@ -114,6 +114,22 @@ IdempotencyKey = Annotated[
 ]
 
 
+RotationKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY_HEADER,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Makes the rotation safe to retry, as a create's key does: the same key "
+        f"(from the same admin token, within {IDEMPOTENCY_WINDOW.days * 24} hours) with the "
+        "same token and body answers that rotation again, with `token: null`, status 200 and "
+        f"`{IDEMPOTENT_REPLAYED_HEADER}: true`; with another body, 422. Creates and rotations "
+        "share the keys: one key names one of them.",
+    ),
+]
+
+
 @router.post(
     "/tokens",
     status_code=status.HTTP_201_CREATED,
@@ -357,7 +373,7 @@ async def rotate_token(
     admin: Admin,
     parts: ServicesDep,
     response: Response,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: RotationKey = None,
 ) -> RotatedTokenResponse:
     """The new token (raw, shown once) with the old one's name, scopes, owner,
     description, metadata and lifetime; the old one stays valid until

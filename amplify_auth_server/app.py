@@ -15,6 +15,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any, Final
 
 import redis.asyncio as redis
@@ -31,9 +32,11 @@ from amplify_auth_server.cache import LocalCache, RedisBudget, RedisCache, Token
 from amplify_auth_server.commands import CommandQueue, Writer
 from amplify_auth_server.config import Settings
 from amplify_auth_server.database import WRITE_POOL_SIZE, create_engine, migrate
+from amplify_auth_server.deliveries import Retries, WebhookSender
 from amplify_auth_server.denials import Denials
 from amplify_auth_server.deps import Services, strict_query
 from amplify_auth_server.events import EventFeed, MemoryEventFeed, RedisEventFeed
+from amplify_auth_server.expiring import ExpiringScan
 from amplify_auth_server.invalidation import InvalidationBus, Lease
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.middleware import (
@@ -49,6 +52,7 @@ from amplify_auth_server.routes import errors, events, health, tokens, validate
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.throttle import Budgets, FailureThrottle
 from amplify_auth_server.validation import Validator
+from amplify_auth_server.webhooks import Signer, WebhookOutbox
 
 logger = logging.getLogger("amplify_auth_server")
 
@@ -85,6 +89,7 @@ def _budgets(settings: Settings) -> Budgets:
         validation=settings.throttle_validation_failures,
         malformed=settings.throttle_malformed_validations,
         admin=settings.throttle_admin_failures,
+        signin=settings.throttle_console_signin_failures,
     )
 
 
@@ -174,6 +179,37 @@ async def _build_cache(
     return cache, propagation, announced, throttle
 
 
+def _start_webhooks(
+    settings: Settings,
+    store: TokenStore,
+    queue: CommandQueue,
+    outbox: WebhookOutbox,
+    metrics: Metrics,
+    stack: AsyncExitStack,
+) -> None:
+    """The sender of the webhook outbox and the expiring-token scan, both per replica."""
+    assert settings.webhook_secret is not None  # Settings refuses URLs without it
+    sender = WebhookSender(
+        store,
+        outbox,
+        Signer(settings.webhook_secret.get_secret_value()),
+        metrics,
+        retries=Retries(
+            initial=timedelta(seconds=settings.webhook_retry_initial),
+            horizon=timedelta(hours=settings.webhook_retry_hours),
+        ),
+        timeout=settings.webhook_timeout,
+        interval=settings.webhook_poll_interval,
+    )
+    sender.start()
+    stack.push_async_callback(sender.stop)
+    scan = ExpiringScan(
+        store, queue, days=settings.webhook_expiring_days, interval=settings.webhook_scan_interval
+    )
+    scan.start()
+    stack.push_async_callback(scan.stop)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -188,10 +224,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = TokenStore(engine, write_engine)
         cache, propagation, feed, throttle = await _build_cache(settings, store, metrics, stack)
         metrics.watch_subscribers(lambda: feed.subscribers)
-        queue = CommandQueue(Writer(store, propagation), metrics)
+        # No WEBHOOK_URLS, no outbox: commands then write no webhook rows at all.
+        outbox = WebhookOutbox(settings.webhook_url_list) if settings.webhook_url_list else None
+        queue = CommandQueue(Writer(store, propagation, webhooks=outbox), metrics)
         queue.start()
         # Unwound first: the writer drains while caches and database still work.
         stack.push_async_callback(queue.stop)
+        if outbox is not None:
+            # Before the writer stops: the scan submits through it.
+            _start_webhooks(settings, store, queue, outbox, metrics, stack)
         validator = Validator(store, cache, metrics)
         denials = Denials(queue, throttle, validator, window=settings.audit_failure_window)
         denials.start()

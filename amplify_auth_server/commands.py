@@ -25,8 +25,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, Generic, TypeVar
@@ -60,6 +61,7 @@ from amplify_auth_server.models import SYSTEM, Actor, TokenRecord, utcnow
 from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.store import ConcurrentUpdate, TokenStore, aborted_for_others
 from amplify_auth_server.telemetry import command_span
+from amplify_auth_server.webhooks import EventType, WebhookOutbox
 
 logger = logging.getLogger("amplify_auth_server.commands")
 
@@ -78,6 +80,9 @@ class Done(Generic[T]):
 
     value: T
     pending: tuple[Awaitable[None], ...] = ()
+    #: When the change committed (``time.perf_counter``); None if it changed
+    #: no token. The caller measures from here to the last confirmation.
+    committed: float | None = None
 
 
 @dataclass(slots=True)
@@ -94,6 +99,10 @@ class Batch:
     #: Whether changes go through the outbox (only with a shared tier).
     durable: bool
     changes: list[tuple[TokenRecord, Change, bool]] = field(default_factory=list)
+    #: Where events go; None (no WEBHOOK_URLS): :meth:`notify` writes nothing.
+    webhooks: WebhookOutbox | None = None
+    #: Whether :meth:`notify` wrote outbox rows (the writer then wakes the sender).
+    notified: bool = False
 
     def changed(self, record: TokenRecord, change: Change, *, written: bool = True) -> None:
         """After the commit, show ``record`` to every cache and announce ``change``.
@@ -102,6 +111,17 @@ class Batch:
         a previous attempt may have committed and then failed to reach a cache.
         """
         self.changes.append((record, change, written))
+
+    async def notify(self, type_: EventType, events: Iterable[tuple[TokenRecord, Actor]]) -> None:
+        """Say that ``type_`` happened to each ``(token, actor)``: a webhook to every
+        configured URL, queued in this transaction (so in the command's savepoint:
+        a command that fails sends nothing)."""
+        if self.webhooks is None:
+            return
+        rows = self.webhooks.rows(type_, events, utcnow())
+        if rows:
+            await self.store.webhook_add(self.connection, rows)
+            self.notified = True
 
 
 class Command(ABC, Generic[T]):
@@ -146,6 +166,8 @@ class Writer:
 
     store: TokenStore
     propagation: Propagation | None
+    #: Where webhook events go; None: none are written (also in a one-shot process).
+    webhooks: WebhookOutbox | None = None
 
     @property
     def durable(self) -> bool:
@@ -173,7 +195,10 @@ class Writer:
                 if sum(1 for c in commands if c.locks) > 1:
                     await self.store.lock_all(connection, [i for c in commands for i in c.locks])
                 for group in _groups(commands):
-                    mine = [Batch(self.store, connection, self.durable) for _ in group]
+                    mine = [
+                        Batch(self.store, connection, self.durable, webhooks=self.webhooks)
+                        for _ in group
+                    ]
                     together = await self._as_group(group, mine) if len(group) > 1 else None
                     if together is not None:
                         outcomes += together
@@ -192,7 +217,12 @@ class Writer:
                 o if isinstance(o, AuthServerError) else exc for o in outcomes
             ]
             return failed + [exc] * (len(commands) - len(outcomes))
-        return await self._propagate(batches, outcomes)
+        if self.webhooks is not None and any(
+            b.notified and not isinstance(o, BaseException)
+            for b, o in zip(batches, outcomes, strict=True)
+        ):
+            self.webhooks.due.set()  # sent at once, not at the next poll
+        return await self._propagate(batches, outcomes, time.perf_counter())
 
     @staticmethod
     async def _as_group(group: Sequence[Command[Any]], batches: list[Batch]) -> list[Any] | None:
@@ -232,7 +262,9 @@ class Writer:
         batch.changes.clear()
         return ServiceUnavailable("the token kept changing concurrently; retry")
 
-    async def _propagate(self, batches: list[Batch], outcomes: list[Any]) -> list[Any]:
+    async def _propagate(
+        self, batches: list[Batch], outcomes: list[Any], committed: float
+    ) -> list[Any]:
         changes = [change for batch in batches for change in batch.changes]
         if self.propagation is None or not changes:
             return [o if isinstance(o, BaseException) else Done(o) for o in outcomes]
@@ -257,7 +289,7 @@ class Writer:
                 results.append(outcome)
                 continue
             pending = tuple(a.confirmation for a in mine if a.confirmation is not None)
-            results.append(Done(outcome, pending))
+            results.append(Done(outcome, pending, committed if mine else None))
         return results
 
     async def _forget(self, batches: list[Batch]) -> None:
@@ -380,6 +412,7 @@ class CreateToken(Command[Minted]):
             ],
             now,
         )
+        await batches[0].notify("token.created", [(m.record, c.actor) for c, m in fresh])
         return results
 
     def _key(self) -> tuple[str, str] | None:
@@ -528,6 +561,9 @@ class RotateToken(Command[Rotated]):
             )
         if batch.durable:
             await store.outbox_add(connection, updated.token_hash, updated.version, now)
+        # The successor is a create, for webhook receivers too; the old token's
+        # token.rotated is the lead's to add with its EventType.
+        await batch.notify("token.created", [(successor, self.actor)])
         # The old token's new deadline (or its revocation) reaches every tier and
         # subscriber; the successor, like any create, was never cached anywhere.
         batch.changed(updated, "rotated")
@@ -581,6 +617,8 @@ class _Change(Command[TokenRecord]):
     """A change to an existing row: read under lock, decide, write if unchanged."""
 
     token_id: str
+    #: The webhook event a change that wrote sends; None: none.
+    webhook: ClassVar[EventType | None] = None
 
     @property
     def locks(self) -> tuple[str, ...]:
@@ -614,6 +652,8 @@ class _Change(Command[TokenRecord]):
         )
         if batch.durable:
             await batch.store.outbox_add(batch.connection, updated.token_hash, updated.version, now)
+        if self.webhook is not None:
+            await batch.notify(self.webhook, [(updated, self.actor)])
         batch.changed(updated, self.change_kind)
         return updated
 
@@ -630,6 +670,8 @@ class _Change(Command[TokenRecord]):
 @dataclass(frozen=True, slots=True)
 class RevokeToken(_Change):
     """Revoke now; revoking a revoked token changes nothing and succeeds."""
+
+    webhook: ClassVar[EventType | None] = "token.revoked"
 
     actor: Actor
     token_id: str
@@ -651,6 +693,8 @@ class RevokeToken(_Change):
 @dataclass(frozen=True, slots=True)
 class ExtendToken(_Change):
     """Push the expiry ``days`` further: from the current expiry, or from now if past."""
+
+    webhook: ClassVar[EventType | None] = "token.extended"
 
     actor: Actor
     token_id: str
@@ -723,6 +767,7 @@ class RevokeMany(Command[Revoked]):
         )
         if batch.durable:
             await batch.store.outbox_add_many(batch.connection, revoked, now)
+        await batch.notify("token.revoked", [(record, self.actor) for record in revoked])
         for record in revoked:
             batch.changed(record, "revoked")
         now_revoked = {record.id for record in revoked}
@@ -733,6 +778,42 @@ class RevokeMany(Command[Revoked]):
             ),
             not_found=tuple(i for i in self.token_ids if i not in existing),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyExpiring(Command[tuple[str, ...]]):
+    """Send ``token.expiring`` for those of ``token_ids`` still owed it (see
+    :meth:`TokenStore.expiring_conditions`), remember it on each token, and audit it:
+    the ids warned now. Found by :mod:`amplify_auth_server.expiring`'s scan;
+    two replicas scanning at once warn each token once (the update's
+    conditions decide)."""
+
+    #: The audit action, for ``GET /auth/audit?action=expiring_notified``.
+    action: ClassVar[str] = "expiring_notified"
+
+    token_ids: tuple[str, ...]
+    horizon: timedelta
+    actor: Actor = SYSTEM
+
+    @property
+    def locks(self) -> tuple[str, ...]:
+        return self.token_ids
+
+    async def run(self, batch: Batch) -> tuple[str, ...]:
+        now = utcnow()
+        warned = await batch.store.mark_expiring(
+            batch.connection, self.token_ids, now, now + self.horizon
+        )
+        await batch.store.record_many(
+            batch.connection,
+            at=now,
+            action=self.action,
+            entries=[
+                (self.actor, r.id, _jsonable({"expires_at": r.expires_at}), r.owner) for r in warned
+            ],
+        )
+        await batch.notify("token.expiring", [(record, self.actor) for record in warned])
+        return tuple(record.id for record in warned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -843,6 +924,8 @@ class CommandQueue:
             done = await asyncio.shield(future)
             for pending in done.pending:
                 await pending
+        if done.committed is not None:
+            self._metrics.propagation.observe(time.perf_counter() - done.committed)
         return done.value
 
     async def stop(self) -> None:

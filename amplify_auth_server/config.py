@@ -8,10 +8,13 @@ unsafe are refused at start-up with a message that says what to change.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from pathlib import Path
 from typing import Final, Literal
 
+import httpx
 from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,8 +37,17 @@ DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
 DEFAULT_VALIDATION_FAILURES: Final = "300/minute"
 DEFAULT_MALFORMED_VALIDATIONS: Final = "3000/minute"
 DEFAULT_ADMIN_FAILURES: Final = "20/minute"
+DEFAULT_SIGNIN_FAILURES: Final = "10/minute"
 #: Seconds over which failed admin authentications are aggregated into one audit row.
 DEFAULT_AUDIT_FAILURE_WINDOW: Final = 60.0
+#: Webhooks (amplify_auth_server.webhooks): the warning before an expiry, how
+#: long a delivery is retried, the first wait, and the deadline of one attempt.
+DEFAULT_WEBHOOK_EXPIRING_DAYS: Final = 7
+DEFAULT_WEBHOOK_RETRY_HOURS: Final = 24.0
+DEFAULT_WEBHOOK_RETRY_INITIAL: Final = 5.0
+DEFAULT_WEBHOOK_TIMEOUT: Final = 10.0
+#: Standard Webhooks asks for a secret of 24 to 64 bytes.
+WEBHOOK_SECRET_BYTES: Final = (24, 64)
 
 # No token printed in our docs or the seed passes the checksum (a test of the
 # docs checks it), so the check below also refuses every documented example.
@@ -167,6 +179,11 @@ class Settings(BaseSettings):
         default=DEFAULT_ADMIN_FAILURES,
         description="Failed admin authentications (401, 403) one client may make before 429.",
     )
+    throttle_console_signin_failures: str = Field(
+        default=DEFAULT_SIGNIN_FAILURES,
+        description="Refused console sign-ins one client may make before it has to wait "
+        "for the window to end (429, even with the right token).",
+    )
     trusted_proxies: str | None = Field(
         default=None,
         description="Comma-separated addresses or networks of the proxies whose "
@@ -181,8 +198,60 @@ class Settings(BaseSettings):
         "route are counted into one audit row.",
     )
 
+    webhook_urls: str | None = Field(
+        default=None,
+        description="Comma-separated http(s) URLs that receive token events, signed as "
+        "Standard Webhooks; unset sends none (and writes no outbox rows).",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The signing secret, `whsec_` and 24 to 64 random bytes in base64; "
+        "required with WEBHOOK_URLS.",
+    )
+    webhook_expiring_days: int = Field(
+        default=DEFAULT_WEBHOOK_EXPIRING_DAYS,
+        ge=1,
+        le=contract.MAX_TTL_DAYS,
+        description="Days before a token's expiry that `token.expiring` is sent.",
+    )
+    webhook_retry_hours: float = Field(
+        default=DEFAULT_WEBHOOK_RETRY_HOURS,
+        gt=0,
+        le=7 * 24,
+        description="Hours a delivery is retried, from its event, before it is given up.",
+    )
+    webhook_retry_initial: float = Field(
+        default=DEFAULT_WEBHOOK_RETRY_INITIAL,
+        gt=0,
+        le=3600,
+        description="Seconds before the first retry; each next wait doubles (up to an hour), "
+        "with jitter.",
+    )
+    webhook_timeout: float = Field(
+        default=DEFAULT_WEBHOOK_TIMEOUT,
+        gt=0,
+        le=60,
+        description="Seconds one delivery attempt may take before it counts as failed.",
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two looks for due deliveries (a replica's own changes "
+        "are sent at once).",
+    )
+    webhook_scan_interval: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="Seconds between two scans for tokens entering WEBHOOK_EXPIRING_DAYS.",
+    )
+
     @field_validator(
-        "throttle_validation_failures", "throttle_malformed_validations", "throttle_admin_failures"
+        "throttle_validation_failures",
+        "throttle_malformed_validations",
+        "throttle_admin_failures",
+        "throttle_console_signin_failures",
     )
     @classmethod
     def _budget(cls, value: str) -> str:
@@ -218,7 +287,13 @@ class Settings(BaseSettings):
         return value.lower() if isinstance(value, str) else value
 
     @field_validator(
-        "database_url", "redis_url", "auth_admin_token", "trusted_proxies", mode="before"
+        "database_url",
+        "redis_url",
+        "auth_admin_token",
+        "trusted_proxies",
+        "webhook_urls",
+        "webhook_secret",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -239,6 +314,15 @@ class Settings(BaseSettings):
                     f"{scheme!r} is not supported; use postgresql://user:pass@host:5432/db "
                     "or sqlite:///path/to/file.db"
                 )
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, value: str | None) -> str | None:
+        for entry in _entries(value or ""):
+            problem = _unsafe_webhook_url(entry)
+            if problem is not None:
+                raise ValueError(f"WEBHOOK_URLS: {entry!r} {problem}")
         return value
 
     @field_validator("redis_url")
@@ -263,7 +347,27 @@ class Settings(BaseSettings):
                     "AUTH_ADMIN_TOKEN is not a valid amp_live_ token (wrong shape or checksum). "
                     "Mint one with `amplify-auth-server create-admin-token`, or unset it."
                 )
+        if self.webhook_secret is not None:
+            # Checked here, not in a field validator: pydantic's message for a
+            # field repeats its input, and this one is a secret.
+            problem = _bad_webhook_secret(self.webhook_secret.get_secret_value())
+            if problem is not None:
+                raise ValueError(
+                    f"WEBHOOK_SECRET {problem}; make one with "
+                    "python -c \"import base64, os; print('whsec_' + "
+                    'base64.b64encode(os.urandom(32)).decode())"'
+                )
+        if self.webhook_url_list and self.webhook_secret is None:
+            raise ValueError(
+                "WEBHOOK_URLS is set without WEBHOOK_SECRET: receivers could not tell our "
+                "events from forged ones; set WEBHOOK_SECRET (whsec_ and base64)"
+            )
         return self
+
+    @property
+    def webhook_url_list(self) -> tuple[str, ...]:
+        """``WEBHOOK_URLS`` as a tuple, each once, in order."""
+        return tuple(dict.fromkeys(_entries(self.webhook_urls or "")))
 
     @property
     def proxy_hosts(self) -> list[str]:
@@ -283,3 +387,34 @@ class Settings(BaseSettings):
 
 def _entries(value: str) -> list[str]:
     return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
+def _unsafe_webhook_url(entry: str) -> str | None:
+    """Why ``entry`` cannot receive webhooks, or None."""
+    try:
+        url = httpx.URL(entry)
+    except httpx.InvalidURL:
+        return "is not a URL; write it as https://hooks.example.com/amplify"
+    if url.scheme not in ("http", "https") or not url.host:
+        return "is not an http(s) URL with a host; write it as https://hooks.example.com/amplify"
+    if url.userinfo:
+        # Logged with every failed attempt: credentials have no place there.
+        return (
+            "carries credentials; drop them (the signature is what tells a receiver the "
+            "event is ours)"
+        )
+    return None
+
+
+def _bad_webhook_secret(secret: str) -> str | None:
+    """What is wrong with ``secret`` as a Standard Webhooks secret, or None."""
+    if not secret.startswith("whsec_"):
+        return "must start with whsec_"
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return "is not whsec_ followed by base64"
+    low, high = WEBHOOK_SECRET_BYTES
+    if not low <= len(key) <= high:
+        return f"holds {len(key)} bytes; use {low} to {high} random bytes"
+    return None

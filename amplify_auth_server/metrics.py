@@ -70,6 +70,13 @@ class Metrics:
             "Write commands waiting for the single writer.",
             registry=self.registry,
         )
+        self.propagation = Histogram(
+            "amplify_auth_change_propagation_seconds",
+            "From a change's commit until every cache tier and every replica had it, per "
+            "command that changed tokens: the revocation lag, as far as the server sees.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
             "amplify_auth_request_duration_seconds",
             "HTTP request latency, by route template and method.",
@@ -100,6 +107,29 @@ class Metrics:
         self.suspects = Gauge(
             "amplify_auth_cache_suspects",
             "Tokens answered from the database because Redis may not hold their last change.",
+            registry=self.registry,
+        )
+
+        self.webhook_deliveries = Counter(
+            "amplify_auth_webhook_deliveries",
+            "Webhook delivery attempts, by event type and result: delivered, retrying "
+            "(failed, due again) or given_up (failed past WEBHOOK_RETRY_HOURS).",
+            ["type", "result"],
+            registry=self.registry,
+        )
+        self.webhook_backlog = Gauge(
+            "amplify_auth_webhook_backlog",
+            "Webhook deliveries not yet made (in the database, so the same on every replica).",
+            registry=self.registry,
+        )
+        self.webhook_oldest_age = Gauge(
+            "amplify_auth_webhook_oldest_age_seconds",
+            "Age of the oldest webhook delivery not yet made; 0 when none waits.",
+            registry=self.registry,
+        )
+        self.webhook_given_up = Gauge(
+            "amplify_auth_webhook_given_up",
+            "Webhook deliveries given up and kept in the outbox with their last error.",
             registry=self.registry,
         )
 

@@ -138,3 +138,17 @@ class Actor:
 
 
 SYSTEM = Actor(SYSTEM_ACTOR, "amplify-auth-server")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWebhook:
+    """One webhook delivery claimed from the outbox (:mod:`amplify_auth_server.webhooks`):
+    the event's webhook-id, where it goes, the exact body to sign, and how many
+    attempts this one makes (counting it)."""
+
+    id: str
+    url: str
+    type: str
+    body: str
+    created_at: datetime
+    attempts: int

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    Select,
+    Subquery,
+    and_,
     any_,
     bindparam,
     cast,
@@ -35,9 +38,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.util import ClauseAdapter
 
 from amplify_auth_server.errors import DatabaseUnavailable
-from amplify_auth_server.models import Actor, AuditRecord, TokenRecord
+from amplify_auth_server.models import Actor, AuditRecord, PendingWebhook, TokenRecord
 from amplify_auth_server.pages import AuditFilter, AuditPosition, TokenFilter, TokenPosition
 from amplify_auth_server.tables import (
     audit_log,
@@ -45,11 +49,34 @@ from amplify_auth_server.tables import (
     idempotency_keys,
     installation,
     tokens,
+    webhook_outbox,
 )
 
 # Built once: the miss path then only binds a value to a cached compilation.
 _BY_HASH: Final = select(tokens).where(tokens.c.token_hash == bindparam("token_hash"))
 _BY_ID: Final = select(tokens).where(tokens.c.id == bindparam("token_id"))
+
+
+#: Tokens a filtered page on SQLite looks through in creation order before it
+#: turns to the filter's own index (see TokenStore._windowed_page): a few
+#: milliseconds' reading, and 1 in 50 matching fills a page of 100 within it.
+SCAN_WINDOW: Final = 5_000
+
+
+def _page(
+    conditions: Sequence[ColumnElement[bool]], after: TokenPosition | None, limit: int
+) -> Select[Any]:
+    """Up to ``limit`` tokens meeting ``conditions``, newest first, strictly after ``after``."""
+    query = select(tokens).where(*conditions)
+    if after is not None:
+        query = query.where(tuple_(tokens.c.created_at, tokens.c.id) < tuple_(*after))
+    return query.order_by(tokens.c.created_at.desc(), tokens.c.id.desc()).limit(limit)
+
+
+def _on(window: Subquery, conditions: Sequence[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
+    """``conditions`` (on the tokens table) as conditions on ``window``'s columns."""
+    adapter = ClauseAdapter(window)
+    return [adapter.traverse(condition) for condition in conditions]
 
 
 @asynccontextmanager
@@ -91,6 +118,8 @@ class TokenStore:
     def __init__(self, engine: AsyncEngine, write_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
         self.write_engine = write_engine or engine
+        #: See :data:`SCAN_WINDOW` (a test makes it small, to reach the index with few rows).
+        self.scan_window = SCAN_WINDOW
         # Marked, so that SQLite begins these with BEGIN IMMEDIATE (database.py).
         self._writing = self.write_engine.execution_options(amplify_writer=True)
         # Reads need no transaction. On PostgreSQL, autocommit saves the
@@ -140,23 +169,87 @@ class TokenStore:
         self, filters: TokenFilter, *, after: TokenPosition | None, limit: int, now: datetime
     ) -> list[TokenRecord]:
         """Up to ``limit`` tokens matching ``filters``, newest first, strictly after ``after``."""
-        query = (
-            select(tokens)
-            .where(*self.token_conditions(filters, now))
-            .order_by(tokens.c.created_at.desc(), tokens.c.id.desc())
-            .limit(limit)
-        )
-        if after is not None:
-            query = query.where(tuple_(tokens.c.created_at, tokens.c.id) < tuple_(*after))
+        conditions = self.token_conditions(filters, now)
+        index = self._narrowing_index(filters)
         async with self._connect() as connection:
-            rows = (await connection.execute(query)).all()
+            if index is None:
+                rows = (await connection.execute(_page(conditions, after, limit))).all()
+            else:
+                rows = await self._windowed_page(connection, conditions, index, after, limit)
         return [TokenRecord.from_row(row) for row in rows]
+
+    def _narrowing_index(self, filters: TokenFilter) -> str | None:
+        """On SQLite, the index of a filter that can narrow a page better than creation
+        order can (see :meth:`_windowed_page`); None elsewhere, and on PostgreSQL,
+        whose planner knows from its statistics which way is shorter."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        if filters.name is not None:
+            return "ix_tokens_lower_name"
+        if filters.expires_within_days is not None:
+            return "ix_tokens_expires_at"
+        return None
+
+    async def _windowed_page(
+        self,
+        connection: AsyncConnection,
+        conditions: list[ColumnElement[bool]],
+        index: str,
+        after: TokenPosition | None,
+        limit: int,
+    ) -> Sequence[Any]:
+        """A page through a window of creation order first, then the filter's own index.
+
+        SQLite's planner has no statistics on how many rows a name prefix or
+        an expiry range matches, and both of its plans are bad on one side: the
+        creation index walks a million rows for a rare prefix, the filter's
+        index sorts a million for a common one. So: the matches among the next
+        :data:`SCAN_WINDOW` tokens in creation order (cheap, and the whole
+        page when the filter is common); only if they fall short, the rest
+        from the filter's index, past the window, where the filter has just
+        shown itself rare (fewer than ``limit`` in the window), so that the
+        sort is short.
+        """
+        order = (tokens.c.created_at.desc(), tokens.c.id.desc())
+        position = [] if after is None else [tuple_(tokens.c.created_at, tokens.c.id) < after]
+        window = select(tokens).where(*position).order_by(*order).limit(self.scan_window).subquery()
+        rows = list(
+            (
+                await connection.execute(
+                    select(window)
+                    .where(*_on(window, conditions))
+                    .order_by(window.c.created_at.desc(), window.c.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        )
+        if len(rows) == limit:
+            return rows
+        edge = (
+            await connection.execute(
+                select(tokens.c.created_at, tokens.c.id)
+                .where(*position)
+                .order_by(*order)
+                .offset(self.scan_window - 1)
+                .limit(1)
+            )
+        ).first()
+        if edge is None:  # the window held every token left
+            return rows
+        beyond = _page(conditions, (edge.created_at, edge.id), limit - len(rows))
+        return rows + list(
+            (await connection.execute(beyond.with_hint(tokens, f"INDEXED BY {index}"))).all()
+        )
 
     def token_conditions(self, filters: TokenFilter, now: datetime) -> list[ColumnElement[bool]]:
         """The WHERE clause of ``filters``, in this database's dialect."""
         conditions: list[ColumnElement[bool]] = []
         live = tokens.c.revoked_at.is_(None)
-        unexpired = tokens.c.expires_at.is_(None) | (tokens.c.expires_at > now)
+        unexpired: ColumnElement[bool] = tokens.c.expires_at.is_(None) | (tokens.c.expires_at > now)
+        if filters.expires_within_days is not None:
+            # Only tokens with an expiry can match: an unexpired one is then
+            # one range of the expiry index, not a union with the nulls.
+            unexpired = tokens.c.expires_at > now
         if filters.status == "active":
             conditions += [live, unexpired]
         elif filters.status == "revoked":
@@ -167,9 +260,16 @@ class TokenStore:
             conditions.append(tokens.c.owner == filters.owner)
         if filters.name is not None:
             prefix = filters.name.lower()
+            name = func.lower(tokens.c.name)
+            escaped = prefix
             for special in ("\\", "%", "_"):
-                prefix = prefix.replace(special, "\\" + special)
-            conditions.append(func.lower(tokens.c.name).like(prefix + "%", escape="\\"))
+                escaped = escaped.replace(special, "\\" + special)
+            conditions.append(name.like(escaped + "%", escape="\\"))
+            if self.engine.dialect.name == "sqlite":
+                # A range is what SQLite's index on lower(name) can search (a
+                # LIKE it cannot, being case-insensitive by default). Its text
+                # compares as UTF-8 bytes, after which U+10FFFF sorts last.
+                conditions += [name >= prefix, name < prefix + "\U0010ffff"]
         if filters.scope is not None:
             conditions.append(self._holds(filters.scope))
         if filters.expires_within_days is not None:
@@ -181,8 +281,16 @@ class TokenStore:
         if self.engine.dialect.name == "postgresql":
             # jsonb containment, which the GIN index of migration 0003 serves.
             return tokens.c.scopes.op("@>")(cast(literal(orjson.dumps([scope]).decode()), JSONB))
+        # The scope as JSON writes it, quotes included: the grammar allows no
+        # quote or backslash in a scope, so finding it in the stored array's
+        # text is finding the element (a substring test, with no JSON parsed
+        # per row); json_each checks it exactly all the same.
+        needle = orjson.dumps(scope).decode()
         held = func.json_each(tokens.c.scopes).table_valued("value")
-        return exists(select(literal(1)).select_from(held).where(held.c.value == scope))
+        return and_(
+            func.instr(tokens.c.scopes, needle) > 0,
+            exists(select(literal(1)).select_from(held).where(held.c.value == scope)),
+        )
 
     async def audit_page(
         self, filters: AuditFilter, *, after: AuditPosition | None, limit: int
@@ -490,6 +598,156 @@ class TokenStore:
         query = select(tokens.c.id).where(*self.token_conditions(filters, now))
         async with self._connect() as connection:
             return list((await connection.execute(query)).scalars())
+
+    # -- webhooks --------------------------------------------------------------
+    # The outbox rows are written by the writer in a change's transaction
+    # (webhook_add); the delivery loop's bookkeeping (claim, done, retry,
+    # give up) changes no token, and runs in short transactions of its own.
+
+    @staticmethod
+    async def webhook_add(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+        """Queue webhook deliveries, in the change's own transaction, in one statement."""
+        if rows:
+            await connection.execute(insert(webhook_outbox), list(rows))
+
+    async def webhook_claim(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[PendingWebhook]:
+        """Take up to ``limit`` due deliveries until ``lease_until``, counting their attempt.
+
+        The claim commits before anything is sent: a replica killed while
+        sending leaves its rows due again when the lease ends, with their
+        webhook-id. On PostgreSQL, ``SKIP LOCKED`` lets replicas claim side
+        by side without waiting on, or taking, each other's rows.
+        """
+        due = (
+            select(webhook_outbox.c.id, webhook_outbox.c.url)
+            .where(webhook_outbox.c.failed_at.is_(None), webhook_outbox.c.next_attempt_at <= now)
+            .order_by(webhook_outbox.c.next_attempt_at)
+            .limit(limit)
+        )
+        async with self.transaction() as connection:
+            if connection.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            keys = [tuple(row) for row in (await connection.execute(due)).all()]
+            if not keys:
+                return []
+            result = await connection.execute(
+                update(webhook_outbox)
+                .where(tuple_(webhook_outbox.c.id, webhook_outbox.c.url).in_(keys))
+                .values(next_attempt_at=lease_until, attempts=webhook_outbox.c.attempts + 1)
+                .returning(
+                    webhook_outbox.c.id,
+                    webhook_outbox.c.url,
+                    webhook_outbox.c.type,
+                    webhook_outbox.c.body,
+                    webhook_outbox.c.created_at,
+                    webhook_outbox.c.attempts,
+                )
+            )
+            return [
+                PendingWebhook(
+                    id=row.id,
+                    url=row.url,
+                    type=row.type,
+                    body=row.body,
+                    created_at=row.created_at,
+                    attempts=row.attempts,
+                )
+                for row in result.all()
+            ]
+
+    async def webhook_done(self, message_id: str, url: str) -> None:
+        """The receiver took it: nothing left to send."""
+        async with self.transaction() as connection:
+            await connection.execute(
+                delete(webhook_outbox).where(
+                    webhook_outbox.c.id == message_id, webhook_outbox.c.url == url
+                )
+            )
+
+    async def webhook_retry(
+        self, message_id: str, url: str, *, at: datetime, error: str, failed: bool
+    ) -> None:
+        """An attempt failed: due again ``at``, or (``failed``) given up ``at``."""
+        values: dict[str, Any] = {"last_error": error[:200]}
+        values.update({"failed_at": at} if failed else {"next_attempt_at": at})
+        async with self.transaction() as connection:
+            await connection.execute(
+                update(webhook_outbox)
+                .where(webhook_outbox.c.id == message_id, webhook_outbox.c.url == url)
+                .values(**values)
+            )
+
+    async def webhook_backlog(self) -> tuple[int, datetime | None, int]:
+        """Deliveries still to make, the oldest one's event time, and those given up."""
+        pending = webhook_outbox.c.failed_at.is_(None)
+        query = select(
+            func.count().filter(pending),
+            func.min(webhook_outbox.c.created_at).filter(pending),
+            func.count().filter(webhook_outbox.c.failed_at.is_not(None)),
+        )
+        async with _mapped_errors(), self.write_engine.connect() as connection:
+            row = (await connection.execute(query)).one()
+        oldest = row[1]
+        if isinstance(oldest, str):  # SQLite's aggregate loses the column's type
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(row[0]), oldest, int(row[2])
+
+    @staticmethod
+    def expiring_conditions(now: datetime, horizon: datetime) -> list[ColumnElement[bool]]:
+        """Which tokens are owed ``token.expiring``: every condition, in this one place.
+
+        Live (not revoked), expiring within the horizon and not yet, and not
+        warned of this expiry (an extended token is warned again of its new
+        one). The issue's "used in the last 7 days" joins here once tokens
+        record ``last_used_at``.
+        """
+        return [
+            tokens.c.revoked_at.is_(None),
+            tokens.c.expires_at.is_not(None),
+            tokens.c.expires_at > now,
+            tokens.c.expires_at <= horizon,
+            tokens.c.expiring_notified_for.is_(None)
+            | (tokens.c.expiring_notified_for != tokens.c.expires_at),
+        ]
+
+    async def expiring_ids(self, now: datetime, horizon: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` ids of tokens owed ``token.expiring`` (soonest expiry first)."""
+        query = (
+            select(tokens.c.id)
+            .where(*self.expiring_conditions(now, horizon))
+            .order_by(tokens.c.expires_at)
+            .limit(limit)
+        )
+        async with self._connect() as connection:
+            return list((await connection.execute(query)).scalars())
+
+    @classmethod
+    async def mark_expiring(
+        cls,
+        connection: AsyncConnection,
+        token_ids: Sequence[str],
+        now: datetime,
+        horizon: datetime,
+    ) -> list[TokenRecord]:
+        """Mark those of ``token_ids`` still owed ``token.expiring`` as warned of their
+        expiry, and return them: each is warned once, however many replicas scan.
+
+        The version stays: no answer about the token changes, so no cache
+        needs to learn anything.
+        """
+        if not token_ids:
+            return []
+        result = await connection.execute(
+            update(tokens)
+            .where(tokens.c.id.in_(token_ids), *cls.expiring_conditions(now, horizon))
+            .values(expiring_notified_for=tokens.c.expires_at)
+            .returning(*tokens.c)
+        )
+        return [TokenRecord.from_row(row) for row in result.all()]
 
 
 def _columns(record: TokenRecord) -> dict[str, Any]:

@@ -86,12 +86,15 @@ tokens = Table(
     # The team or service the token belongs to (contract.OWNER); set at
     # creation, never changed. Null: no owner (migration 0005).
     Column("owner", String(63), nullable=True),
-    # Rotation (migration 0006_rotation): the successor's id on the old
+    # Rotation (migration 0006): the successor's id on the old
     # token, the predecessor's on the new one, and the old token's idle
     # limit (seconds without use after which its grace ends early).
     Column("replaced_by", String(32), nullable=True),
     Column("rotated_from", String(32), nullable=True),
     Column("finish_when_idle_seconds", Integer, nullable=True),
+    # The expiry that `token.expiring` was sent for (migration 0008): null, or
+    # an older expiry than the current one (extended since), means not yet.
+    Column("expiring_notified_for", UTCDateTime, nullable=True),
     # Listing is keyset-paged, newest first: one index per way of listing,
     # so that a page stops after its rows at any depth (migration 0003).
     Index("ix_tokens_created_at_id", "created_at", "id"),
@@ -115,18 +118,20 @@ tokens = Table(
         sqlite_where=text("revoked_at IS NULL"),
     ),
 )
-#: Indexes only PostgreSQL has (a name prefix whatever its case, with
-#: text_pattern_ops; the scopes a token holds, with GIN), made by migration
-#: 0003 and not declared here: autogenerate can neither create nor compare
-#: them on SQLite. Comparisons of the schema leave them out (include_object).
-POSTGRES_ONLY_INDEXES: Final = frozenset({"ix_tokens_lower_name", "ix_tokens_scopes"})
+#: Indexes made by migrations in each dialect's own terms, not declared here
+#: (autogenerate can neither create nor compare them on both): a name
+#: prefix whatever its case (PostgreSQL with text_pattern_ops, migration
+#: 0003; SQLite on the expression lower(name), migration 0009) and the
+#: scopes a token holds (PostgreSQL, GIN). Comparisons of the schema leave
+#: them out (include_object).
+DIALECT_INDEXES: Final = frozenset({"ix_tokens_lower_name", "ix_tokens_scopes"})
 
 
 def include_object(
     item: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
-    """Alembic's filter for comparing the schema: everything but :data:`POSTGRES_ONLY_INDEXES`."""
-    return not (type_ == "index" and name in POSTGRES_ONLY_INDEXES)
+    """Alembic's filter for comparing the schema: everything but :data:`DIALECT_INDEXES`."""
+    return not (type_ == "index" and name in DIALECT_INDEXES)
 
 
 audit_log = Table(
@@ -160,6 +165,28 @@ cache_outbox = Table(
     Column("token_hash", String(64), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Webhook deliveries still to make (see amplify_auth_server.webhooks): one row
+# per event and URL, written in the change's own transaction, deleted once the
+# receiver answered 2xx. ``id`` is the event's webhook-id, the same at every
+# attempt and for every URL; ``body`` the exact JSON signed and sent. A row
+# given up (past WEBHOOK_RETRY_HOURS) stays, with ``failed_at``.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", String(2048), primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # When an attempt is next due; while one is under way, the end of its
+    # lease (a replica killed mid-attempt leaves the row due again then).
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(200), nullable=True),
+    Column("failed_at", UTCDateTime, nullable=True),
+    Index("ix_webhook_outbox_next_attempt_at", "next_attempt_at"),
 )
 
 # The creates that idempotency keys named (see contract.IDEMPOTENCY_WINDOW).

@@ -9,7 +9,10 @@ was. What counts, per client and per kind, each against its own budget
 * ``malformed``: validations of a malformed token (a generous budget: a
   service forwarding its callers' garbage makes many, and each costs us a
   checksum only);
-* ``admin``: 401 and 403 on the management routes.
+* ``admin``: 401 and 403 on the management routes;
+* ``signin``: refused sign-ins to the web console, which asks
+  :meth:`FailureThrottle.allows` first, so that a client past its budget
+  has no token checked at all, not even the right one.
 
 A failure past the budget is answered ``429 too_many_failures`` with
 ``Retry-After`` instead of its usual answer. A valid token is still
@@ -37,8 +40,9 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage, Storage
@@ -55,7 +59,7 @@ from amplify_auth_server.metrics import Metrics
 
 logger = logging.getLogger("amplify_auth_server.throttle")
 
-Kind = Literal["validation", "malformed", "admin"]
+Kind = Literal["validation", "malformed", "admin", "signin"]
 
 #: The validation results that count as failures, and against which budget.
 FAILED_VALIDATIONS: Final[dict[str, Kind]] = {
@@ -110,10 +114,11 @@ class Budgets:
     validation: RateLimitItem
     malformed: RateLimitItem
     admin: RateLimitItem
+    signin: RateLimitItem
 
     @classmethod
-    def parse(cls, *, validation: str, malformed: str, admin: str) -> Budgets:
-        return cls(parse(validation), parse(malformed), parse(admin))
+    def parse(cls, *, validation: str, malformed: str, admin: str, signin: str) -> Budgets:
+        return cls(parse(validation), parse(malformed), parse(admin), parse(signin))
 
     def of(self, kind: Kind) -> RateLimitItem:
         item: RateLimitItem = getattr(self, kind)
@@ -205,23 +210,52 @@ class FailureThrottle:
         logger.warning("client %s is past its budget of %s failures (%s)", client, kind, item)
         raise TooManyFailures.after(until - time.time(), kind)
 
+    async def allows(self, kind: Kind, client: str) -> bool:
+        """Whether one more failure of ``client`` would still be within its budget.
+
+        For a check that must not even be tried past the budget (a console
+        sign-in); it counts nothing. Where :meth:`failed` would count it.
+        """
+        until = self._blocked.get((kind, client))
+        if until is not None and until > time.time():
+            return False
+        item = self.budgets.of(kind)
+        shared = self._shared
+        if shared is not None:
+            answer = await self._in_redis(shared.test(item, kind, client))
+            if answer is not None:
+                return answer
+        return self._local.test(item, kind, client)
+
     async def _hit(self, item: RateLimitItem, kind: Kind, client: str) -> tuple[bool, bool]:
         """Count the failure where it is shared if Redis answers in time, else here:
         whether it was counted in Redis, and whether it was within the budget."""
-        shared, budget = self._shared, self._budget
+        shared = self._shared
+        if shared is not None:
+            answer = await self._in_redis(shared.hit(item, kind, client))
+            if answer is not None:
+                return True, answer
+        return False, self._local.hit(item, kind, client)
+
+    async def _in_redis(self, call: Coroutine[Any, Any, bool]) -> bool | None:
+        """``call``'s answer if Redis gives it within the read budget; None (and the
+        budget told) if not, or if the budget already says Redis is away."""
+        budget = self._budget
         # Not budget.skip(): a failure counted here is no cache lookup, and
         # must not show in the cache's metrics (its own are failures_total).
-        if shared is not None and (budget is None or not budget.avoided):
-            try:
-                async with asyncio.timeout(_wait(budget)):
-                    return True, await shared.hit(item, kind, client)
-            except TimeoutError:
-                if budget is not None:
-                    budget.slow()
-            except (RedisError, OSError) as exc:
-                if budget is not None:
-                    budget.failed(exc)
-        return False, self._local.hit(item, kind, client)
+        if budget is not None and budget.avoided:
+            call.close()
+            return None
+        try:
+            async with asyncio.timeout(_wait(budget)):
+                return await call
+        except TimeoutError:
+            if budget is not None:
+                budget.slow()
+        except (RedisError, OSError) as exc:
+            if budget is not None:
+                budget.failed(exc)
+        return None
 
     async def _reset_time(
         self, shared: bool, item: RateLimitItem, kind: Kind, client: str

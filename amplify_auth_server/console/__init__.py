@@ -24,7 +24,6 @@ from amplify_auth_server.console._access import COOKIE, SignInRequired, services
 from amplify_auth_server.console._render import STATIC, page
 from amplify_auth_server.console._security import HEADERS, ConsoleHeaders, clear_cookie
 from amplify_auth_server.console._sessions import SessionStore
-from amplify_auth_server.console._throttle import SignInThrottle
 from amplify_auth_server.errors import AuthServerError
 
 __all__ = ["PATH", "create_console"]
@@ -86,7 +85,6 @@ def create_console(server: FastAPI) -> FastAPI:
     console = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     console.state.parent = server
     console.state.sessions = SessionStore()
-    console.state.throttle = SignInThrottle()
     console.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     for module in (_signin, _tokens, _audit, _health):
         console.include_router(module.router)

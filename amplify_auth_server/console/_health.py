@@ -2,10 +2,15 @@
 
 The components come from the health route itself; the rest from the
 metrics registry (by sample name, as a Prometheus scrape would read them),
-so the screen and the scrape can never disagree.
+so the screen and the scrape can never disagree. The revocation lag is the
+time from a change's commit to the last replica's confirmation that its
+cache has it, as this process measured its own changes; what a subscribed
+SDK adds on top (one event over an open stream) the server cannot see.
 """
 
 from __future__ import annotations
+
+import math
 
 from fastapi import APIRouter, Request, Response
 
@@ -27,6 +32,29 @@ def _ratio(hits: float, misses: float) -> str:
     return "no lookups yet" if total == 0 else f"{hits / total:.1%} of {int(total)} lookups"
 
 
+#: The histogram of :attr:`~amplify_auth_server.metrics.Metrics.propagation`.
+_PROPAGATION = "amplify_auth_change_propagation_seconds"
+
+
+def _lag(signed: SignedInDep) -> str:
+    """The revocation lag this process measured: its mean, and the bound 95 % stay within."""
+    count = _sample(signed, f"{_PROPAGATION}_count")
+    if count == 0:
+        return "no changes yet"
+    mean = _sample(signed, f"{_PROPAGATION}_sum") / count
+    (histogram,) = (m for m in signed.parts.metrics.registry.collect() if m.name == _PROPAGATION)
+    bound = next(
+        (
+            float(s.labels["le"])
+            for s in histogram.samples
+            if s.name.endswith("_bucket") and s.value >= 0.95 * count
+        ),
+        math.inf,
+    )
+    within = "more than 2.5 s" if math.isinf(bound) else f"{bound * 1000:g} ms"
+    return f"mean {mean * 1000:.1f} ms over {int(count)} changes; 95 % within {within}"
+
+
 @router.get("/health")
 async def health(request: Request, signed: SignedInDep) -> Response:
     report = await api.health(signed.parts, Response())
@@ -44,6 +72,7 @@ async def health(request: Request, signed: SignedInDep) -> Response:
         "Tokens answered from the database while Redis catches up": str(
             int(_sample(signed, "amplify_auth_cache_suspects"))
         ),
+        "Revocation lag: commit to every replica (changes made here)": _lag(signed),
         "Write commands waiting": str(int(_sample(signed, "amplify_auth_command_queue_depth"))),
     }
     return page(

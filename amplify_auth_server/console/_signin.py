@@ -6,7 +6,9 @@ nor read it to copy into the form.
 
 Every refusal reads the same, whether the token is unknown, revoked,
 expired, malformed or without a right to manage: the page must not tell a
-guesser which tokens exist.
+guesser which tokens exist. Refusals are counted by the server's failure
+throttle (kind ``signin``: shared by replicas through Redis, the client named
+as the API's throttle names it); past the budget, no token is checked at all.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from amplify_auth_server.console._security import (
     set_cookie,
 )
 from amplify_auth_server.console._sessions import Session
-from amplify_auth_server.console._throttle import SignInThrottle
+from amplify_auth_server.errors import TooManyFailures
+from amplify_auth_server.throttle import client_of
 
 router = APIRouter()
 
@@ -71,15 +74,17 @@ async def sign_in_page(
 async def sign_in(request: Request) -> Response:
     form = await read_form(request)
     check_csrf(form, request.cookies.get(SIGN_IN_COOKIE, ""))
-    throttle: SignInThrottle = request.app.state.throttle
-    client = request.client.host if request.client else "unknown"
-    if not throttle.allowed(client):
+    parts = services_of(request)
+    client = client_of(request.scope)
+    if not await parts.throttle.allows("signin", client):
         return _form(request, message=THROTTLED, status_code=429)
     raw = field(form, "token")
-    parts = services_of(request)
     state = usable(await parts.validator.state_of(raw)) if raw else None
     if state is None or state.token_id is None:
-        throttle.failed(client)
+        try:
+            await parts.throttle.failed("signin", client)
+        except TooManyFailures:
+            return _form(request, message=THROTTLED, status_code=429)
         return _form(request, message=REFUSED, status_code=401)
     session_id = sessions_of(request).open(
         Session(token_id=state.token_id, token_hash=hash_token(raw), name=state.name)

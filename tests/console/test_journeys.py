@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -284,8 +285,14 @@ def test_create_and_revoke_with_the_keyboard_only(page: Page, console: ServerPro
 def test_the_health_screen_shows_what_metrics_know(
     admin_page: Page, console: ServerProcess, screenshots: Path
 ) -> None:
+    revoked = create(console, name="revoked-for-the-lag")
+    with console.client() as admin:
+        assert admin.post(f"/auth/tokens/{revoked['token_id']}/revoke").status_code == 200
     page = admin_page
     page.get_by_role("link", name="Health").click()
+    lag = page.get_by_role("row", name=re.compile("Revocation lag")).inner_text()
+    # At least the revocation above, timed from its commit to the last cache.
+    assert re.search(r"mean \d+\.\d ms over [1-9]\d* changes; 95 % within \d", lag), lag
     assert page.get_by_role("row", name="Database healthy").is_visible()
     assert page.get_by_role("row", name="Command processor running").is_visible()
     assert page.get_by_text("Event stream subscribers (this process)").is_visible()

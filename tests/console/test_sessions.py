@@ -1,4 +1,4 @@
-"""Console sessions and the sign-in throttle, on a controllable clock."""
+"""Console sessions, on a controllable clock."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from amplify_auth_server.console._sessions import (
     Session,
     SessionStore,
 )
-from amplify_auth_server.console._throttle import SignInThrottle
 
 
 class Clock:
@@ -76,17 +75,3 @@ def test_a_create_form_is_taken_once() -> None:
     forms = [record.hand_out_form() for _ in range(MAX_OPEN_FORMS + 1)]
     assert not record.take_form(forms[0])  # the oldest open form was closed
     assert record.take_form(forms[-1])
-
-
-def test_the_throttle_counts_failures_per_client_and_forgets_after_a_pause() -> None:
-    clock = Clock()
-    throttle = SignInThrottle(attempts=3, window=60, clock=clock)
-    for _ in range(3):
-        assert throttle.allowed("10.0.0.1")
-        throttle.failed("10.0.0.1")
-    assert not throttle.allowed("10.0.0.1")
-    assert throttle.allowed("10.0.0.2")  # another address is not held back
-    clock.now += 59
-    assert not throttle.allowed("10.0.0.1")
-    clock.now += 2
-    assert throttle.allowed("10.0.0.1")

@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import httpx
@@ -77,6 +78,25 @@ def test_metrics_count_validations_cache_queue_and_latency(
     assert token not in text
 
 
+def _propagations(server: ServerProcess) -> float:
+    text = httpx.get(server.base_url + "/metrics").text
+    found = re.search(r"^amplify_auth_change_propagation_seconds_count (\S+)$", text, re.M)
+    assert found, "the revocation lag is not in /metrics"
+    return float(found.group(1))
+
+
+def test_each_change_times_its_way_to_every_cache(
+    server: ServerProcess, admin: httpx.Client
+) -> None:
+    token = create(admin)
+    before = _propagations(server)
+    assert admin.post(f"/auth/tokens/{token['token_id']}/revoke").status_code == 200
+    assert _propagations(server) == before + 1
+    # A validation changes nothing: nothing to time.
+    validate(admin, token["token"])
+    assert _propagations(server) == before + 1
+
+
 def test_openapi_describes_every_route_with_models(server: ServerProcess) -> None:
     assert httpx.get(server.base_url + "/docs").status_code == 200
     spec = httpx.get(server.base_url + "/openapi.json").json()
@@ -105,7 +125,11 @@ def test_openapi_describes_every_route_with_models(server: ServerProcess) -> Non
 
 def _schema_diff(connection: Connection) -> list[object]:
     context = MigrationContext.configure(connection, opts={"include_object": include_object})
-    return list(compare_metadata(context, metadata))
+    with warnings.catch_warnings():
+        # SQLAlchemy cannot reflect SQLite's index on lower(name) (migration
+        # 0009), which include_object leaves out of the comparison anyway.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
+        return list(compare_metadata(context, metadata))
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -130,6 +154,25 @@ def test_migrate_builds_exactly_the_models_schema_and_is_idempotent(
                 await engine.dispose()
 
         assert asyncio.run(diff()) == []
+
+        async def dialect_indexes() -> set[str]:
+            engine = create_engine(url)
+            try:
+                async with engine.connect() as connection:
+                    rows = await connection.exec_driver_sql(
+                        "SELECT name FROM sqlite_master WHERE type = 'index'"
+                        if kind == "sqlite"
+                        else "SELECT indexname FROM pg_indexes WHERE tablename = 'tokens'"
+                    )
+                    return {row[0] for row in rows}
+            finally:
+                await engine.dispose()
+
+        # The indexes the comparison leaves out are there all the same.
+        expected = {"ix_tokens_lower_name"} | (
+            {"ix_tokens_scopes"} if kind == "postgres" else set()
+        )
+        assert expected <= asyncio.run(dialect_indexes())
 
     if kind == "sqlite":
         check(f"sqlite:///{tmp_path / 'migrated.db'}")

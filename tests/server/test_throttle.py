@@ -287,3 +287,24 @@ def test_the_in_process_counts_drop_the_windows_that_ended() -> None:
     assert "client" not in storage.expirations
     assert storage.get("other") == 1
     assert storage.incr("client", 60) == 1
+
+
+@pytest.mark.anyio
+async def test_a_client_past_its_sign_in_budget_is_not_let_try_again() -> None:
+    from amplify_auth_server.errors import TooManyFailures
+    from amplify_auth_server.metrics import Metrics
+    from amplify_auth_server.throttle import Budgets, FailureThrottle
+
+    budgets = Budgets.parse(
+        validation="300/minute", malformed="3000/minute", admin="20/minute", signin="3/minute"
+    )
+    throttle = FailureThrottle(budgets, metrics=Metrics())
+    for _ in range(3):
+        assert await throttle.allows("signin", "10.0.0.1")
+        await throttle.failed("signin", "10.0.0.1")
+    # Asking counts nothing: the answer stays the same however often it is asked.
+    assert [await throttle.allows("signin", "10.0.0.1") for _ in range(3)] == [False] * 3
+    assert await throttle.allows("signin", "10.0.0.2")  # another client is not held back
+    assert await throttle.allows("admin", "10.0.0.1")  # nor this client's other budgets
+    with pytest.raises(TooManyFailures):
+        await throttle.failed("signin", "10.0.0.1")

@@ -5,7 +5,7 @@ on the old token, ``rotated_from`` on the new one, and the old token's
 ``finish_when_idle_seconds``, the idle limit that ends its grace early once
 usage is known. No index: they are read with their row, never searched by.
 
-Revision ID: 0006_rotation
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-02
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_rotation"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

@@ -3,6 +3,7 @@ the second of its grace and then refused as expired, 409s, audit, events, idempo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -353,3 +354,56 @@ def test_a_delegate_rotates_only_within_its_delegation(
         assert response.status_code == 403, response.text
         assert response.json()["error"] == code
         assert admin.get(f"/auth/tokens/{target['token_id']}").json()["replaced_by"] is None
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_two_replicas_rotate_a_token_once_and_both_answer_its_successor(
+    replicas: tuple[ServerProcess, ServerProcess],
+) -> None:
+    one, two = replicas
+    with one.client() as first, two.client() as second:
+        tokens = [create(first, name="raced", ttl_days=1) for _ in range(10)]
+        for item in tokens:
+            # Both replicas hold the positive answer before the race.
+            assert validate(first, item["token"])["replaced_by"] is None
+            assert validate(second, item["token"])["replaced_by"] is None
+
+    async def race() -> list[tuple[httpx.Response, ...]]:
+        headers = {"Authorization": f"Bearer {one.admin_token}"}
+        async with (
+            httpx.AsyncClient(base_url=one.base_url, headers=headers) as a,
+            httpx.AsyncClient(base_url=two.base_url, headers=headers) as b,
+        ):
+            return list(
+                await asyncio.gather(
+                    *(
+                        asyncio.gather(
+                            a.post(f"/auth/tokens/{t['token_id']}/rotate", json={}),
+                            b.post(f"/auth/tokens/{t['token_id']}/rotate", json={}),
+                        )
+                        for t in tokens
+                    )
+                )
+            )
+
+    with one.client() as first, two.client() as second:
+        for item, answers in zip(tokens, asyncio.run(race()), strict=True):
+            assert sorted(r.status_code for r in answers) == [201, 409]
+            (won,) = [r.json() for r in answers if r.status_code == 201]
+            for replica in (first, second):
+                answer = validate(replica, item["token"])
+                assert (answer["valid"], answer["replaced_by"]) == (True, won["token_id"])
+            successors = [
+                t
+                for t in first.get("/auth/tokens", params={"name": "raced", "limit": 1000}).json()[
+                    "items"
+                ]
+                if t["rotated_from"] == item["token_id"]
+            ]
+            assert [t["token_id"] for t in successors] == [won["token_id"]]
+        # A grace of 0 through one replica: refused by the other at once.
+        assert validate(second, won["token"])["valid"] is True  # cached there
+        last = rotate(first, won["token_id"], grace_seconds=0).json()
+        assert last["previous"]["status"] == "revoked"
+        assert validate(second, won["token"])["reason"] == "revoked"

@@ -380,6 +380,7 @@ async def rotate_token(
     `grace_seconds` from now (or its own expiry, if sooner), answers
     `replaced_by` meanwhile, and is then refused as expired. A grace of 0
     revokes it now."""
+    token_id = _known(token_id)
     idempotency = None
     if idempotency_key is not None:
         idempotency = Idempotency(
@@ -391,7 +392,7 @@ async def rotate_token(
     rotated = await parts.queue.submit(
         RotateToken(
             actor=admin,
-            token_id=_known(token_id),
+            token_id=token_id,
             grace_seconds=body.grace_seconds,
             finish_when_idle_seconds=body.finish_when_idle_seconds,
             idempotency=idempotency,

@@ -267,8 +267,19 @@ def parse_created(data: Any) -> CreatedToken:
 def parse_rotated(data: Any) -> RotatedToken:
     """The answer to ``POST /auth/tokens/{id}/rotate`` as a :class:`RotatedToken`
     (a replay raises :class:`TokenAlreadyCreated`, as a create's does)."""
-    created = parse_created(data)
     body = _object(data)
+    if body.get("token", "") is None:  # a replay, said for a rotation
+        token_id = _str(body["token_id"])
+        previous_id = _str(_object(body["previous"])["token_id"])
+        raise TokenAlreadyCreated(
+            f"token {previous_id} was rotated earlier with this idempotency key, into "
+            f"{token_id}, whose raw token was in that answer only, so it cannot be shown "
+            f"again; if that answer was lost, nobody holds it: revoke {token_id} and create "
+            f"a token to replace {previous_id} (which stays valid until its deadline, and "
+            "cannot be rotated twice)",
+            token_id=token_id,
+        )
+    created = parse_created(data)
     previous = parse_token_info(body["previous"])
     if _str(body["rotated_from"]) != previous.token_id:
         raise ValueError("a rotation whose rotated_from is not its previous token")

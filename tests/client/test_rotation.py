@@ -119,9 +119,10 @@ def test_a_replay_raises_token_already_created(api: respx.MockRouter, client: Au
     api.post(f"/auth/tokens/{OTHER_ID}/rotate").mock(
         return_value=httpx.Response(200, json=rotated_body(token=None))
     )
-    with pytest.raises(TokenAlreadyCreated) as raised:
+    with pytest.raises(TokenAlreadyCreated, match="rotated earlier") as raised:
         client.rotate_token(OTHER_ID, grace_seconds=60)
     assert raised.value.token_id == TOKEN_ID
+    assert f"revoke {TOKEN_ID}" in str(raised.value)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,14 @@ from typing import Any, Generic, TypeVar
 
 from amplify_auth_client._cache import Answer
 from amplify_auth_client._exceptions import InvalidRequest
-from amplify_auth_client._models import AuditEntry, BulkRevocation, CreatedToken, Page, TokenInfo
+from amplify_auth_client._models import (
+    AuditEntry,
+    BulkRevocation,
+    CreatedToken,
+    Page,
+    RotatedToken,
+    TokenInfo,
+)
 from amplify_auth_client._parse import (
     page_of,
     parse_answer,
@@ -27,6 +34,7 @@ from amplify_auth_client._parse import (
     parse_bulk,
     parse_count,
     parse_created,
+    parse_rotated,
     parse_token_info,
 )
 from amplify_auth_client.contract import (
@@ -111,16 +119,7 @@ def create_token(
         body["metadata"] = dict(metadata)
     if owner is not None:
         body["owner"] = owner
-    if idempotency_key is None:
-        idempotency_key = new_idempotency_key()
-    elif not is_idempotency_key(idempotency_key):
-        # Not echoed: a caller's key may be something it keeps private.
-        raise InvalidRequest(
-            f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII "
-            "characters, without spaces (a UUID, say)",
-            status_code=None,
-            code="invalid_request",
-        )
+    idempotency_key = _idempotency_key(idempotency_key)
     # Idempotent thanks to the key, sent by every attempt of this one call:
     # a repeat after a lost answer is a replay (TokenAlreadyCreated), never a
     # second token.
@@ -131,6 +130,44 @@ def create_token(
         parse_created,
         json=body,
         headers={IDEMPOTENCY_KEY_HEADER: idempotency_key},
+    )
+
+
+def _idempotency_key(key: str | None) -> str:
+    """``key``, checked, or a fresh one: what every attempt of one call sends."""
+    if key is None:
+        return new_idempotency_key()
+    if not is_idempotency_key(key):
+        # Not echoed: a caller's key may be something it keeps private.
+        raise InvalidRequest(
+            f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII "
+            "characters, without spaces (a UUID, say)",
+            status_code=None,
+            code="invalid_request",
+        )
+    return key
+
+
+def rotate_token(
+    token_id: str,
+    grace_seconds: int,
+    finish_when_idle_seconds: int | None,
+    idempotency_key: str | None = None,
+) -> Call[RotatedToken]:
+    body: dict[str, Any] = {"grace_seconds": grace_seconds}
+    if finish_when_idle_seconds is not None:
+        body["finish_when_idle_seconds"] = finish_when_idle_seconds
+    path = f"/auth/tokens/{_checked_id(token_id)}/rotate"
+    # Idempotent thanks to the key, as a create is: a repeat after a lost
+    # answer is a replay (TokenAlreadyCreated), never a second successor.
+    return Call(
+        "rotate_token",
+        "POST",
+        path,
+        parse_rotated,
+        json=body,
+        headers={IDEMPOTENCY_KEY_HEADER: _idempotency_key(idempotency_key)},
+        forget=token_id,
     )
 
 

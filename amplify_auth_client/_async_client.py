@@ -23,11 +23,12 @@ from amplify_auth_client._models import (
     BulkRevocation,
     CreatedToken,
     Page,
+    RotatedToken,
     TokenInfo,
     ValidationResult,
 )
 from amplify_auth_client._options import ClientOptions, signature
-from amplify_auth_client.contract import DEFAULT_PAGE_SIZE, ListStatus
+from amplify_auth_client.contract import DEFAULT_GRACE_SECONDS, DEFAULT_PAGE_SIZE, ListStatus
 
 T = TypeVar("T")
 
@@ -335,6 +336,31 @@ class AsyncAuthClient(BaseAuthClient):
                 used_within_days=used_within_days,
                 dry_run=dry_run,
             )
+        )
+
+    async def rotate_token(
+        self,
+        token_id: str,
+        *,
+        grace_seconds: int = DEFAULT_GRACE_SECONDS,
+        finish_when_idle_seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> RotatedToken:
+        """Replace a token by a new one, shown once as a create's; the old one keeps
+        working ``grace_seconds`` more (30 days at most; a day by default), or until
+        its own expiry if sooner, and is then refused as expired. ``0`` revokes it
+        at once. ``finish_when_idle_seconds`` ends the grace early, once the old
+        token has gone unused that long (at most ``grace_seconds``).
+
+        The successor has the old token's name, scopes, owner, description,
+        metadata and lifetime (counted from now); ``.previous`` is the old token
+        as the rotation left it. :class:`TokenConflict` if the token is revoked,
+        expired or already rotated. Sent with an ``Idempotency-Key`` and retried
+        as :meth:`create_token` is; a repeat whose first answer was lost raises
+        :class:`TokenAlreadyCreated`.
+        """
+        return await self._send(
+            _api.rotate_token(token_id, grace_seconds, finish_when_idle_seconds, idempotency_key)
         )
 
     async def extend_token(self, token_id: str, days: int) -> TokenInfo:

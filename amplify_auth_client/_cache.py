@@ -127,6 +127,8 @@ class Answer:
     #: False for answers whose lifetime we cannot judge (see ``_base.parse_answer``).
     cacheable: bool = True
     owner: str | None = None
+    #: A rotated token in its grace period: its successor's id.
+    replaced_by: str | None = None
     scope_set: frozenset[str] = field(init=False, repr=False)
     #: The token's own expiry as a POSIX time; infinity for tokens that do not
     #: expire and for negative answers (an expired token stays expired).
@@ -145,6 +147,7 @@ class Answer:
             reason=None if self.positive else self.reason,
             expires_at=self.expires_at,
             owner=self.owner,
+            replaced_by=self.replaced_by,
         )
         expires_ts = math.inf
         if self.positive and self.expires_at is not None:

@@ -45,6 +45,9 @@ class Caller:
     stale: bool = False
     #: The team or service the token belongs to; None when it has no owner.
     owner: str | None = None
+    #: A rotated token in its grace period: the id of its successor, which the
+    #: caller should move to (worth a log line). None otherwise.
+    replaced_by: str | None = None
 
     def has_scopes(self, *scopes: str) -> bool:
         """Whether the token holds every one of ``scopes``."""
@@ -62,4 +65,5 @@ class Caller:
             expires_at=result.expires_at,
             stale=result.stale,
             owner=result.owner,
+            replaced_by=result.replaced_by,
         )

@@ -74,8 +74,9 @@ class AuthServiceUnavailable(AuthError):
 
 
 class TokenAlreadyCreated(AuthError):
-    """``create_token`` was answered with a replay: the create that its idempotency key
-    names happened earlier, and no second token was minted.
+    """``create_token`` (or ``rotate_token``) was answered with a replay: the create (or
+    rotation) that its idempotency key names happened earlier, and no second token
+    was minted.
 
     The raw token was in that earlier answer only (it is stored nowhere), so
     it cannot be returned now. Typically the earlier answer was lost on the

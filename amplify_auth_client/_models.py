@@ -23,6 +23,7 @@ __all__ = [
     "CreatedToken",
     "Page",
     "Reason",
+    "RotatedToken",
     "SubscriptionState",
     "TokenInfo",
     "TokenStatus",
@@ -55,6 +56,9 @@ class ValidationResult:
     a cache entry past its freshness, served only because the server was
     unreachable (``stale_if_error``). ``owner`` is the team or service the
     token belongs to (None: no owner, or a server older than owners).
+    ``replaced_by`` is, for a rotated token still in its grace period, the
+    id of the token that replaces it: a service may log that its caller
+    should move on (None otherwise, and from a server older than rotation).
     ``caller`` is the
     :class:`~amplify_auth_client.Caller` a valid answer from the server
     names, built once per answer and shared by every cache hit (None for
@@ -71,6 +75,7 @@ class ValidationResult:
     cached: bool = False
     stale: bool = False
     owner: str | None = None
+    replaced_by: str | None = None
     caller: Caller | None = field(default=None, init=False, repr=False, compare=False)
 
     def __bool__(self) -> bool:
@@ -98,6 +103,12 @@ class TokenInfo:
     #: Uses per UTC day over the last 30 days, oldest first: only from
     #: ``get_token`` (a listing leaves it empty).
     usage: tuple[UsageDay, ...] = ()
+    #: Rotated: the id of the token that replaces this one.
+    replaced_by: str | None = None
+    #: A rotation's successor: the id of the token it replaced.
+    rotated_from: str | None = None
+    #: Rotated: the grace ends once this token goes unused this many seconds.
+    finish_when_idle_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,20 @@ class CreatedToken:
     description: str | None
     metadata: Mapping[str, str] | None
     owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RotatedToken(CreatedToken):
+    """A rotation's successor, as a :class:`CreatedToken` (``token`` shown once), and
+    ``previous``: the old token as the rotation left it, ``replaced_by`` this one
+    and valid until its ``expires_at`` (or revoked, for a grace of 0)."""
+
+    previous: TokenInfo = field(kw_only=True)
+
+    @property
+    def rotated_from(self) -> str:
+        """The id of the token this one replaces."""
+        return self.previous.token_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from amplify_auth_client._models import (
     CreatedToken,
     Page,
     Reason,
+    RotatedToken,
     TokenInfo,
     TokenStatus,
     UsageDay,
@@ -90,6 +91,23 @@ def _owner(value: Any) -> str | None:
         return None
     if not is_owner(value):
         raise ValueError("an owner that is not one")
+    return value
+
+
+def _token_id(value: Any) -> str | None:
+    # Absent (a server older than rotation) is none; present, it must be an id.
+    if value is None:
+        return None
+    if not is_token_id(value):
+        raise ValueError("a token id that is not one")
+    return value
+
+
+def _opt_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
     return value
 
 
@@ -165,6 +183,7 @@ def _positive(body: dict[str, Any]) -> Answer:
         reason=None,
         expires_at=expires_at,
         owner=_owner(body.get("owner")),
+        replaced_by=_token_id(body.get("replaced_by")),
     )
 
 
@@ -217,6 +236,9 @@ def parse_token_info(data: Any) -> TokenInfo:
         owner=_owner(body.get("owner")),
         last_used_at=_opt_time(body.get("last_used_at")),
         usage=tuple(_usage_day(day) for day in _list(body.get("usage", []))),
+        replaced_by=_token_id(body.get("replaced_by")),
+        rotated_from=_token_id(body.get("rotated_from")),
+        finish_when_idle_seconds=_opt_int(body.get("finish_when_idle_seconds")),
     )
 
 
@@ -256,6 +278,39 @@ def parse_created(data: Any) -> CreatedToken:
         description=_opt_str(body.get("description")),
         metadata=_metadata(body.get("metadata")),
         owner=_owner(body.get("owner")),
+    )
+
+
+def parse_rotated(data: Any) -> RotatedToken:
+    """The answer to ``POST /auth/tokens/{id}/rotate`` as a :class:`RotatedToken`
+    (a replay raises :class:`TokenAlreadyCreated`, as a create's does)."""
+    body = _object(data)
+    if body.get("token", "") is None:  # a replay, said for a rotation
+        token_id = _str(body["token_id"])
+        previous_id = _str(_object(body["previous"])["token_id"])
+        raise TokenAlreadyCreated(
+            f"token {previous_id} was rotated earlier with this idempotency key, into "
+            f"{token_id}, whose raw token was in that answer only, so it cannot be shown "
+            f"again; if that answer was lost, nobody holds it: revoke {token_id} and create "
+            f"a token to replace {previous_id} (which stays valid until its deadline, and "
+            "cannot be rotated twice)",
+            token_id=token_id,
+        )
+    created = parse_created(data)
+    previous = parse_token_info(body["previous"])
+    if _str(body["rotated_from"]) != previous.token_id:
+        raise ValueError("a rotation whose rotated_from is not its previous token")
+    return RotatedToken(
+        token=created.token,
+        token_id=created.token_id,
+        name=created.name,
+        scopes=created.scopes,
+        created_at=created.created_at,
+        expires_at=created.expires_at,
+        description=created.description,
+        metadata=created.metadata,
+        owner=created.owner,
+        previous=previous,
     )
 
 

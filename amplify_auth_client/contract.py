@@ -44,6 +44,7 @@ __all__ = [
     "ADMIN_SCOPE",
     "ADMIN_TOKEN_FILE_SUFFIX",
     "CACHEABLE_REASONS",
+    "DEFAULT_GRACE_SECONDS",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_SQLITE_FILE",
     "EXPIRES_AFTER_MANAGER",
@@ -56,6 +57,7 @@ __all__ = [
     "MAX_BULK_IDS",
     "MAX_CURSOR_LENGTH",
     "MAX_DESCRIPTION_LENGTH",
+    "MAX_GRACE_SECONDS",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_METADATA_ITEMS",
     "MAX_METADATA_KEY_LENGTH",
@@ -104,6 +106,9 @@ __all__ = [
     "missing_scopes",
     "new_idempotency_key",
     "new_token_id",
+    "rotate_fingerprint",
+    "rotation_conflict",
+    "rotation_times",
     "sqlite_path",
     "status_of",
     "token_is_well_formed",
@@ -439,6 +444,75 @@ def create_fingerprint(
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+# -- rotation -------------------------------------------------------------------
+#
+# A rotation mints a successor with the same name, scopes, owner, description
+# and metadata, and gives the old token a grace period in which both work, so
+# that a fleet can move to the new one without downtime.
+
+#: The grace an old token keeps when none is asked for: a day, long enough
+#: for a deploy (or a night) to roll the new token out everywhere.
+DEFAULT_GRACE_SECONDS: Final = 86_400
+#: The longest grace a rotation may give: 30 days. Longer is no rotation.
+MAX_GRACE_SECONDS: Final = 30 * 86_400
+
+
+def rotation_conflict(token_id: str, status: TokenStatus, replaced_by: str | None) -> str | None:
+    """Why the token may not be rotated (the 409's detail), or None if it may.
+
+    A revoked or expired token has nobody left to move off it, and an
+    already rotated one has a successor: rotating it again would fork the
+    line of succession.
+    """
+    if replaced_by is not None:
+        return (
+            f"token {token_id} was already rotated (replaced by {replaced_by}); rotate "
+            f"{replaced_by} instead"
+        )
+    if status == "revoked":
+        return f"token {token_id} is revoked; a revoked token cannot be rotated"
+    if status == "expired":
+        return f"token {token_id} has expired; create a new token instead"
+    return None
+
+
+def rotation_times(
+    *, now: datetime, created_at: datetime, expires_at: datetime | None, grace_seconds: int
+) -> tuple[datetime | None, datetime]:
+    """``(the successor's expiry, the old token's deadline)`` of a rotation at ``now``.
+
+    The successor lives as long as the old token was meant to (``expires_at -
+    created_at``, counted from now; never expiring if it never expired, and
+    no further than ``MAX_TTL_DAYS``). The old token stays valid until ``now
+    + grace_seconds`` or its own expiry, whichever is sooner; a deadline of
+    ``now`` (grace 0) means it is revoked at once.
+    """
+    successor = None
+    if expires_at is not None:
+        successor = now + min(expires_at - created_at, timedelta(days=MAX_TTL_DAYS))
+    deadline = now + timedelta(seconds=grace_seconds)
+    if expires_at is not None:
+        deadline = min(deadline, expires_at)
+    return successor, deadline
+
+
+def rotate_fingerprint(
+    token_id: str, grace_seconds: int, finish_when_idle_seconds: int | None
+) -> str:
+    """The SHA-256 hex digest of a rotation's request, for its ``Idempotency-Key``:
+    a key that named a create (or another rotation) does not match it."""
+    canonical = json.dumps(
+        {
+            "rotate": token_id,
+            "grace_seconds": grace_seconds,
+            "finish_when_idle_seconds": finish_when_idle_seconds,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 

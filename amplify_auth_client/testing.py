@@ -40,6 +40,7 @@ from amplify_auth_client._options import ClientOptions
 from amplify_auth_client._testing import is_testing, set_testing
 from amplify_auth_client.contract import (
     ADMIN_SCOPE,
+    DEFAULT_GRACE_SECONDS,
     DEFAULT_PAGE_SIZE,
     IDEMPOTENCY_KEY_HEADER,
     IDEMPOTENCY_WINDOW,
@@ -48,6 +49,7 @@ from amplify_auth_client.contract import (
     MAX_BULK_IDS,
     MAX_CURSOR_LENGTH,
     MAX_DESCRIPTION_LENGTH,
+    MAX_GRACE_SECONDS,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_METADATA_ITEMS,
     MAX_METADATA_KEY_LENGTH,
@@ -82,6 +84,9 @@ from amplify_auth_client.contract import (
     manager_reach,
     missing_scopes,
     new_token_id,
+    rotate_fingerprint,
+    rotation_conflict,
+    rotation_times,
     status_of,
     token_is_well_formed,
 )
@@ -105,6 +110,9 @@ class _Record:
     revoked_at: datetime | None
     owner: str | None = None
     last_used_at: datetime | None = None
+    replaced_by: str | None = None
+    rotated_from: str | None = None
+    finish_when_idle_seconds: int | None = None
 
     def status(self, now: datetime) -> TokenStatus:
         return status_of(self.revoked_at, self.expires_at, now)
@@ -132,6 +140,22 @@ class _Refusal(Exception):
         if errors is not None:
             self.body["errors"] = errors
         self.headers = dict(headers or {})
+
+
+def _reused_key() -> _Refusal:
+    return _Refusal(
+        422,
+        "idempotency_key_reused",
+        "this Idempotency-Key was sent earlier with another body: a key names "
+        "one create; send a new key for a new create",
+        errors=[
+            {
+                "loc": ["header", IDEMPOTENCY_KEY_HEADER],
+                "msg": "Used earlier with another body",
+                "type": "idempotency_key_reused",
+            }
+        ],
+    )
 
 
 def _invalid(loc: list[str | int], msg: str, kind: str) -> _Refusal:
@@ -492,6 +516,13 @@ class FakeAuthServer:
             raise _Refusal(
                 409, "conflict", f"token {record.id} is revoked; a revoked token cannot be extended"
             )
+        if record.replaced_by is not None:
+            raise _Refusal(
+                409,
+                "conflict",
+                f"token {record.id} was rotated (replaced by {record.replaced_by}); "
+                f"extend {record.replaced_by} instead",
+            )
         if record.expires_at is None:
             raise _Refusal(
                 409, "conflict", f"token {record.id} never expires; there is nothing to extend"
@@ -510,6 +541,98 @@ class FakeAuthServer:
             )
         record = self._change(record, actor, "extend", expires_at=new_expiry)
         return 200, self._record_body(record, now), {}
+
+    def _rotate_route(self, request: httpx.Request, token_id: str) -> _Answer:
+        actor = self._admin(request)
+        key = self._idempotency_key(request)
+        grace, idle = self._rotate_body(request)
+        record, now = self._known(token_id, actor), self._now()
+        remembered = fingerprint = None
+        if key is not None:
+            # As the server does: the keys of creates and rotations are one table.
+            self._idempotency = {
+                k: v for k, v in self._idempotency.items() if v[2] > now - IDEMPOTENCY_WINDOW
+            }
+            remembered = (actor.id, hash_idempotency_key(key))
+            fingerprint = rotate_fingerprint(record.id, grace, idle)
+            earlier = self._idempotency.get(remembered)
+            if earlier is not None:
+                if earlier[0] != fingerprint:
+                    raise _reused_key()
+                body = self._rotated_body(None, self._records[earlier[1]], record, now)
+                return 200, body, {"Cache-Control": "no-store", IDEMPOTENT_REPLAYED_HEADER: "true"}
+        conflict = rotation_conflict(record.id, record.status(now), record.replaced_by)
+        if conflict is not None:
+            raise _Refusal(409, "conflict", conflict)
+        expires_at, deadline = rotation_times(
+            now=now, created_at=record.created_at, expires_at=record.expires_at,
+            grace_seconds=grace,
+        )  # fmt: skip
+        limit = self._limit(actor)
+        refusal = delegation_refusal(
+            held=actor.scopes,
+            reach="*" if limit is None else limit,
+            manager_expires_at=actor.expires_at,
+            owner=record.owner,
+            scopes=record.scopes,
+            expires_at=expires_at,
+        )
+        if refusal is not None:
+            raise _Refusal(403, *refusal)
+        token = generate_token()
+        successor = self._insert(
+            record.name, record.scopes, expires_at, record.description, record.metadata,
+            token=token, actor=actor, owner=record.owner, rotated_from=record.id,
+        )  # fmt: skip
+        values: dict[str, Any] = {"replaced_by": successor.id, "finish_when_idle_seconds": idle}
+        values["revoked_at" if grace == 0 else "expires_at"] = now if grace == 0 else deadline
+        updated = replace(record, **values)
+        self._records[record.id] = updated
+        details = {
+            **{k: _iso(v) if isinstance(v, datetime) else v for k, v in values.items()},
+            "grace_seconds": grace,
+            "previous_expires_at": _iso(record.expires_at),
+        }
+        self._log(actor, "rotate", record.id, details, owner=record.owner)
+        if remembered is not None and fingerprint is not None:
+            self._idempotency[remembered] = (fingerprint, successor.id, now)
+        return (
+            201,
+            self._rotated_body(token, successor, updated, now),
+            {"Cache-Control": "no-store"},
+        )
+
+    def _rotate_body(self, request: httpx.Request) -> tuple[int, int | None]:
+        body = self._json(request)
+        if set(body) - {"grace_seconds", "finish_when_idle_seconds"}:
+            # Not named: an unknown field's name may be a pasted secret.
+            raise _invalid(["body", "*"], "Extra inputs are not permitted", "extra_forbidden")
+        grace = body.get("grace_seconds", DEFAULT_GRACE_SECONDS)
+        if not _whole(grace, 0, MAX_GRACE_SECONDS):
+            raise _invalid(
+                ["body", "grace_seconds"], f"Input should be between 0 and {MAX_GRACE_SECONDS}",
+                "range",
+            )  # fmt: skip
+        idle = body.get("finish_when_idle_seconds")
+        if idle is not None and not _whole(idle, 1, MAX_GRACE_SECONDS):
+            raise _invalid(
+                ["body", "finish_when_idle_seconds"],
+                f"Input should be between 1 and {MAX_GRACE_SECONDS}", "range",
+            )  # fmt: skip
+        if idle is not None and idle > grace:
+            raise _invalid(
+                ["body"], "finish_when_idle_seconds must not exceed grace_seconds", "value_error"
+            )
+        return grace, idle
+
+    def _rotated_body(
+        self, token: str | None, successor: _Record, previous: _Record, now: datetime
+    ) -> dict[str, Any]:
+        return {
+            **self._created_body(token, successor),
+            "rotated_from": previous.id,
+            "previous": self._record_body(previous, now),
+        }
 
     def _token_audit_route(self, request: httpx.Request, token_id: str) -> _Answer:
         actor = self._admin(request)
@@ -553,6 +676,7 @@ class FakeAuthServer:
             "reason": None,
             "missing_scopes": [],
             "expires_at": None,
+            "replaced_by": None,
         }
         if not token_is_well_formed(token):
             return {**answer, "reason": "malformed"}
@@ -565,6 +689,7 @@ class FakeAuthServer:
             name=record.name,
             owner=record.owner,
             expires_at=_iso(record.expires_at),
+            replaced_by=record.replaced_by,
         )
         status = record.status(self._now())
         if status != "active":
@@ -755,19 +880,7 @@ class FakeAuthServer:
             earlier = self._idempotency.get(remembered)
             if earlier is not None:
                 if earlier[0] != fingerprint:
-                    raise _Refusal(
-                        422,
-                        "idempotency_key_reused",
-                        "this Idempotency-Key was sent earlier with another body: a key names "
-                        "one create; send a new key for a new create",
-                        errors=[
-                            {
-                                "loc": ["header", IDEMPOTENCY_KEY_HEADER],
-                                "msg": "Used earlier with another body",
-                                "type": "idempotency_key_reused",
-                            }
-                        ],
-                    )
+                    raise _reused_key()
                 return self._created_body(None, self._records[earlier[1]]), True
         token = generate_token()
         record = self._insert(
@@ -885,6 +998,7 @@ class FakeAuthServer:
         actor: _Record | None = None,
         action: str = "create",
         owner: str | None = None,
+        rotated_from: str | None = None,
     ) -> _Record:
         record = _Record(
             id=new_token_id(),
@@ -897,16 +1011,18 @@ class FakeAuthServer:
             expires_at=expires_at,
             revoked_at=None,
             owner=owner,
+            rotated_from=rotated_from,
         )
         self._records[record.id] = record
         self._by_hash[record.token_hash] = record.id
-        self._log(
-            actor,
-            action,
-            record.id,
-            {"name": name, "scopes": list(scopes), "expires_at": _iso(expires_at)},
-            owner=owner,
-        )
+        details: dict[str, Any] = {
+            "name": name,
+            "scopes": list(scopes),
+            "expires_at": _iso(expires_at),
+        }
+        if rotated_from is not None:
+            details["rotated_from"] = rotated_from
+        self._log(actor, action, record.id, details, owner=owner)
         return record
 
     def _change(self, record: _Record, actor: _Record, action: str, **values: datetime) -> _Record:
@@ -958,6 +1074,9 @@ class FakeAuthServer:
             "metadata": record.metadata,
             "owner": record.owner,
             "last_used_at": _iso(record.last_used_at),
+            "replaced_by": record.replaced_by,
+            "rotated_from": record.rotated_from,
+            "finish_when_idle_seconds": record.finish_when_idle_seconds,
         }
 
     @staticmethod
@@ -1025,6 +1144,7 @@ _ROUTES: Final[tuple[tuple[str, str, Callable[..., _Answer], tuple[str, ...]], .
     ("GET", "auth/tokens/{}", FakeAuthServer._get_route, ()),
     ("POST", "auth/tokens/{}/revoke", FakeAuthServer._revoke_route, ()),
     ("POST", "auth/tokens/{}/extend", FakeAuthServer._extend_route, ()),
+    ("POST", "auth/tokens/{}/rotate", FakeAuthServer._rotate_route, ()),
     ("GET", "auth/tokens/{}/audit", FakeAuthServer._token_audit_route, _AUDIT_PARAMETERS),
     ("GET", "auth/audit", FakeAuthServer._audit_route, _AUDIT_PARAMETERS),
     ("POST", "auth/usage", FakeAuthServer._usage_route, ()),
@@ -1037,6 +1157,7 @@ _ATTEMPTS: Final[dict[Callable[..., _Answer], str]] = {
     FakeAuthServer._get_route: "get_token",
     FakeAuthServer._revoke_route: "revoke_token",
     FakeAuthServer._extend_route: "extend_token",
+    FakeAuthServer._rotate_route: "rotate_token",
     FakeAuthServer._token_audit_route: "token_audit",
     FakeAuthServer._audit_route: "audit",
 }

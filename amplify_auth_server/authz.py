@@ -146,3 +146,22 @@ def beyond_bound() -> BeyondDelegation:
     return BeyondDelegation(
         "a token can extend tokens only up to its own expiry", code=EXPIRES_AFTER_MANAGER
     )
+
+
+def may_rotate(actor: Actor, record: TokenRecord, expires_at: datetime | None) -> None:
+    """Refuse (403) a rotation ``actor`` may not make: the successor is a new token
+    with ``record``'s scopes expiring at ``expires_at``, held to the rules of a
+    create, so that a delegated admin cannot rotate its way past its own
+    expiry or into scopes it does not hold."""
+    limit = scope_of(actor)
+    refusal = delegation_refusal(
+        held=actor.scopes,
+        reach="*" if limit is None else limit,
+        manager_expires_at=actor.expires_at,
+        owner=record.owner,
+        scopes=record.scopes,
+        expires_at=expires_at,
+    )
+    if refusal is not None:
+        code, detail = refusal
+        raise BeyondDelegation(detail, code=code)

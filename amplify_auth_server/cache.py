@@ -71,6 +71,7 @@ class TokenState:
         "name",
         "owner",
         "rendered",
+        "replaced_by",
         "revoked",
         "scopes",
         "token_id",
@@ -87,6 +88,7 @@ class TokenState:
         expires_at: datetime | None = None,
         revoked: bool = False,
         owner: str | None = None,
+        replaced_by: str | None = None,
     ) -> None:
         self.version = version
         self.token_id = token_id
@@ -97,6 +99,8 @@ class TokenState:
         self.deadline = None if expires_at is None else expires_at.timestamp()
         self.revoked = revoked
         self.owner = owner
+        # A rotated token's successor: said in its answers while in grace.
+        self.replaced_by = replaced_by
         self.rendered: bytes | None = None
 
     @classmethod
@@ -109,6 +113,7 @@ class TokenState:
             expires_at=record.expires_at,
             revoked=record.revoked_at is not None,
             owner=record.owner,
+            replaced_by=record.replaced_by,
         )
 
     @property
@@ -125,6 +130,7 @@ class TokenState:
                 "e": None if self.expires_at is None else self.expires_at.isoformat(),
                 "r": self.revoked,
                 "o": self.owner,
+                "rb": self.replaced_by,
             }
         )
 
@@ -141,6 +147,8 @@ class TokenState:
             # Absent in an entry an older replica wrote: no owner known, and
             # the entry is replaced at the token's next change.
             owner=raw.get("o"),
+            # Absent likewise in an entry older than rotation: not rotated.
+            replaced_by=raw.get("rb"),
         )
 
     def __repr__(self) -> str:

@@ -42,6 +42,8 @@ from amplify_auth_client.contract import (
     generate_token,
     hash_token,
     iso,
+    rotation_conflict,
+    rotation_times,
 )
 from amplify_auth_server import authz
 from amplify_auth_server.cache import TokenState
@@ -439,6 +441,137 @@ class CreateToken(Command[Minted]):
 
 
 @dataclass(frozen=True, slots=True)
+class Rotated:
+    """A rotation's result: the successor (its raw token, unless a replay) and the
+    old token as the rotation left it."""
+
+    minted: Minted
+    previous: TokenRecord
+
+
+@dataclass(frozen=True, slots=True)
+class RotateToken(Command[Rotated]):
+    """Replace a token by a new one with the same name, scopes, owner, description,
+    metadata and lifetime; the old one keeps working ``grace_seconds`` more (its
+    expiry becomes that deadline, or stays its own if sooner), or is revoked at
+    once for a grace of 0. Both rows change in one transaction, each audited.
+
+    With an idempotency key already used by this actor within the window, the
+    rotation it named is answered again (without the raw token), before the
+    409 that rotating a rotated token would otherwise be.
+    """
+
+    actor: Actor
+    token_id: str
+    grace_seconds: int
+    finish_when_idle_seconds: int | None = None
+    idempotency: Idempotency | None = None
+
+    @property
+    def locks(self) -> tuple[str, ...]:
+        return (self.token_id,)
+
+    async def run(self, batch: Batch) -> Rotated:
+        now = utcnow()
+        store, connection = batch.store, batch.connection
+        # Another owner's token, to a delegated admin, is no token at all.
+        current = authz.visible(self.actor, await store.lock(connection, self.token_id))
+        if current is None:
+            raise NotFound.token(self.token_id)
+        if self.idempotency is not None:
+            since = now - IDEMPOTENCY_WINDOW
+            await store.forget_creates_before(connection, since)
+            key = (self.actor.id, self.idempotency.key_hash)
+            earlier = (await store.earlier_creates(connection, [key], since)).get(key)
+            if earlier is not None:
+                body_hash, successor = earlier
+                if body_hash != self.idempotency.body_hash:
+                    raise IdempotencyKeyReused()
+                return Rotated(Minted(record=successor, token=None), current)
+        conflict = rotation_conflict(current.id, current.status(now), current.replaced_by)
+        if conflict is not None:
+            raise Conflict(conflict)
+        expires_at, deadline = rotation_times(
+            now=now,
+            created_at=current.created_at,
+            expires_at=current.expires_at,
+            grace_seconds=self.grace_seconds,
+        )
+        authz.may_rotate(self.actor, current, expires_at)
+        # A fresh draw at each attempt, as a create's.
+        raw = generate_token()
+        successor = TokenRecord.new(
+            token_hash=hash_token(raw),
+            name=current.name,
+            scopes=current.scopes,
+            created_by=self.actor.id,
+            now=now,
+            expires_at=expires_at,
+            description=current.description,
+            metadata=current.metadata,
+            owner=current.owner,
+            rotated_from=current.id,
+        )
+        await store.insert(connection, successor)
+        await store.record(
+            connection,
+            at=now,
+            actor=self.actor,
+            action="create",
+            token_id=successor.id,
+            details={**_describe(successor), "rotated_from": current.id},
+            owner=successor.owner,
+        )
+        values: dict[str, Any] = {
+            "replaced_by": successor.id,
+            "finish_when_idle_seconds": self.finish_when_idle_seconds,
+        }
+        if self.grace_seconds == 0:
+            values["revoked_at"] = now
+        else:
+            values["expires_at"] = deadline
+        updated = await store.update(connection, current, **values)
+        await store.record(
+            connection,
+            at=now,
+            actor=self.actor,
+            action="rotate",
+            token_id=current.id,
+            # The previous expiry kept here: the row holds only the new one.
+            details=_jsonable(
+                {
+                    **values,
+                    "grace_seconds": self.grace_seconds,
+                    "previous_expires_at": current.expires_at,
+                }
+            ),
+            owner=current.owner,
+        )
+        if self.idempotency is not None:
+            await store.remember_creates(
+                connection,
+                [
+                    (
+                        self.actor.id,
+                        self.idempotency.key_hash,
+                        self.idempotency.body_hash,
+                        successor.id,
+                    )
+                ],
+                now,
+            )
+        if batch.durable:
+            await store.outbox_add(connection, updated.token_hash, updated.version, now)
+        # The successor is a create, for webhook receivers too; the old token's
+        # token.rotated is the lead's to add with its EventType.
+        await batch.notify("token.created", [(successor, self.actor)])
+        # The old token's new deadline (or its revocation) reaches every tier and
+        # subscriber; the successor, like any create, was never cached anywhere.
+        batch.changed(updated, "rotated")
+        return Rotated(Minted(record=successor, token=raw), updated)
+
+
+@dataclass(frozen=True, slots=True)
 class RegisterToken(Command[TokenRecord]):
     """Register a token minted elsewhere (``AUTH_ADMIN_TOKEN``), by hash, once."""
 
@@ -580,6 +713,13 @@ class ExtendToken(_Change):
         status = current.status(now)
         if status == "revoked":
             raise Conflict(f"token {current.id} is revoked; a revoked token cannot be extended")
+        if current.replaced_by is not None:
+            # Its grace is the rotation's to end; extending it would revive a
+            # token that has a successor, even one already expired.
+            raise Conflict(
+                f"token {current.id} was rotated (replaced by {current.replaced_by}); "
+                f"extend {current.replaced_by} instead"
+            )
         if current.expires_at is None:
             raise Conflict(f"token {current.id} never expires; there is nothing to extend")
         expires_at = max(current.expires_at, now) + timedelta(days=self.days)

@@ -59,7 +59,7 @@ logger = logging.getLogger("amplify_auth_server.events")
 
 #: The changes the server announces. A subscriber evicts on any event with a
 #: token hash, whatever its change, so that a newer server's kinds are safe.
-Change = Literal["revoked", "extended", "registered"]
+Change = Literal["revoked", "extended", "registered", "rotated"]
 
 #: Events kept for subscribers that reconnect, per feed.
 EVENT_BACKLOG: Final = 10_000

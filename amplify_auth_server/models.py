@@ -10,16 +10,23 @@ answer with them). The tables they are stored in are in
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from amplify_auth_client.contract import TokenStatus, new_token_id, status_of
 
+#: The server's one wall clock, in seconds since the epoch: what every time it
+#: writes (:func:`utcnow`) and every expiry validation judges are read from.
+#: One seam, so that a test moves the whole server's time by replacing it.
+wall_time: Callable[[], float] = time.time
+
 
 def utcnow() -> datetime:
     """The server's wall clock: every time it writes is this, in UTC."""
-    return datetime.now(UTC)
+    return datetime.fromtimestamp(wall_time(), UTC)
 
 
 SYSTEM_ACTOR: Final = "system"
@@ -47,6 +54,11 @@ class TokenRecord:
     #: When a validation last answered it valid (see amplify_auth_server.usage);
     #: None: never. Not validation state: no version bump, no cache learns it.
     last_used_at: datetime | None = None
+    #: Rotation: the successor of a rotated token, and the token a successor replaced.
+    replaced_by: str | None = None
+    rotated_from: str | None = None
+    #: A rotated token's idle limit: revoked once unused this many seconds.
+    finish_when_idle_seconds: int | None = None
 
     @classmethod
     def new(
@@ -61,6 +73,7 @@ class TokenRecord:
         description: str | None = None,
         metadata: dict[str, str] | None = None,
         owner: str | None = None,
+        rotated_from: str | None = None,
     ) -> TokenRecord:
         """A token about to be inserted: a fresh id, version 1, not revoked."""
         return cls(
@@ -76,6 +89,7 @@ class TokenRecord:
             version=1,
             created_by=created_by,
             owner=owner,
+            rotated_from=rotated_from,
         )
 
     def status(self, now: datetime) -> TokenStatus:
@@ -97,6 +111,9 @@ class TokenRecord:
             created_by=row.created_by,
             owner=row.owner,
             last_used_at=row.last_used_at,
+            replaced_by=row.replaced_by,
+            rotated_from=row.rotated_from,
+            finish_when_idle_seconds=row.finish_when_idle_seconds,
         )
 
 

@@ -26,9 +26,11 @@ from pydantic import (
 )
 
 from amplify_auth_client.contract import (
+    DEFAULT_GRACE_SECONDS,
     LABEL_PATTERN,
     MAX_BULK_IDS,
     MAX_DESCRIPTION_LENGTH,
+    MAX_GRACE_SECONDS,
     MAX_METADATA_ITEMS,
     MAX_METADATA_KEY_LENGTH,
     MAX_METADATA_VALUE_LENGTH,
@@ -151,6 +153,11 @@ class ValidateResponse(BaseModel):
     expires_at: datetime | None = Field(
         description="When the token expires; clients never cache an answer past it."
     )
+    replaced_by: str | None = Field(
+        default=None,
+        description="A rotated token in its grace period: the id of the token that "
+        "replaces it (log it: the caller should move to the new token). Null otherwise.",
+    )
 
 
 class CreateTokenRequest(_Request):
@@ -177,6 +184,33 @@ class ExtendTokenRequest(_Request):
     days: Days
 
 
+class RotateTokenRequest(_Request):
+    """How long the old token keeps working beside its successor."""
+
+    grace_seconds: Annotated[StrictInt, Field(ge=0, le=MAX_GRACE_SECONDS)] = Field(
+        default=DEFAULT_GRACE_SECONDS,
+        description=f"Seconds the old token stays valid (0 to {MAX_GRACE_SECONDS}, 30 days; "
+        f"{DEFAULT_GRACE_SECONDS} by default), or until its own expiry if sooner. 0 revokes "
+        "it at once.",
+    )
+    finish_when_idle_seconds: Annotated[StrictInt | None, Field(ge=1, le=MAX_GRACE_SECONDS)] = (
+        Field(
+            default=None,
+            description="End the grace early: revoke the old token once it has gone unused "
+            "this many seconds. At most `grace_seconds`.",
+        )
+    )
+
+    @model_validator(mode="after")
+    def _within_grace(self) -> RotateTokenRequest:
+        idle = self.finish_when_idle_seconds
+        if idle is not None and idle > self.grace_seconds:
+            raise ValueError(
+                "finish_when_idle_seconds ends the grace early, so it must not exceed grace_seconds"
+            )
+        return self
+
+
 class TokenRecordResponse(BaseModel):
     """A token as management sees it: never its hash, never the raw token."""
 
@@ -197,6 +231,16 @@ class TokenRecordResponse(BaseModel):
         "the use through the server, up to an SDK's report interval more through an SDK's "
         "cache. Null: never used.",
     )
+    replaced_by: str | None = Field(
+        default=None, description="Rotated: the id of the token that replaces this one."
+    )
+    rotated_from: str | None = Field(
+        default=None, description="A rotation's successor: the id of the token it replaced."
+    )
+    finish_when_idle_seconds: int | None = Field(
+        default=None,
+        description="Rotated: the grace ends once this token is unused for this many seconds.",
+    )
 
     @classmethod
     def of(cls, record: TokenRecord, now: datetime) -> TokenRecordResponse:
@@ -212,6 +256,9 @@ class TokenRecordResponse(BaseModel):
             metadata=record.metadata,
             owner=record.owner,
             last_used_at=record.last_used_at,
+            replaced_by=record.replaced_by,
+            rotated_from=record.rotated_from,
+            finish_when_idle_seconds=record.finish_when_idle_seconds,
         )
 
 
@@ -259,6 +306,16 @@ class CreatedTokenResponse(BaseModel):
     description: str | None
     metadata: dict[str, str] | None
     owner: str | None
+
+
+class RotatedTokenResponse(CreatedTokenResponse):
+    """A rotation's answer: the successor as a create answers it, and the old token now."""
+
+    rotated_from: str = Field(description="The id of the token this one replaces.")
+    previous: TokenRecordResponse = Field(
+        description="The old token as the rotation left it: `replaced_by` this one, valid "
+        "until its new `expires_at` (or revoked, for a grace of 0)."
+    )
 
 
 class AuditRecordResponse(BaseModel):

@@ -843,4 +843,7 @@ def _columns(record: TokenRecord) -> dict[str, Any]:
         "created_by": record.created_by,
         "owner": record.owner,
         "last_used_at": record.last_used_at,
+        "replaced_by": record.replaced_by,
+        "rotated_from": record.rotated_from,
+        "finish_when_idle_seconds": record.finish_when_idle_seconds,
     }

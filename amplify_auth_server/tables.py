@@ -88,6 +88,12 @@ tokens = Table(
     # The team or service the token belongs to (contract.OWNER); set at
     # creation, never changed. Null: no owner (migration 0005).
     Column("owner", String(63), nullable=True),
+    # Rotation (migration 0006): the successor's id on the old
+    # token, the predecessor's on the new one, and the old token's idle
+    # limit (seconds without use after which its grace ends early).
+    Column("replaced_by", String(32), nullable=True),
+    Column("rotated_from", String(32), nullable=True),
+    Column("finish_when_idle_seconds", Integer, nullable=True),
     # The expiry that `token.expiring` was sent for (migration 0008): null, or
     # an older expiry than the current one (extended since), means not yet.
     Column("expiring_notified_for", UTCDateTime, nullable=True),

@@ -16,7 +16,13 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from amplify_auth_client._client import AuthClient
-from amplify_auth_client._models import AuditEntry, BulkRevocation, CreatedToken, TokenInfo
+from amplify_auth_client._models import (
+    AuditEntry,
+    BulkRevocation,
+    CreatedToken,
+    RotatedToken,
+    TokenInfo,
+)
 
 #: How much of a token's audit trail ``info`` shows, newest first.
 AUDIT_LIMIT: Final = 20
@@ -118,6 +124,15 @@ def extend(args: argparse.Namespace, client: AuthClient) -> Changed:
     return Changed(client.extend_token(args.token_id, args.days), "Extended")
 
 
+def rotate(args: argparse.Namespace, client: AuthClient) -> RotatedToken:
+    """Replace a token: the result holds the new raw token, and the old token as left."""
+    return client.rotate_token(
+        args.token_id,
+        grace_seconds=args.grace,
+        finish_when_idle_seconds=args.finish_when_idle,
+    )
+
+
 #: Every command, by the name typed on the command line.
 COMMANDS: Final[Mapping[str, Command]] = {
     "create": create,
@@ -125,6 +140,7 @@ COMMANDS: Final[Mapping[str, Command]] = {
     "info": info,
     "revoke": revoke,
     "extend": extend,
+    "rotate": rotate,
 }
 
 # The options that become request fields, and the fields' names.
@@ -136,6 +152,8 @@ _SENT: Final = {
     "token_id": "token_id",
     "token_ids": "token_id",
     "days": "days",
+    "grace": "grace_seconds",
+    "finish_when_idle": "finish_when_idle_seconds",
 }
 
 
@@ -157,6 +175,9 @@ def to_json(result: Result) -> Any:
         return [_plain(token) for token in result.tokens]
     if isinstance(result, Changed):
         return _plain(result.token)
+    if isinstance(result, RotatedToken):
+        # As the API's answer has it: the successor's fields, then the old token's.
+        return {**_plain(result), "rotated_from": result.rotated_from}
     if isinstance(result, Revocations):
         if result.outcome is None:
             return {"revoked_count": result.count}

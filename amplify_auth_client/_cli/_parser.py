@@ -13,14 +13,15 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from datetime import timedelta
 from typing import Any, Final, NoReturn
 
 from amplify_auth_client._cli._errors import USAGE
 from amplify_auth_client._cli._settings import DEFAULT_AUTH_URL
 from amplify_auth_client._version import __version__
 from amplify_auth_client.contract import (
+    DEFAULT_GRACE_SECONDS,
     DEFAULT_PAGE_SIZE,
+    MAX_GRACE_SECONDS,
     MAX_OWNER_LENGTH,
     MAX_PAGE_SIZE,
     MAX_TTL_DAYS,
@@ -38,12 +39,49 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(USAGE)
 
 
+#: Seconds in each unit a duration may be written in.
+UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION: Final = re.compile(r"([0-9]{1,9})([smhd]?)")
+_UNIT_NAMES: Final = {"s": "seconds", "d": "days"}
+
+
+def duration(text: str, *, bare: str) -> int | None:
+    """The seconds ``text`` says (``30s``, ``15m``, ``24h``, ``7d``; a bare number is in
+    the unit ``bare``), or None if it is no duration. The one reader of every
+    duration the CLI takes."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        return None
+    return int(match[1]) * UNITS[match[2] or bare]
+
+
+def _seconds(text: str, low: int, high: int) -> int:
+    """A duration in seconds (a bare number is seconds), from ``low`` to ``high``."""
+    seconds = duration(text, bare="s")
+    if seconds is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: a whole number and a unit, such as 30s, 15m, 24h or 7d"
+        )
+    if not low <= seconds <= high:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: must be {low}s to {high}s ({high // UNITS['d']}d)"
+        )
+    return seconds
+
+
+def _whole_days(text: str) -> int:
+    """A duration of whole days (a bare number is days: ``30``, ``30d``, ``48h``)."""
+    seconds = duration(text, bare="d")
+    if seconds is None or seconds % UNITS["d"]:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of days (write 30, or a duration such as 30d or 48h)"
+        )
+    return seconds // UNITS["d"]
+
+
 def _days(text: str) -> int:
-    """A whole number of days, at least 1: argparse's ``type=`` for ``--ttl`` and ``--days``."""
-    try:
-        days = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    """Whole days, at least 1: argparse's ``type=`` for ``--ttl`` and ``--days``."""
+    days = _whole_days(text)
     if days < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a number of days must be 1 or more")
     return days
@@ -59,47 +97,30 @@ def _whole(text: str, low: int, high: int, what: str) -> int:
     return value
 
 
-#: What a duration's unit stands for, in seconds.
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION: Final = re.compile(r"([0-9]{1,9})([smhd])")
+def _days_or_zero(text: str) -> int:
+    """Whole days, 0 or more: ``--expiring-within``."""
+    days = _whole_days(text)
+    if days > MAX_TTL_DAYS:
+        raise argparse.ArgumentTypeError(f"{text!r}: days must be 0 to {MAX_TTL_DAYS}")
+    return days
 
 
-def duration(text: str) -> timedelta:
-    """A duration as people type it: ``30s``, ``15m``, ``24h``, ``7d``.
-
-    >>> duration("7d"), duration("90m")
-    (datetime.timedelta(days=7), datetime.timedelta(seconds=5400))
-    """
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration: a whole number and a unit, e.g. 30s, 15m, 24h, 7d"
-        )
-    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+def _grace(text: str) -> int:
+    """``rotate --grace``: 0 to 30 days, in seconds."""
+    return _seconds(text, 0, MAX_GRACE_SECONDS)
 
 
-def _whole_days(text: str, low: int) -> int:
-    """Days for a filter the server takes in days: ``14`` (days, as before), ``14d``,
-    or any duration that is whole days (``48h``)."""
-    if text.strip().isdigit():
-        return _whole(text, low, MAX_TTL_DAYS, "days")
-    span = duration(text)
-    days, rest = divmod(span, timedelta(days=1))
-    if rest or not low <= days <= MAX_TTL_DAYS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: this filter counts whole days, {low} to {MAX_TTL_DAYS} (e.g. 90d)"
-        )
-    return int(days)
-
-
-def _within(text: str) -> int:
-    """``--expiring-within``: whole days, 0 or more."""
-    return _whole_days(text, 0)
+def _idle(text: str) -> int:
+    """``rotate --finish-when-idle``: 1 second to 30 days, in seconds."""
+    return _seconds(text, 1, MAX_GRACE_SECONDS)
 
 
 def _usage_days(text: str) -> int:
     """``--unused-for`` and ``--used-within``: whole days, 1 or more."""
-    return _whole_days(text, 1)
+    days = _days(text)
+    if days > MAX_TTL_DAYS:
+        raise argparse.ArgumentTypeError(f"{text!r}: days must be 1 to {MAX_TTL_DAYS}")
+    return days
 
 
 def _owner(text: str) -> str:
@@ -147,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line; ``auth-cli --help`` and each ``COMMAND --help`` show it."""
     parser = _Parser(
         prog=PROG,
-        description="Manage AMPLIfy Auth tokens: create, list, inspect, revoke, extend.",
+        description="Manage AMPLIfy Auth tokens: create, list, inspect, revoke, extend, rotate.",
         epilog="exit codes: 0 done, 1 not done (declined, conflict, other), 2 usage, "
         "3 auth service unavailable, 4 admin token missing or refused, 5 no such token, "
         "130 interrupted",
@@ -174,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl",
         type=_days,
         metavar="DAYS",
-        help="days until the token expires (default: never)",
+        help="days until the token expires: 90, or a duration of whole days such as 90d "
+        "(default: never)",
     )
     create.add_argument(
         "--owner",
@@ -192,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--owner", type=_owner, metavar="OWNER", help="tokens of this owner")
     listing.add_argument(
         "--expiring-within",
-        type=_within,
+        type=_days_or_zero,
         metavar="DAYS",
         help="tokens that expire within DAYS days (14, or a duration: 14d, 48h)",
     )
@@ -235,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument(
         "--expiring-within",
-        type=_within,
+        type=_days_or_zero,
         metavar="DAYS",
         help="every active token that expires within DAYS days (14, or 14d)",
     )
@@ -262,6 +284,31 @@ def build_parser() -> argparse.ArgumentParser:
     extend = command("extend", "Push a token's expiry further.")
     extend.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…)")
     extend.add_argument(
-        "--days", type=_days, required=True, metavar="N", help="days to add to its expiry"
+        "--days",
+        type=_days,
+        required=True,
+        metavar="N",
+        help="days to add to its expiry (30, or a duration such as 30d)",
+    )
+
+    rotate = command(
+        "rotate",
+        "Replace a token by a new one (shown once); the old one keeps working for a grace.",
+    )
+    rotate.add_argument("token_id", metavar="TOKEN_ID", help="the token's id (tok_…)")
+    rotate.add_argument(
+        "--grace",
+        type=_grace,
+        default=DEFAULT_GRACE_SECONDS,
+        metavar="DURATION",
+        help="how long the old token keeps working: 30s, 15m, 24h, 7d; 0 revokes it now "
+        f"(default: 24h; at most {MAX_GRACE_SECONDS // UNITS['d']}d)",
+    )
+    rotate.add_argument(
+        "--finish-when-idle",
+        type=_idle,
+        metavar="DURATION",
+        help="end the grace early once the old token is unused this long, e.g. 15m "
+        "(at most --grace)",
     )
     return parser

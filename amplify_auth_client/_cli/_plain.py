@@ -45,7 +45,7 @@ def _table(out: IO[str], title: str, columns: Sequence[str], rows: Sequence[Sequ
 
 def created(out: IO[str], token: CreatedToken) -> None:
     """The new token on a line of its own, with the warning that it is shown only this once."""
-    out.write(f"Token created: {token.name}\n{token.token}\n{views.CREATED_WARNING}\n\n")
+    out.write(f"{views.created_title(token)}\n{token.token}\n{views.CREATED_WARNING}\n\n")
     _fields(out, views.created_fields(token))
 
 

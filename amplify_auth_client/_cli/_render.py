@@ -86,7 +86,7 @@ def created(out: Console, token: CreatedToken) -> None:
     out.print(
         Panel(
             Group(secret, Text(""), warning),
-            title=f"Token created: {escape(token.name)}",
+            title=escape(views.created_title(token)),
             title_align="left",
             border_style="green",
             expand=False,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from amplify_auth_client._cli._commands import Revocations, TokenDetail
-from amplify_auth_client._models import AuditEntry, CreatedToken, TokenInfo
+from amplify_auth_client._models import AuditEntry, CreatedToken, RotatedToken, TokenInfo
 
 CREATED_WARNING: Final = "Shown only once: store it now. The server keeps only its hash."
 TOKEN_COLUMNS: Final = ("id", "name", "scopes", "status", "created", "expires", "last used")
@@ -28,6 +28,14 @@ def when(moment: datetime | None, *, never: str = "never", date_only: bool = Fal
         return never
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d" if date_only else "%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(seconds: int) -> str:
+    """Seconds as the CLI takes durations: in the largest unit that holds them whole."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def detail_value(value: object) -> str:
@@ -59,6 +67,12 @@ def token_fields(token: TokenInfo) -> list[tuple[str, str]]:
     rows.append(("last used", when(token.last_used_at)))
     if token.usage:
         rows.append(("uses, 30 days", usage_line(token)))
+    if token.replaced_by is not None:
+        rows.append(("replaced by", token.replaced_by))
+    if token.finish_when_idle_seconds is not None:
+        rows.append(("finish when idle", duration(token.finish_when_idle_seconds)))
+    if token.rotated_from is not None:
+        rows.append(("rotated from", token.rotated_from))
     if token.description:
         rows.append(("description", token.description))
     for key, value in (token.metadata or {}).items():
@@ -73,16 +87,33 @@ def usage_line(token: TokenInfo) -> str:
     return f"{total} ({days})"
 
 
+def created_title(token: CreatedToken) -> str:
+    """The heading over a new secret: ``create``'s, or ``rotate``'s."""
+    verb = "rotated" if isinstance(token, RotatedToken) else "created"
+    return f"Token {verb}: {token.name}"
+
+
 def created_fields(token: CreatedToken) -> list[tuple[str, str]]:
-    """What ``create`` shows under the secret (the owner, when it has one)."""
+    """What ``create`` and ``rotate`` show under the secret (the owner, when it has one;
+    for a rotation, the old token and until when it still works)."""
     owner = [] if token.owner is None else [("owner", token.owner)]
-    return [
+    rows = [
         ("id", token.token_id),
         *owner,
         ("scopes", " ".join(token.scopes)),
         ("created", when(token.created_at)),
         ("expires", when(token.expires_at)),
     ]
+    if isinstance(token, RotatedToken):
+        old = token.previous
+        rows.append(("replaces", old.token_id))
+        if old.status == "revoked":
+            rows.append(("old token", "revoked now"))
+        else:
+            rows.append(("old token", "valid until " + when(old.expires_at)))
+        if old.finish_when_idle_seconds is not None:
+            rows.append(("finish when idle", duration(old.finish_when_idle_seconds)))
+    return rows
 
 
 def list_title(tokens: Sequence[TokenInfo], *, include_all: bool, partial: bool = False) -> str:

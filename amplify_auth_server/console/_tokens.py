@@ -1,5 +1,5 @@
 """The token screens: the list with its filters and bulk revoke, create, detail,
-extend and revoke.
+extend, rotate and revoke.
 
 Each screen calls the API's own route functions (:mod:`amplify_auth_server.routes.tokens`)
 with the signed-in token as the actor: the same checks, the same single
@@ -7,9 +7,10 @@ writer, the same audit entries as ``auth-cli`` or any API client gets. Only
 the shapes differ: form fields in, pages out.
 
 A change answers with a redirect to a page that shows its outcome (so a
-reload does not repeat it); creation is the exception, answered with the page
-that shows the new token, once: that response is not stored (``no-store``)
-and no URL leads back to it.
+reload does not repeat it); creation and rotation are the exceptions, answered
+with the page that shows the new token, once: that response is not stored
+(``no-store``) and no URL leads back to it. A rotation sent again (a reload)
+rotates nothing: the token is rotated already, and the API's 409 says so.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from amplify_auth_server.console._access import SignedIn, SignedInDep
 from amplify_auth_server.console._render import page
 from amplify_auth_server.console._security import check_csrf, field, read_form
 from amplify_auth_server.console._views import TOKEN_COLUMNS, TOKEN_FILTERS
-from amplify_auth_server.errors import Conflict
+from amplify_auth_server.errors import BeyondDelegation, Conflict
 from amplify_auth_server.routes import tokens as api
 from amplify_auth_server.schemas import (
     CreateTokenRequest,
@@ -34,6 +35,7 @@ from amplify_auth_server.schemas import (
     NamePrefix,
     Owner,
     RevokeByIds,
+    RotateTokenRequest,
     Scope,
 )
 
@@ -232,6 +234,36 @@ async def extend(request: Request, signed: SignedInDep, token_id: TokenId) -> Re
             signed.session.flash = f"Not extended: {exc.detail}."
         else:
             signed.session.flash = f"Extended by {body.days} days."
+    return RedirectResponse(f"/console/tokens/{token.token_id}", status_code=303)
+
+
+@router.post("/tokens/{token_id}/rotate")
+async def rotate(request: Request, signed: SignedInDep, token_id: TokenId) -> Response:
+    """The successor's page (its secret, once), or back to the detail page saying why not."""
+    form = await read_form(request)
+    check_csrf(form, signed.session.csrf)
+    token = await api.get_token(token_id, signed.actor, signed.parts)
+    idle = number(field(form, "finish_when_idle_seconds"))
+    try:
+        body = RotateTokenRequest.model_validate(
+            {
+                "grace_seconds": number(field(form, "grace_seconds")),
+                "finish_when_idle_seconds": None if idle == "" else idle,
+            }
+        )
+    except ValidationError as exc:
+        signed.session.flash = "Not rotated: " + "; ".join(problems(exc))
+    else:
+        try:
+            rotated = await api.rotate_token(
+                token.token_id, body, signed.actor, signed.parts, Response()
+            )
+        except (Conflict, BeyondDelegation) as exc:  # rotated, revoked or expired meanwhile
+            signed.session.flash = f"Not rotated: {exc.detail}."
+        else:
+            return page(
+                request, "created.html", context(signed, title="Token rotated", created=rotated)
+            )
     return RedirectResponse(f"/console/tokens/{token.token_id}", status_code=303)
 
 

@@ -7,7 +7,7 @@ The stream, in order:
    longer leads on from. Otherwise, the events it missed.
 2. ``event: ready``, whose data gives the keepalive interval: from here on,
    every change is delivered as it is committed.
-3. ``event: revoked`` / ``extended`` / ``registered``, each with an ``id``
+3. ``event: revoked`` / ``extended`` / ``registered`` / ``rotated``, each with an ``id``
    and ``{"token_hash": …, "version": …}``; a ``: keepalive`` comment when
    nothing happened for ``EVENTS_KEEPALIVE`` seconds, so that idle proxies
    keep the connection, and the subscriber can tell a quiet stream from a

@@ -1,4 +1,4 @@
-"""Token management: create, list, inspect, revoke, extend, and the audit trail.
+"""Token management: create, list, inspect, revoke, extend, rotate, and the audit trail.
 
 Every route needs a manager's token (:data:`~amplify_auth_server.deps.Admin`):
 a global admin, or a delegated admin limited to its owner's tokens, as
@@ -32,6 +32,7 @@ from amplify_auth_client.contract import (
     create_fingerprint,
     hash_idempotency_key,
     is_token_id,
+    rotate_fingerprint,
     token_is_well_formed,
 )
 from amplify_auth_server import authz
@@ -42,6 +43,7 @@ from amplify_auth_server.commands import (
     RecordRefusal,
     RevokeMany,
     RevokeToken,
+    RotateToken,
 )
 from amplify_auth_server.deps import Admin, ServicesDep
 from amplify_auth_server.errors import InvalidInput, NotFound
@@ -59,6 +61,8 @@ from amplify_auth_server.schemas import (
     NamePrefix,
     Owner,
     RevokeByIds,
+    RotatedTokenResponse,
+    RotateTokenRequest,
     Scope,
     TokenDetailResponse,
     TokenPageResponse,
@@ -110,6 +114,22 @@ IdempotencyKey = Annotated[
         "the first create's token again, with `token: null`, status 200 and "
         f"`{IDEMPOTENT_REPLAYED_HEADER}: true`, and mints nothing; with another body, 422. "
         f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters; kept by hash only.",
+    ),
+]
+
+
+RotationKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY_HEADER,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Makes the rotation safe to retry, as a create's key does: the same key "
+        f"(from the same admin token, within {IDEMPOTENCY_WINDOW.days * 24} hours) with the "
+        "same token and body answers that rotation again, with `token: null`, status 200 and "
+        f"`{IDEMPOTENT_REPLAYED_HEADER}: true`; with another body, 422. Creates and rotations "
+        "share the keys: one key names one of them.",
     ),
 ]
 
@@ -354,6 +374,74 @@ async def extend_token(
         ExtendToken(actor=admin, token_id=_known(token_id), days=body.days)
     )
     return TokenRecordResponse.of(record, utcnow())
+
+
+@router.post(
+    "/tokens/{token_id}/rotate",
+    status_code=status.HTTP_201_CREATED,
+    summary="Replace a token by a new one; the old one works for a grace period",
+    responses={
+        **_NOT_FOUND,
+        200: {
+            "model": RotatedTokenResponse,
+            "description": "A replay of the rotation its `Idempotency-Key` named: no raw token",
+        },
+        409: {
+            "model": ErrorResponse,
+            "description": "The token is revoked, expired, or already rotated",
+        },
+    },
+)
+async def rotate_token(
+    token_id: TokenId,
+    body: RotateTokenRequest,
+    admin: Admin,
+    parts: ServicesDep,
+    response: Response,
+    idempotency_key: RotationKey = None,
+) -> RotatedTokenResponse:
+    """The new token (raw, shown once) with the old one's name, scopes, owner,
+    description, metadata and lifetime; the old one stays valid until
+    `grace_seconds` from now (or its own expiry, if sooner), answers
+    `replaced_by` meanwhile, and is then refused as expired. A grace of 0
+    revokes it now."""
+    token_id = _known(token_id)
+    idempotency = None
+    if idempotency_key is not None:
+        idempotency = Idempotency(
+            key_hash=hash_idempotency_key(idempotency_key),
+            body_hash=rotate_fingerprint(
+                token_id, body.grace_seconds, body.finish_when_idle_seconds
+            ),
+        )
+    rotated = await parts.queue.submit(
+        RotateToken(
+            actor=admin,
+            token_id=token_id,
+            grace_seconds=body.grace_seconds,
+            finish_when_idle_seconds=body.finish_when_idle_seconds,
+            idempotency=idempotency,
+        )
+    )
+    # As a create's: the one other response that carries a secret.
+    response.headers["Cache-Control"] = "no-store"
+    if rotated.minted.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers[IDEMPOTENT_REPLAYED_HEADER] = "true"
+    record, now = rotated.minted.record, utcnow()
+    return RotatedTokenResponse(
+        token=rotated.minted.token,
+        token_id=record.id,
+        name=record.name,
+        scopes=list(record.scopes),
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        description=record.description,
+        metadata=record.metadata,
+        owner=record.owner,
+        rotated_from=rotated.previous.id,
+        previous=TokenRecordResponse.of(rotated.previous, now),
+    )
 
 
 Action = Annotated[

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from amplify_auth_client import AuditEntry, CreatedToken, TokenInfo, UsageDay, token_is_well_formed
+from amplify_auth_client import (
+    AuditEntry,
+    CreatedToken,
+    RotatedToken,
+    TokenInfo,
+    UsageDay,
+    token_is_well_formed,
+)
 from amplify_auth_client._cli import _plain, _render
 from amplify_auth_client._cli._commands import TokenDetail
 from tests.cli.conftest import AUTH_CLI, CLIServer
@@ -75,6 +82,25 @@ def test_created_snapshot() -> None:
     token = CreatedToken("amp_live_" + "x" * 43, "tok_0123456789abcdef", "mytoken",
                          ("read", "write"), CREATED, None, None, None)  # fmt: skip
     check_snapshot("created", recorded(lambda c: _render.created(c, token)))
+
+
+#: A rotation's answer: the successor, and the old token in its grace (not real tokens).
+ROTATED = RotatedToken(
+    "amp_live_" + "y" * 43, "tok_successor0000004", "orders-service",
+    ("orders:read",), CREATED, datetime(2025, 6, 1, 9, 30, tzinfo=UTC), None, None,
+    previous=TokenInfo(
+        "tok_predecessor00005", "orders-service", ("orders:read",), "active", CREATED,
+        datetime(2025, 3, 2, 9, 30, tzinfo=UTC), None, None, None,
+        replaced_by="tok_successor0000004", finish_when_idle_seconds=900,
+    ),
+)  # fmt: skip
+
+
+def test_rotated_snapshot() -> None:
+    check_snapshot("rotated", recorded(lambda c: _render.created(c, ROTATED)))
+    check_snapshot(
+        "info-rotated", recorded(lambda c: _render.detail(c, TokenDetail(ROTATED.previous, ())))
+    )
 
 
 def test_empty_lists_say_so() -> None:
@@ -183,6 +209,7 @@ def test_plain_output_snapshots() -> None:
         ("plain-list", lambda out: _plain.token_table(out, TOKENS, include_all=True)),
         ("plain-info", lambda out: _plain.detail(out, TokenDetail(TOKENS[3], audit))),
         ("plain-created", lambda out: _plain.created(out, token)),
+        ("plain-rotated", lambda out: _plain.created(out, ROTATED)),
     ):
         out = io.StringIO()
         draw(out)

@@ -224,6 +224,7 @@ def scenario(http: httpx.Client, admin_token: str) -> list[tuple[str, Any]]:
     ]:
         call(step, "POST", "/auth/tokens", json=body, headers=admin)
     _owners(call, admin)
+    _rotations(call, admin)
     validate("valid", token, "read")
     validate("insufficient", token, "admin", "read", "admin")
     call("list", "GET", "/auth/tokens", headers=admin)
@@ -334,6 +335,58 @@ def _owners(call: Callable[..., httpx.Response], admin: dict[str, str]) -> None:
     call("delegate: audit", "GET", "/auth/audit", headers=delegate)
     call("list by owner", "GET", "/auth/tokens?owner=search", headers=admin)
     call("list by a bad owner", "GET", "/auth/tokens?owner=-x", headers=admin)
+
+
+def _rotations(call: Callable[..., httpx.Response], admin: dict[str, str]) -> None:
+    """The rotation steps of :func:`scenario`."""
+    made = call(
+        "create to rotate",
+        "POST",
+        "/auth/tokens",
+        json={"name": "rolling", "scopes": ["read"], "ttl_days": 2, "metadata": {"k": "v"}},
+        headers=admin,
+    ).json()
+    old, path = made["token"], f"/auth/tokens/{made['token_id']}/rotate"
+    call("validate before rotation", "POST", "/auth/validate", json={"token": old})
+    key = {"Idempotency-Key": "rotate-1"}
+    body = {"grace_seconds": 600, "finish_when_idle_seconds": 60}
+    new = call("rotate", "POST", path, json=body, headers=admin | key).json()
+    call("rotate: replayed", "POST", path, json=body, headers=admin | key)
+    call("rotate: the key, another body", "POST", path, json={"grace_seconds": 5},
+         headers=admin | key)  # fmt: skip
+    call("rotate again", "POST", path, json={}, headers=admin)
+    call("extend the rotated", "POST", f"/auth/tokens/{made['token_id']}/extend",
+         json={"days": 1}, headers=admin)  # fmt: skip
+    call("validate in grace", "POST", "/auth/validate", json={"token": old})
+    call("validate the successor", "POST", "/auth/validate", json={"token": new["token"]})
+    call("get the rotated", "GET", f"/auth/tokens/{made['token_id']}", headers=admin)
+    call("get the successor", "GET", f"/auth/tokens/{new['token_id']}", headers=admin)
+    call("audit the rotated", "GET", f"/auth/tokens/{made['token_id']}/audit", headers=admin)
+    call("audit the successor", "GET", f"/auth/tokens/{new['token_id']}/audit", headers=admin)
+    for step, bad in [
+        ("rotate: grace -1", {"grace_seconds": -1}),
+        ("rotate: grace too long", {"grace_seconds": 30 * 86400 + 1}),
+        ("rotate: grace text", {"grace_seconds": "60"}),
+        ("rotate: grace true", {"grace_seconds": True}),
+        ("rotate: idle 0", {"grace_seconds": 60, "finish_when_idle_seconds": 0}),
+        ("rotate: idle past grace", {"grace_seconds": 60, "finish_when_idle_seconds": 61}),
+        ("rotate: extra field", {"grace_seconds": 60, "x": 1}),
+    ]:
+        call(step, "POST", f"/auth/tokens/{new['token_id']}/rotate", json=bad, headers=admin)
+    now = call(
+        "rotate the successor at once",
+        "POST",
+        f"/auth/tokens/{new['token_id']}/rotate",
+        json={"grace_seconds": 0},
+        headers=admin,
+    ).json()
+    call("validate the revoked", "POST", "/auth/validate", json={"token": new["token"]})
+    call("rotate the revoked", "POST", f"/auth/tokens/{new['token_id']}/rotate", json={},
+         headers=admin)  # fmt: skip
+    call("rotate: unknown id", "POST", "/auth/tokens/tok_zzzzzzzzzzzzzzzz/rotate", json={},
+         headers=admin)  # fmt: skip
+    call("rotate: not an id", "POST", "/auth/tokens/nonsense/rotate", json={}, headers=admin)
+    call("rotate: anonymous", "POST", f"/auth/tokens/{now['token_id']}/rotate", json={})
 
 
 Scenario = Callable[[httpx.Client, str], list[tuple[str, Any]]]

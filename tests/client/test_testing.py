@@ -158,6 +158,7 @@ def test_the_wire_format_of_validate(raw: tuple[FakeAuthServer, httpx.Client]) -
         "reason": "insufficient_scope",
         "missing_scopes": ["x"],
         "expires_at": "2030-01-01T00:00:01Z",
+        "replaced_by": None,
     }
     assert http.post("/auth/validate", json={"token": "nope"}).json()["reason"] == "malformed"
     bad = http.post(
@@ -204,6 +205,9 @@ def test_the_wire_format_of_management(raw: tuple[FakeAuthServer, httpx.Client])
         "metadata",
         "owner",
         "last_used_at",
+        "replaced_by",
+        "rotated_from",
+        "finish_when_idle_seconds",
     }
     assert listed[-1]["created_at"].endswith("Z")
     never = http.post(f"/auth/tokens/{token_id}/extend", json={"days": 1}, headers=admin)

@@ -101,6 +101,39 @@ def test_revoking_from_the_detail_page_reaches_a_subscribed_sdk(
     assert "revoke" in page.locator(".timeline").inner_text()
 
 
+def test_rotating_from_the_detail_page_shows_the_successor_once(
+    admin_page: Page, console: ServerProcess, screenshots: Path
+) -> None:
+    old = create(console, name="rotated-in-the-browser", ttl_days=30)
+    page = admin_page
+    page.goto(f"/console/tokens/{old['token_id']}")
+    page.get_by_label("Grace period (seconds; 0 revokes the old token now)").fill("3600")
+    page.get_by_label("Finish when idle (seconds, optional)").fill("900")
+    page.get_by_role("button", name="Rotate").click()
+    secret = page.get_by_label("New token for rotated-in-the-browser")
+    new_token = secret.input_value()
+    page.screenshot(path=screenshots / "rotated.png", full_page=True, mask=[secret])
+    assert page.get_by_text("valid until").is_visible()
+    assert new_token not in page.url
+    with AuthClient(console.base_url) as client:
+        fresh, old_answer = client.validate(new_token), client.validate(old["token"])
+    assert fresh.valid
+    assert old_answer.valid
+    assert old_answer.replaced_by == fresh.token_id
+
+    page.reload()  # sends the form again: rotated already, nothing shown, nothing minted
+    assert new_token not in page.content()
+    assert page.get_by_text("Not rotated: token").is_visible()
+    assert page.get_by_text("already rotated").is_visible()
+    # The old token's page names its successor, and the successor's its predecessor.
+    page.get_by_role("link", name=str(fresh.token_id)).click()
+    page.wait_for_url(f"**/console/tokens/{fresh.token_id}")
+    assert page.get_by_role("link", name=old["token_id"]).is_visible()
+    with console.client() as admin:
+        named = admin.get("/auth/tokens", params={"name": "rotated-in-the-browser"}).json()
+    assert len(named["items"]) == 2  # the reload minted no third token
+
+
 def test_filtering_and_paging_through_500_tokens(admin_page: Page, console: ServerProcess) -> None:
     ids = insert_tokens(console, 500, name="paged", scope="paged.read")
     page = admin_page

@@ -156,6 +156,7 @@ def test_a_forged_post_is_refused_and_changes_nothing(
     forged = {
         f"/console/tokens/{victim}/revoke": {},
         f"/console/tokens/{victim}/extend": {"days": "30"},
+        f"/console/tokens/{victim}/rotate": {"grace_seconds": "0"},
         "/console/tokens/revoke": {"token_id": victim, "confirm": "yes"},
         "/console/tokens/new": {"form_id": form_id.group(1), "name": "forged", "scopes": "admin"},
         "/console/sign-out": {},
@@ -171,6 +172,7 @@ def test_a_forged_post_is_refused_and_changes_nothing(
         record = admin.get(f"/auth/tokens/{victim}").json()
     assert record["status"] == "active"
     assert record["expires_at"] is None
+    assert record["replaced_by"] is None
     assert session.get("/console/tokens").status_code == 200  # still signed in
 
 
@@ -373,11 +375,21 @@ def test_bad_input_is_a_clear_page_never_a_500(
     assert "Not extended: token " in never.text
     assert "never expires" in never.text
     assert 'action="/console/tokens/' + token_id + '/extend"' not in never.text  # no such form
+    for grace, idle in (("-1", ""), ("soon", ""), ("60", "61"), ("99999999", "")):
+        rotated = session.post(
+            f"/console/tokens/{token_id}/rotate",
+            data={"csrf": csrf, "grace_seconds": grace, "finish_when_idle_seconds": idle},
+            follow_redirects=True,
+        )
+        assert rotated.status_code == 200, rotated.text[:300]
+        assert "Not rotated:" in rotated.text, grace
+        assert "amp_live_" not in rotated.text
     empty = session.post("/console/tokens/revoke", data={"csrf": csrf}, follow_redirects=True)
     assert "Nothing revoked:" in empty.text
     assert status_of(console, token_id) == "active"
     with console.client() as admin:
         assert admin.get(f"/auth/tokens/{token_id}").json()["expires_at"] is None
+        assert admin.get(f"/auth/tokens/{token_id}").json()["replaced_by"] is None
 
 
 def test_the_audit_log_filters_by_token_and_time(

@@ -138,6 +138,9 @@ ENDPOINTS: Final[dict[str, Call]] = {
     "token_audit": lambda c, t: c.get(f"/auth/tokens/{t['token_id']}/audit"),
     "revoke": lambda c, t: c.post(f"/auth/tokens/{t['token_id']}/revoke"),
     "extend": lambda c, t: c.post(f"/auth/tokens/{t['token_id']}/extend", json={"days": 1}),
+    "rotate": lambda c, t: c.post(
+        f"/auth/tokens/{t['token_id']}/rotate", json={"grace_seconds": 3600}
+    ),
     "bulk_ids": lambda c, t: c.post("/auth/tokens/revoke", json={"token_ids": [t["token_id"]]}),
     "bulk_filter": lambda c, t: c.post(
         "/auth/tokens/revoke", json={"filter": {"name": t["name"], "owner": OWNER}}
@@ -157,6 +160,7 @@ ROUTES: Final = {
     "token_audit": ("get", "/auth/tokens/{token_id}/audit"),
     "revoke": ("post", "/auth/tokens/{token_id}/revoke"),
     "extend": ("post", "/auth/tokens/{token_id}/extend"),
+    "rotate": ("post", "/auth/tokens/{token_id}/rotate"),
     "bulk_ids": ("post", "/auth/tokens/revoke"),
     "bulk_filter": ("post", "/auth/tokens/revoke"),
     "audit": ("get", "/auth/audit"),
@@ -193,6 +197,7 @@ EXPECTED: Final[dict[str, dict[str, int]]] = {
     "token_audit": _row(200, 404),
     "revoke": _row(200, 404),
     "extend": _row(200, 404),
+    "rotate": _row(201, 404),
     "bulk_ids": _row(200, 200),
     "bulk_filter": _row(200, 403),
     "audit": _row(200, 200),
@@ -244,8 +249,21 @@ def test_authorisation_matrix(world: World, endpoint: str, caller: str) -> None:
         assert response.json()["owner"] == OWNER
         assert {k: v for k, v in after.items() if k != new} == before
         return
-    changed = CHANGES.get(endpoint)
     mine = target["token_id"]
+    if endpoint == "rotate":
+        # A successor of the same owner, and the target's grace: an hour, not a day.
+        (new,) = set(after) - set(before)
+        assert response.json()["owner"] == OWNER
+        assert response.json()["rotated_from"] == mine
+        assert after[mine][1] is not None
+        assert before[mine][1] is not None
+        assert after[mine][0] == "active"
+        assert after[mine][1] < before[mine][1]
+        assert {k: v for k, v in after.items() if k not in (new, mine)} == {
+            k: v for k, v in before.items() if k != mine
+        }
+        return
+    changed = CHANGES.get(endpoint)
     if changed is None:
         assert after == before
     else:
@@ -257,7 +275,7 @@ def test_authorisation_matrix(world: World, endpoint: str, caller: str) -> None:
 
 # -- the refusals, in detail -----------------------------------------------------
 
-_ID_ROUTES: Final = ("info", "token_audit", "revoke", "extend")
+_ID_ROUTES: Final = ("info", "token_audit", "revoke", "extend", "rotate")
 
 
 @pytest.mark.parametrize("endpoint", _ID_ROUTES)

@@ -25,6 +25,9 @@ RECORD_FIELDS = {
     "metadata",
     "owner",
     "last_used_at",
+    "replaced_by",
+    "rotated_from",
+    "finish_when_idle_seconds",
 }
 
 

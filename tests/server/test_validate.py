@@ -29,6 +29,7 @@ def test_a_valid_token_returns_its_identity_and_scopes(admin: httpx.Client) -> N
         "reason": None,
         "missing_scopes": [],
         "expires_at": created["expires_at"],
+        "replaced_by": None,
     }
     ValidateResponse.model_validate(answer)
 

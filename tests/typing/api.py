@@ -21,6 +21,7 @@ from amplify_auth_client import (
     CreatedToken,
     Page,
     Reason,
+    RotatedToken,
     TokenInfo,
     TokenStatus,
     ValidationResult,
@@ -52,7 +53,13 @@ def sync_client() -> None:
         trail: Page[AuditEntry] = auth.token_audit(created.token_id, limit=10)
         stats: CacheStats = auth.cache_stats()
         ratio: float = stats.hit_ratio
-        del reason, expires, missing, listed, status, trail, ratio
+        rotated: RotatedToken = auth.rotate_token(created.token_id, grace_seconds=3600)
+        successor: CreatedToken = rotated
+        previous: TokenInfo = rotated.previous
+        replaced_by: str | None = result.replaced_by
+        auth.rotate_token(created.token_id, 3600)  # type: ignore[call-arg]
+        del reason, expires, missing, listed, status, trail, ratio, successor, previous
+        del replaced_by
 
     AuthClient("http://auth:8000", cache_tll=30)  # type: ignore[call-arg]
     AuthClient("http://auth:8000", cache_ttl="30")  # type: ignore[arg-type]
@@ -64,7 +71,8 @@ async def async_client() -> None:
         result: ValidationResult = await auth.validate("amp_live_...")
         created: CreatedToken = await auth.create_token("svc", {"read"})
         extended: TokenInfo = await auth.extend_token(created.token_id, 7)
-        del result, extended
+        rotated: RotatedToken = await auth.rotate_token(created.token_id, grace_seconds=0)
+        del result, extended, rotated
     AsyncAuthClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
     AsyncAuthClient(transport=httpx.HTTPTransport())  # type: ignore[arg-type]
 

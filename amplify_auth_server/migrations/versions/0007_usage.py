@@ -6,7 +6,7 @@ the ``unused_for_days`` and ``used_within_days`` filters) and
 usage flush keeps the last 30 days (see :mod:`amplify_auth_server.usage`).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

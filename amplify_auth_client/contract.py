@@ -71,6 +71,7 @@ __all__ = [
     "MAX_TTL_DAYS",
     "MAX_USAGE_COUNT",
     "MAX_USAGE_HITS",
+    "MIN_FINISH_WHEN_IDLE_SECONDS",
     "OTHER_OWNER",
     "OWNER",
     "OWNER_PATTERN",
@@ -459,6 +460,11 @@ def create_fingerprint(
 DEFAULT_GRACE_SECONDS: Final = 86_400
 #: The longest grace a rotation may give: 30 days. Longer is no rotation.
 MAX_GRACE_SECONDS: Final = 30 * 86_400
+#: The shortest idle time that may end a grace early. A use answered by an
+#: SDK's cache reaches ``last_used_at`` only with its next report (every
+#: minute by default) and the server's next flush: an idle time shorter than
+#: that would end the grace of a token still in use.
+MIN_FINISH_WHEN_IDLE_SECONDS: Final = 120
 
 
 def rotation_conflict(token_id: str, status: TokenStatus, replaced_by: str | None) -> str | None:

@@ -62,6 +62,7 @@ from amplify_auth_client.contract import (
     MAX_TTL_DAYS,
     MAX_USAGE_COUNT,
     MAX_USAGE_HITS,
+    MIN_FINISH_WHEN_IDLE_SECONDS,
     OTHER_OWNER,
     TOKEN_PREFIX,
     TOKENS_MANAGE_SCOPE,
@@ -614,11 +615,12 @@ class FakeAuthServer:
                 "range",
             )  # fmt: skip
         idle = body.get("finish_when_idle_seconds")
-        if idle is not None and not _whole(idle, 1, MAX_GRACE_SECONDS):
+        if idle is not None and not _whole(idle, MIN_FINISH_WHEN_IDLE_SECONDS, MAX_GRACE_SECONDS):
             raise _invalid(
                 ["body", "finish_when_idle_seconds"],
-                f"Input should be between 1 and {MAX_GRACE_SECONDS}", "range",
-            )  # fmt: skip
+                f"Input should be between {MIN_FINISH_WHEN_IDLE_SECONDS} and {MAX_GRACE_SECONDS}",
+                "range",
+            )
         if idle is not None and idle > grace:
             raise _invalid(
                 ["body"], "finish_when_idle_seconds must not exceed grace_seconds", "value_error"

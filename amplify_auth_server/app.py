@@ -32,7 +32,6 @@ from amplify_auth_server.cache import LocalCache, RedisBudget, RedisCache, Token
 from amplify_auth_server.commands import CommandQueue, Writer
 from amplify_auth_server.config import Settings
 from amplify_auth_server.database import WRITE_POOL_SIZE, create_engine, migrate
-from amplify_auth_server.deliveries import Retries, WebhookSender
 from amplify_auth_server.denials import Denials
 from amplify_auth_server.deps import Services, strict_query
 from amplify_auth_server.events import EventFeed, MemoryEventFeed, RedisEventFeed
@@ -48,6 +47,7 @@ from amplify_auth_server.middleware import (
 from amplify_auth_server.outbox import OutboxReplay
 from amplify_auth_server.pages import Cursors
 from amplify_auth_server.propagation import Propagation
+from amplify_auth_server.rotations import IdleRotations
 from amplify_auth_server.routes import errors, events, health, tokens, usage, validate
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.throttle import Budgets, FailureThrottle
@@ -189,6 +189,9 @@ def _start_webhooks(
     stack: AsyncExitStack,
 ) -> None:
     """The sender of the webhook outbox and the expiring-token scan, both per replica."""
+    # Imported here: its HTTP client (httpx) loads only in a server with webhooks.
+    from amplify_auth_server.deliveries import Retries, WebhookSender
+
     assert settings.webhook_secret is not None  # Settings refuses URLs without it
     sender = WebhookSender(
         store,
@@ -242,11 +245,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         denials.start()
         # Before the writer stops: the last window's rows go through it.
         stack.push_async_callback(denials.stop)
+        flush = None
         if settings.usage_counting:
             flush = UsageFlush(counter, queue, interval=settings.usage_flush_seconds)
             flush.start()
             # Before the writer stops, as the denials: the last counts are written.
             stack.push_async_callback(flush.stop)
+        rotations = IdleRotations(store, queue, interval=settings.rotation_idle_scan_seconds)
+        rotations.start()
+        stack.push_async_callback(rotations.stop)
         app.state.services = Services(
             settings=settings,
             metrics=metrics,
@@ -260,6 +267,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             throttle=throttle,
             denials=denials,
             usage=UsageReports(counter, validator, throttle),
+            usage_flush=flush,
+            rotations=rotations,
         )
         await register_admin_token(settings, queue)
         yield

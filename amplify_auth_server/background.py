@@ -10,6 +10,8 @@ from typing import ClassVar, Final
 
 from redis.exceptions import RedisError
 
+from amplify_auth_server.errors import AuthServerError
+
 #: Waits between attempts to reconnect to Redis; the last one repeats.
 RECONNECT_DELAYS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
@@ -32,6 +34,31 @@ class Background(ABC):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+class Periodic(Background):
+    """:meth:`once` every :attr:`interval` seconds, until stopped; a failed round is
+    logged (as ``what`` failing, on ``logger``) and the next one tries again."""
+
+    interval: float
+    #: What a round does, as its failure is logged ("the outbox replay").
+    what: ClassVar[str]
+    logger: ClassVar[logging.Logger]
+
+    @abstractmethod
+    async def once(self) -> object:
+        """One round."""
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.once()
+            except AuthServerError as exc:
+                # Expected in an outage (the database away): no traceback.
+                self.logger.warning("%s failed (%s); retrying", self.what, exc.code)
+            except Exception:
+                self.logger.exception("%s failed; retrying", self.what)
+            await asyncio.sleep(self.interval)
 
 
 class RedisFollower(Background):

@@ -562,9 +562,10 @@ class RotateToken(Command[Rotated]):
             )
         if batch.durable:
             await store.outbox_add(connection, updated.token_hash, updated.version, now)
-        # The successor is a create, for webhook receivers too; the old token's
-        # token.rotated is the lead's to add with its EventType.
+        # The successor is a create, for webhook receivers too; the old token is
+        # rotated (its data: the deadline, as expires_at or revoked_at, and its successor).
         await batch.notify("token.created", [(successor, self.actor)])
+        await batch.notify("token.rotated", [(updated, self.actor)])
         # The old token's new deadline (or its revocation) reaches every tier and
         # subscriber; the successor, like any create, was never cached anywhere.
         batch.changed(updated, "rotated")
@@ -731,6 +732,33 @@ class ExtendToken(_Change):
         if bound is not None and expires_at > bound:
             raise authz.beyond_bound()
         return {"expires_at": expires_at}
+
+
+@dataclass(frozen=True, slots=True)
+class FinishRotation(_Change):
+    """End a rotated token's grace early: it went unused for its ``finish_when_idle_seconds``
+    (counting SDKs' cache hits). Found by :mod:`amplify_auth_server.rotations`'s scan;
+    decided again here, under the row lock, so that a use written since the scan
+    keeps the token, and replicas scanning at once revoke it once."""
+
+    token_id: str
+    #: When it was rotated (its successor's creation, which never changes).
+    rotated_at: datetime
+    actor: Actor = SYSTEM
+    webhook: ClassVar[EventType | None] = "token.rotation_finished"
+
+    @property
+    def action(self) -> str:
+        return "rotation_finished"
+
+    @property
+    def change_kind(self) -> Change:
+        return "revoked"
+
+    def change(self, current: TokenRecord, now: datetime) -> dict[str, Any] | None:
+        if not current.idle_in_grace(now, self.rotated_at):
+            return None
+        return {"revoked_at": now}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import binascii
 import ipaddress
 from pathlib import Path
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
-import httpx
 from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +50,8 @@ DEFAULT_WEBHOOK_TIMEOUT: Final = 10.0
 WEBHOOK_SECRET_BYTES: Final = (24, 64)
 #: Seconds between two writes of a process's usage counts (amplify_auth_server.usage).
 DEFAULT_USAGE_FLUSH_SECONDS: Final = 5.0
+#: Seconds between two scans for rotations whose old token went idle.
+DEFAULT_ROTATION_IDLE_SCAN_SECONDS: Final = 30.0
 
 # No token printed in our docs or the seed passes the checksum (a test of the
 # docs checks it), so the check below also refuses every documented example.
@@ -197,6 +199,14 @@ class Settings(BaseSettings):
         description="Count each token's uses (valid validations, management calls, SDK "
         "reports) and write them down: `last_used_at` and the usage per day. Off: "
         "nothing is counted and SDK reports are accepted and ignored.",
+    )
+    rotation_idle_scan_seconds: float = Field(
+        default=DEFAULT_ROTATION_IDLE_SCAN_SECONDS,
+        gt=0,
+        le=3600,
+        description="Seconds between two scans for rotated tokens gone idle for their "
+        "`finish_when_idle_seconds` (amplify_auth_server.rotations): how much later than "
+        "that their grace may end.",
     )
     usage_flush_seconds: float = Field(
         default=DEFAULT_USAGE_FLUSH_SECONDS,
@@ -406,13 +416,16 @@ def _entries(value: str) -> list[str]:
 
 def _unsafe_webhook_url(entry: str) -> str | None:
     """Why ``entry`` cannot receive webhooks, or None."""
+    # The standard library's reading, not httpx's: the server loads no HTTP
+    # client unless it has webhooks to send (tests/client/test_slim.py).
     try:
-        url = httpx.URL(entry)
-    except httpx.InvalidURL:
+        url = urlsplit(entry)
+        url.port  # noqa: B018 (a port that is no number raises here)
+    except ValueError:
         return "is not a URL; write it as https://hooks.example.com/amplify"
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not url.hostname:
         return "is not an http(s) URL with a host; write it as https://hooks.example.com/amplify"
-    if url.userinfo:
+    if url.username is not None or url.password is not None:
         # Logged with every failed attempt: credentials have no place there.
         return (
             "carries credentials; drop them (the signature is what tells a receiver the "

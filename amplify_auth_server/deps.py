@@ -33,9 +33,10 @@ from amplify_auth_server.events import EventFeed
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import Actor
 from amplify_auth_server.pages import Cursors
+from amplify_auth_server.rotations import IdleRotations
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.throttle import FailureThrottle
-from amplify_auth_server.usage import UsageReports
+from amplify_auth_server.usage import UsageFlush, UsageReports
 from amplify_auth_server.validation import Validator
 
 
@@ -54,6 +55,10 @@ class Services:
     throttle: FailureThrottle
     denials: Denials
     usage: UsageReports
+    #: The loops a test drives by hand (their ``flush`` and ``scan_once``): the
+    #: usage flush (None with ``USAGE_COUNTING`` off) and the idle-rotation scan.
+    usage_flush: UsageFlush | None
+    rotations: IdleRotations
 
 
 async def services(request: Request) -> Services:

@@ -12,14 +12,12 @@ expiry.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 from typing import Final
 
-from amplify_auth_server.background import Background
+from amplify_auth_server.background import Periodic
 from amplify_auth_server.commands import CommandQueue, NotifyExpiring
-from amplify_auth_server.errors import AuthServerError
 from amplify_auth_server.models import utcnow
 from amplify_auth_server.store import TokenStore
 
@@ -29,9 +27,11 @@ logger = logging.getLogger("amplify_auth_server.webhooks")
 SCAN_BATCH: Final = 500
 
 
-class ExpiringScan(Background):
+class ExpiringScan(Periodic):
     """One replica's scan for tokens entering their warning window."""
 
+    what = "the expiring-token scan"
+    logger = logger
     task_name = "amplify-auth-expiring"
 
     def __init__(
@@ -42,15 +42,8 @@ class ExpiringScan(Background):
         self.horizon = timedelta(days=days)
         self.interval = interval
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.scan_once()
-            except AuthServerError as exc:
-                logger.warning("the expiring-token scan failed (%s); retrying", type(exc).__name__)
-            except Exception:
-                logger.exception("the expiring-token scan failed; retrying")
-            await asyncio.sleep(self.interval)
+    async def once(self) -> object:
+        return await self.scan_once()
 
     async def scan_once(self) -> int:
         """Warn every token owed it now: how many were warned."""

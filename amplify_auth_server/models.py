@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from amplify_auth_client.contract import TokenStatus, new_token_id, status_of
@@ -91,6 +91,21 @@ class TokenRecord:
             owner=owner,
             rotated_from=rotated_from,
         )
+
+    def idle_in_grace(self, now: datetime, rotated_at: datetime) -> bool:
+        """Whether this rotated token's grace ends now: it is still valid, and has gone
+        unused for its ``finish_when_idle_seconds`` since its last use or its rotation
+        (``rotated_at``: its successor's creation), whichever came later.
+
+        Counted from the rotation at the earliest: a token rotated before
+        anyone used it (or before its first use was written down) still
+        gets that long to show that it is in use.
+        """
+        idle = self.finish_when_idle_seconds
+        if idle is None or self.replaced_by is None or self.status(now) != "active":
+            return False
+        since = rotated_at if self.last_used_at is None else max(self.last_used_at, rotated_at)
+        return now - since >= timedelta(seconds=idle)
 
     def status(self, now: datetime) -> TokenStatus:
         return status_of(self.revoked_at, self.expires_at, now)

@@ -42,6 +42,7 @@ from amplify_auth_client.contract import (
     MAX_TTL_DAYS,
     MAX_USAGE_COUNT,
     MAX_USAGE_HITS,
+    MIN_FINISH_WHEN_IDLE_SECONDS,
     OWNER_PATTERN,
     SCOPE_PATTERN,
     TEXT_PATTERN,
@@ -193,12 +194,13 @@ class RotateTokenRequest(_Request):
         f"{DEFAULT_GRACE_SECONDS} by default), or until its own expiry if sooner. 0 revokes "
         "it at once.",
     )
-    finish_when_idle_seconds: Annotated[StrictInt | None, Field(ge=1, le=MAX_GRACE_SECONDS)] = (
-        Field(
-            default=None,
-            description="End the grace early: revoke the old token once it has gone unused "
-            "this many seconds. At most `grace_seconds`.",
-        )
+    finish_when_idle_seconds: Annotated[
+        StrictInt | None, Field(ge=MIN_FINISH_WHEN_IDLE_SECONDS, le=MAX_GRACE_SECONDS)
+    ] = Field(
+        default=None,
+        description="End the grace early: revoke the old token once it has gone unused "
+        f"this many seconds, counting SDK cache hits (at least {MIN_FINISH_WHEN_IDLE_SECONDS}, "
+        "longer than an SDK's report interval; at most `grace_seconds`).",
     )
 
     @model_validator(mode="after")

@@ -786,6 +786,30 @@ class TokenStore:
             | (tokens.c.expiring_notified_for != tokens.c.expires_at),
         ]
 
+    async def finishing(
+        self, now: datetime, *, after: str | None, limit: int
+    ) -> list[tuple[TokenRecord, datetime]]:
+        """Up to ``limit`` rotated tokens still in a grace that ends once idle, by id,
+        after ``after``, each with when it was rotated (its successor's creation):
+        the rows of the partial index ``ix_tokens_finishing_id``."""
+        successor = tokens.alias("successor")
+        query = (
+            select(tokens, successor.c.created_at.label("rotated_at"))
+            .join(successor, successor.c.id == tokens.c.replaced_by)
+            .where(
+                tokens.c.finish_when_idle_seconds.is_not(None),
+                tokens.c.revoked_at.is_(None),
+                tokens.c.expires_at > now,
+            )
+            .order_by(tokens.c.id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tokens.c.id > after)
+        async with self._connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [(TokenRecord.from_row(row), row.rotated_at) for row in rows]
+
     async def expiring_ids(self, now: datetime, horizon: datetime, limit: int) -> list[str]:
         """Up to ``limit`` ids of tokens owed ``token.expiring`` (soonest expiry first)."""
         query = (

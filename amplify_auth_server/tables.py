@@ -114,6 +114,13 @@ tokens = Table(
     Index("ix_tokens_expires_at", "expires_at"),
     # The usage filters (unused_for_days, used_within_days).
     Index("ix_tokens_last_used_at", "last_used_at"),
+    # The rotated tokens whose grace ends once idle (the idle scan's few rows).
+    Index(
+        "ix_tokens_finishing_id",
+        "id",
+        postgresql_where=text("finish_when_idle_seconds IS NOT NULL AND revoked_at IS NULL"),
+        sqlite_where=text("finish_when_idle_seconds IS NOT NULL AND revoked_at IS NULL"),
+    ),
     # The same two listings for one owner (a delegated admin's every page):
     # the owner first, so that a page reads only that owner's rows.
     Index("ix_tokens_owner_created_at_id", "owner", "created_at", "id"),

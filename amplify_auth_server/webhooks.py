@@ -33,9 +33,15 @@ from standardwebhooks import Webhook
 from amplify_auth_client.contract import iso
 from amplify_auth_server.models import Actor, TokenRecord
 
-#: The events sent. The lead adds ``token.rotated`` and
-#: ``token.rotation_finished`` with the rotation commands.
-EventType = Literal["token.created", "token.revoked", "token.extended", "token.expiring"]
+#: The events sent.
+EventType = Literal[
+    "token.created",
+    "token.revoked",
+    "token.extended",
+    "token.rotated",
+    "token.rotation_finished",
+    "token.expiring",
+]
 
 #: The webhook-id's prefix, as Standard Webhooks' examples write it.
 MESSAGE_ID_PREFIX: Final = "msg_"
@@ -60,6 +66,9 @@ def event_data(record: TokenRecord, actor: Actor) -> dict[str, Any]:
         "created_at": iso(record.created_at),
         "expires_at": None if record.expires_at is None else iso(record.expires_at),
         "revoked_at": None if record.revoked_at is None else iso(record.revoked_at),
+        # Rotation: the successor of a rotated token, the token a successor replaced.
+        "replaced_by": record.replaced_by,
+        "rotated_from": record.rotated_from,
         "actor_id": actor.id,
     }
 

@@ -25,6 +25,7 @@ from amplify_auth_client.contract import (
     MAX_OWNER_LENGTH,
     MAX_PAGE_SIZE,
     MAX_TTL_DAYS,
+    MIN_FINISH_WHEN_IDLE_SECONDS,
     is_owner,
 )
 
@@ -111,8 +112,8 @@ def _grace(text: str) -> int:
 
 
 def _idle(text: str) -> int:
-    """``rotate --finish-when-idle``: 1 second to 30 days, in seconds."""
-    return _seconds(text, 1, MAX_GRACE_SECONDS)
+    """``rotate --finish-when-idle``: 2 minutes to 30 days, in seconds."""
+    return _seconds(text, MIN_FINISH_WHEN_IDLE_SECONDS, MAX_GRACE_SECONDS)
 
 
 def _usage_days(text: str) -> int:

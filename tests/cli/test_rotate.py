@@ -119,8 +119,8 @@ def test_rotating_twice_is_a_conflict(cli) -> None:
     [
         (("--grace", "soon"), "not a duration"),
         (("--grace", "31d"), "0s to 2592000s"),
-        (("--finish-when-idle", "0"), "1s to 2592000s"),
-        (("--grace", "1m", "--finish-when-idle", "2m"), "finish_when_idle_seconds"),
+        (("--finish-when-idle", "1m"), "120s to 2592000s"),
+        (("--grace", "2m", "--finish-when-idle", "3m"), "finish_when_idle_seconds"),
     ],
 )
 def test_bad_durations_exit_2(cli, options: tuple[str, ...], fragment: str) -> None:

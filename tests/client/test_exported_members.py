@@ -80,7 +80,7 @@ def test_exported_classes_claim_the_package() -> None:
     classes = [
         value for name in PUBLIC if isinstance(value := getattr(amplify_auth_client, name), type)
     ]
-    assert len(classes) == 24
+    assert len(classes) == 25
     assert {cls.__module__ for cls in classes} == {"amplify_auth_client"}
 
 
@@ -126,6 +126,7 @@ def test_the_contract_is_pinned() -> None:
         "MAX_TTL_DAYS",
         "MAX_USAGE_COUNT",
         "MAX_USAGE_HITS",
+        "MIN_FINISH_WHEN_IDLE_SECONDS",
         "OTHER_OWNER",
         "OWNER",
         "OWNER_PATTERN",

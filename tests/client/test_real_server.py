@@ -349,7 +349,7 @@ def _rotations(call: Callable[..., httpx.Response], admin: dict[str, str]) -> No
     old, path = made["token"], f"/auth/tokens/{made['token_id']}/rotate"
     call("validate before rotation", "POST", "/auth/validate", json={"token": old})
     key = {"Idempotency-Key": "rotate-1"}
-    body = {"grace_seconds": 600, "finish_when_idle_seconds": 60}
+    body = {"grace_seconds": 600, "finish_when_idle_seconds": 120}
     new = call("rotate", "POST", path, json=body, headers=admin | key).json()
     call("rotate: replayed", "POST", path, json=body, headers=admin | key)
     call("rotate: the key, another body", "POST", path, json={"grace_seconds": 5},
@@ -369,7 +369,8 @@ def _rotations(call: Callable[..., httpx.Response], admin: dict[str, str]) -> No
         ("rotate: grace text", {"grace_seconds": "60"}),
         ("rotate: grace true", {"grace_seconds": True}),
         ("rotate: idle 0", {"grace_seconds": 60, "finish_when_idle_seconds": 0}),
-        ("rotate: idle past grace", {"grace_seconds": 60, "finish_when_idle_seconds": 61}),
+        ("rotate: idle too short", {"grace_seconds": 600, "finish_when_idle_seconds": 119}),
+        ("rotate: idle past grace", {"grace_seconds": 600, "finish_when_idle_seconds": 601}),
         ("rotate: extra field", {"grace_seconds": 60, "x": 1}),
     ]:
         call(step, "POST", f"/auth/tokens/{new['token_id']}/rotate", json=bad, headers=admin)

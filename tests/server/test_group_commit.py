@@ -273,6 +273,12 @@ async def _crossing(
     try:
         async with other.connect() as replica, other.connect() as watcher:
             await replica.begin()
+            # PostgreSQL breaks a deadlock in the session whose wait first
+            # outlasts its deadlock_timeout; the replica's is long, so that
+            # this is ours however late the replica's request comes (on a
+            # loaded machine it once came after ours had checked, and the
+            # replica was the one failed).
+            await replica.execute(text("SET LOCAL deadlock_timeout = '60s'"))
             await store.lock(replica, low)
             ours = asyncio.ensure_future(Writer(store, propagation=None).run(batch))
             await _waiting_for_a_lock(watcher)

@@ -14,7 +14,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from amplify_auth_client.contract import DEFAULT_GRACE_SECONDS
+from amplify_auth_client.contract import DEFAULT_GRACE_SECONDS, MIN_FINISH_WHEN_IDLE_SECONDS
 from tests.support.server import ServerProcess
 
 #: Bounded, so that the suite stays fast: every operation still gets examples
@@ -94,7 +94,7 @@ def _within_grace(body: Any) -> Any:
     grace = body.get("grace_seconds", DEFAULT_GRACE_SECONDS)
     if not isinstance(grace, int) or body["finish_when_idle_seconds"] <= grace:
         return body
-    if grace < 1:
+    if grace < MIN_FINISH_WHEN_IDLE_SECONDS:
         return {k: v for k, v in body.items() if k != "finish_when_idle_seconds"}
     return {**body, "finish_when_idle_seconds": grace}
 

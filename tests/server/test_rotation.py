@@ -15,6 +15,7 @@ import pytest
 from amplify_auth_client import generate_token, hash_token
 from amplify_auth_client.contract import IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER
 from amplify_auth_server import Settings, create_app, models
+from amplify_auth_server.deps import Services
 from amplify_auth_server.models import utcnow
 from tests.conftest import insert_token
 from tests.server.conftest import create, validate
@@ -52,7 +53,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 @pytest.fixture
-async def app_client(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
+async def app(backend: Backend) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """The app in process, its lifespan run: a client with the admin token, and its parts."""
     admin = generate_token()
     settings = Settings(
         database_url=backend.database_url or f"sqlite:///{backend.directory / 'inproc.db'}",
@@ -70,7 +72,12 @@ async def app_client(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
             headers={"Authorization": f"Bearer {admin}"},
         ) as client,
     ):
-        yield client
+        yield client, app.state.services
+
+
+@pytest.fixture
+def app_client(app: tuple[httpx.AsyncClient, Services]) -> httpx.AsyncClient:
+    return app[0]
 
 
 async def _validate(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
@@ -201,12 +208,12 @@ def test_records_name_each_other(admin: httpx.Client, anonymous: httpx.Client) -
 
 def test_both_changes_are_audited(admin: httpx.Client, server: ServerProcess) -> None:
     old = create(admin, name="audited", scopes=["read"], ttl_days=3)
-    new = rotate(admin, old["token_id"], grace_seconds=600, finish_when_idle_seconds=60).json()
+    new = rotate(admin, old["token_id"], grace_seconds=600, finish_when_idle_seconds=120).json()
     (rotation, *_) = admin.get(f"/auth/tokens/{old['token_id']}/audit").json()["items"]
     assert rotation["action"] == "rotate"
     assert rotation["details"] == {
         "replaced_by": new["token_id"],
-        "finish_when_idle_seconds": 60,
+        "finish_when_idle_seconds": 120,
         "grace_seconds": 600,
         "expires_at": new["previous"]["expires_at"].replace("+00:00", "Z"),
         "previous_expires_at": old["expires_at"].replace("+00:00", "Z"),
@@ -280,9 +287,11 @@ def test_an_unknown_id_is_a_404(admin: httpx.Client) -> None:
         {"grace_seconds": "60"},
         {"grace_seconds": 60.0},
         {"grace_seconds": True},
-        {"grace_seconds": 60, "finish_when_idle_seconds": 0},
-        {"grace_seconds": 60, "finish_when_idle_seconds": 61},
-        {"grace_seconds": 0, "finish_when_idle_seconds": 1},
+        {"grace_seconds": 600, "finish_when_idle_seconds": 0},
+        # Shorter than an SDK's report interval and the flush: could end a used token's grace.
+        {"grace_seconds": 600, "finish_when_idle_seconds": 119},
+        {"grace_seconds": 600, "finish_when_idle_seconds": 601},
+        {"grace_seconds": 0, "finish_when_idle_seconds": 120},
         {"grace_seconds": 60, "extra": 1},
     ],
 )
@@ -407,3 +416,80 @@ def test_two_replicas_rotate_a_token_once_and_both_answer_its_successor(
         last = rotate(first, won["token_id"], grace_seconds=0).json()
         assert last["previous"]["status"] == "revoked"
         assert validate(second, won["token"])["reason"] == "revoked"
+
+
+# -- finishing when idle: usage decides ---------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_grace_ends_once_the_old_token_goes_idle_counting_sdk_reports(
+    app: tuple[httpx.AsyncClient, Services], clock: Clock
+) -> None:
+    client, parts = app
+    assert parts.usage_flush is not None
+
+    async def finished() -> set[str]:
+        # This module's other tests share the database: only this test's token counts.
+        return set(await parts.rotations.scan_once()) & {old["token_id"]}
+
+    old = (await client.post("/auth/tokens", json={"name": "idle", "scopes": ["read"]})).json()
+    assert (await _validate(client, old["token"]))["valid"]  # a use, by the server
+    await parts.usage_flush.flush()
+    rotated = await client.post(
+        f"/auth/tokens/{old['token_id']}/rotate",
+        json={"grace_seconds": 3600, "finish_when_idle_seconds": 300},
+    )
+    assert rotated.status_code == 201, rotated.text
+    new = rotated.json()
+
+    clock.now += 299  # unused for 299 s: still in its grace
+    assert await finished() == set()
+    # An SDK reports the cache hits it answered meanwhile: a use, at report time.
+    report = {"hits": [{"token_hash": hash_token(old["token"]), "count": 7}]}
+    assert (await client.post("/auth/usage", json=report)).status_code == 204
+    await parts.usage_flush.flush()
+    clock.now += 299  # 598 s after the last server use, 299 s after the report
+    assert await finished() == set()
+    assert (await _validate(client, old["token"]))["valid"]  # and a server use again
+    await parts.usage_flush.flush()
+
+    clock.now += 300  # now 300 s without any use
+    assert await finished() == {old["token_id"]}
+    assert await finished() == set()  # once
+    answer = await _validate(client, old["token"])
+    assert (answer["valid"], answer["reason"]) == (False, "revoked")
+    assert (await _validate(client, new["token"]))["valid"]
+    audit = (await client.get(f"/auth/tokens/{old['token_id']}/audit")).json()["items"]
+    assert (audit[0]["action"], audit[0]["actor_id"]) == ("rotation_finished", "system")
+    info = (await client.get(f"/auth/tokens/{old['token_id']}")).json()
+    assert info["status"] == "revoked"
+    assert _time(info["revoked_at"]).timestamp() == clock.now
+
+
+@pytest.mark.anyio
+async def test_a_never_used_old_token_is_idle_from_its_rotation_and_no_limit_no_end(
+    app: tuple[httpx.AsyncClient, Services], clock: Clock
+) -> None:
+    client, parts = app
+
+    async def finished() -> set[str]:
+        return set(await parts.rotations.scan_once()) & {quiet["token_id"], plain["token_id"]}
+
+    quiet = (await client.post("/auth/tokens", json={"name": "quiet", "scopes": ["a"]})).json()
+    plain = (await client.post("/auth/tokens", json={"name": "plain", "scopes": ["a"]})).json()
+    for made, body in (
+        (quiet, {"grace_seconds": 3600, "finish_when_idle_seconds": 600}),
+        (plain, {"grace_seconds": 3600}),
+    ):
+        response = await client.post(f"/auth/tokens/{made['token_id']}/rotate", json=body)
+        assert response.status_code == 201, response.text
+    # Never used: idle from the rotation on, so it gets its 600 s to show a use.
+    clock.now += 599
+    assert await finished() == set()
+    clock.now += 1
+    assert await finished() == {quiet["token_id"]}
+    clock.now += 2999  # without the limit, the whole grace, used or not
+    assert await finished() == set()
+    assert (await _validate(client, plain["token"]))["valid"]
+    clock.now += 1
+    assert (await _validate(client, plain["token"]))["reason"] == "expired"

@@ -117,6 +117,36 @@ def test_every_event_is_signed_and_names_the_token_without_secrets(
         hooks.delivered(token_id)[0].verified(other)
 
 
+def test_a_rotation_sends_the_successors_creation_and_the_old_tokens_rotation(
+    hooked: ServerProcess, hooks: Receiver
+) -> None:
+    with hooked.client() as admin:
+        old = create(admin, name="rotated-hooked", ttl_days=30)
+        response = admin.post(f"/auth/tokens/{old['token_id']}/rotate", json={"grace_seconds": 60})
+        assert response.status_code == 201, response.text
+        new = response.json()
+    # The old token's id is in three events: its creation, its rotation, and
+    # the successor's creation (rotated_from).
+    wait_for(lambda: len(hooks.delivered(old["token_id"])) == 3)
+    events = {
+        (event["type"], event["data"]["token_id"]): event["data"]
+        for event in (r.verified() for r in hooks.delivered(old["token_id"]))
+    }
+    assert set(events) == {
+        ("token.created", old["token_id"]),
+        ("token.rotated", old["token_id"]),
+        ("token.created", new["token_id"]),
+    }
+    rotated = events["token.rotated", old["token_id"]]
+    assert rotated["replaced_by"] == new["token_id"]
+    assert rotated["expires_at"] == new["previous"]["expires_at"]  # the grace's end
+    assert events["token.created", new["token_id"]]["rotated_from"] == old["token_id"]
+    for raw in hooks.about(old["token_id"]):
+        for secret in (old["token"], new["token"]):
+            assert secret.encode() not in raw.body
+            assert hash_token(secret).encode() not in raw.body
+
+
 def test_a_bulk_revocation_sends_one_event_per_token(
     hooked: ServerProcess, hooks: Receiver
 ) -> None:

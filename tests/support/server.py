@@ -46,6 +46,7 @@ _SERVER_VARIABLES = (
     "WEBHOOK_SCAN_INTERVAL",
     "USAGE_COUNTING",
     "USAGE_FLUSH_SECONDS",
+    "ROTATION_IDLE_SCAN_SECONDS",
     # Terminal size: pytest-xdist's workers set them, and rich would obey.
     "COLUMNS",
     "LINES",

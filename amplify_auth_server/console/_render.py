@@ -15,7 +15,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from amplify_auth_client import __version__
-from amplify_auth_server.console._views import EXPIRING_DAYS, when
+from amplify_auth_client.contract import MIN_FINISH_WHEN_IDLE_SECONDS
+from amplify_auth_server.console._views import EXPIRING_DAYS, EXPIRING_USED_DAYS, when
 
 HERE: Final = Path(__file__).parent
 STATIC: Final = HERE / "static"
@@ -30,6 +31,8 @@ _ENV: Final = Environment(
 _ENV.filters["when"] = when
 _ENV.globals["version"] = __version__
 _ENV.globals["expiring_days"] = EXPIRING_DAYS
+_ENV.globals["expiring_used_days"] = EXPIRING_USED_DAYS
+_ENV.globals["min_idle"] = MIN_FINISH_WHEN_IDLE_SECONDS
 
 
 def page(

@@ -26,7 +26,7 @@ from amplify_auth_client.contract import MAX_TTL_DAYS, ListStatus
 from amplify_auth_server.console._access import SignedIn, SignedInDep
 from amplify_auth_server.console._render import page
 from amplify_auth_server.console._security import check_csrf, field, read_form
-from amplify_auth_server.console._views import TOKEN_COLUMNS, TOKEN_FILTERS
+from amplify_auth_server.console._views import EXPIRING_COLUMNS, TOKEN_COLUMNS, TOKEN_FILTERS
 from amplify_auth_server.errors import BeyondDelegation, Conflict
 from amplify_auth_server.routes import tokens as api
 from amplify_auth_server.schemas import (
@@ -72,6 +72,7 @@ async def token_list(
     expires_within_days: Annotated[int | None, Query(ge=0, le=MAX_TTL_DAYS)] = None,
     owner: Annotated[Owner | None, Query()] = None,
     unused_for_days: Annotated[int | None, Query(ge=1, le=MAX_TTL_DAYS)] = None,
+    used_within_days: Annotated[int | None, Query(ge=1, le=MAX_TTL_DAYS)] = None,
     cursor: api.Cursor = None,
 ) -> Response:
     chosen = {
@@ -81,6 +82,7 @@ async def token_list(
         "expires_within_days": expires_within_days,
         "owner": owner,
         "unused_for_days": unused_for_days,
+        "used_within_days": used_within_days,
     }
     result = await api.list_tokens(
         signed.actor,
@@ -93,6 +95,7 @@ async def token_list(
         expires_within_days=expires_within_days,
         owner=owner,
         unused_for_days=unused_for_days,
+        used_within_days=used_within_days,
     )
     given = {key: value for key, value in chosen.items() if value is not None}
     next_url = None
@@ -106,7 +109,8 @@ async def token_list(
             signed,
             title="Tokens",
             tokens=result.items,
-            columns=TOKEN_COLUMNS,
+            # Listing what expires soon is where extending and rotating begin.
+            columns=TOKEN_COLUMNS if expires_within_days is None else EXPIRING_COLUMNS,
             filters=TOKEN_FILTERS,
             chosen={key: "" if value is None else str(value) for key, value in chosen.items()},
             next_url=next_url,

@@ -33,8 +33,11 @@ class Filter:
 
 
 #: What "Expiring soon" in the navigation means: the list filtered to tokens
-#: expiring within this many days.
+#: expiring within this many days that are still used, used within the other
+#: many (the days the server's token.expiring webhook also asks): a token
+#: nobody uses needs neither an extension nor a rotation.
 EXPIRING_DAYS: Final = 14
+EXPIRING_USED_DAYS: Final = 7
 
 TOKEN_COLUMNS: Final = (
     Column("name", "Name"),
@@ -45,6 +48,9 @@ TOKEN_COLUMNS: Final = (
     Column("expires_at", "Expires"),
     Column("last_used_at", "Last used"),
 )
+#: The list of what expires soon: the same, and each token's way to its
+#: extend and rotate forms.
+EXPIRING_COLUMNS: Final = (*TOKEN_COLUMNS, Column("actions", "Actions"))
 
 TOKEN_FILTERS: Final = (
     Filter("status", "Status", "select", options=get_args(ListStatus)),
@@ -53,6 +59,7 @@ TOKEN_FILTERS: Final = (
     Filter("owner", "Owner", "text"),
     Filter("expires_within_days", "Expiring within (days)", "number"),
     Filter("unused_for_days", "Unused for (days)", "number", hint="never used counts as unused"),
+    Filter("used_within_days", "Used within (days)", "number"),
 )
 
 AUDIT_FILTERS: Final = (

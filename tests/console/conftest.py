@@ -30,7 +30,9 @@ SCREENSHOTS = Path(__file__).parents[2] / "docs" / "img" / "console"
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server on the embedded backend, its console on."""
     backend = Backend("embedded", tmp_path_factory.mktemp("console"))
-    with running_server(backend) as process:
+    # Uses written down within a fifth of a second: "last used" and "still
+    # used" show what a test just did, polled, never slept for.
+    with running_server(backend, env={"USAGE_FLUSH_SECONDS": "0.2"}) as process:
         yield process
 
 

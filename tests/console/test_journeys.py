@@ -108,7 +108,7 @@ def test_rotating_from_the_detail_page_shows_the_successor_once(
     page = admin_page
     page.goto(f"/console/tokens/{old['token_id']}")
     page.get_by_label("Grace period (seconds; 0 revokes the old token now)").fill("3600")
-    page.get_by_label("Finish when idle (seconds, optional)").fill("900")
+    page.get_by_label("Finish when idle").fill("900")
     page.get_by_role("button", name="Rotate").click()
     secret = page.get_by_label("New token for rotated-in-the-browser")
     new_token = secret.input_value()
@@ -299,16 +299,44 @@ def test_the_health_screen_shows_what_metrics_know(
     page.screenshot(path=screenshots / "health.png", full_page=True)
 
 
-def test_expiring_soon_lists_the_tokens_expiring_within_two_weeks(
+def test_expiring_soon_lists_the_still_used_tokens_expiring_within_two_weeks(
     admin_page: Page, console: ServerProcess
 ) -> None:
-    create(console, name="expiring-soon", ttl_days=3)
-    create(console, name="expiring-later", ttl_days=60)
+    soon = create(console, name="expiring-soon", ttl_days=3)
+    create(console, name="expiring-unused", ttl_days=3)
+    later = create(console, name="expiring-later", ttl_days=60)
+    with console.client(token=None) as service:
+        for used in (soon, later):
+            answer = service.post("/auth/validate", json={"token": used["token"]}).json()
+            assert answer["valid"]
+    with console.client() as admin:
+
+        def used(token_id: str) -> bool:
+            return admin.get(f"/auth/tokens/{token_id}").json()["last_used_at"] is not None
+
+        wait_for(lambda: used(soon["token_id"]) and used(later["token_id"]))
     page = admin_page
     page.get_by_role("link", name="Expiring soon").click()
     assert page.get_by_label("Expiring within (days)").input_value() == "14"
-    assert page.get_by_role("link", name="expiring-soon").is_visible()
-    assert page.get_by_role("link", name="expiring-later").count() == 0
+    assert page.get_by_label("Used within (days)").input_value() == "7"
+    assert page.get_by_role("link", name="expiring-soon", exact=True).is_visible()
+    # Nobody uses it: it needs neither an extension nor a rotation.
+    assert page.get_by_role("link", name="expiring-unused", exact=True).count() == 0
+    assert page.get_by_role("link", name="expiring-later", exact=True).count() == 0
+    # From the list, straight to the token's extend form, and extended.
+    page.get_by_role("link", name="Extend expiring-soon").click()
+    page.wait_for_url(f"**/console/tokens/{soon['token_id']}#extend")
+    page.get_by_label("Extend by (days)").fill("10")
+    page.get_by_role("button", name="Extend").click()
+    page.get_by_text("Extended").first.wait_for()
+    with console.client() as admin:
+        record = admin.get(f"/auth/tokens/{soon['token_id']}").json()
+    assert record["expires_at"] > soon["expires_at"]
+    # And to its rotate form.
+    page.get_by_role("link", name="Expiring soon").click()
+    page.get_by_role("link", name="Rotate expiring-soon").click()
+    page.wait_for_url(f"**/console/tokens/{soon['token_id']}#rotate")
+    assert page.get_by_role("button", name="Rotate").is_visible()
 
 
 def test_a_delegated_admin_sees_and_makes_only_its_owners_tokens(

@@ -70,6 +70,30 @@ def test_two_service_processes_each_validation_counted_once(real: ServerProcess)
     assert made["token"] not in "".join(d.stdout + d.stderr for d in services)
 
 
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_two_service_processes_on_two_replicas_each_validation_counted_once(
+    replicas: tuple[ServerProcess, ServerProcess],
+) -> None:
+    one, two = replicas
+    made = _create(one)
+    services = [
+        subprocess.run(
+            [sys.executable, "-c", _SERVICE, replica.base_url, made["token"], str(count)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for replica, count in ((one, 6), (two, 9))
+    ]
+    for done in services:
+        assert done.returncode == 0, done.stderr
+    # One miss on each replica, counted there; 5 + 8 hits, each SDK's reported
+    # to its own replica; each replica flushes its counts into the one database.
+    wait_for(lambda: _total(two, made["token_id"]) >= 15, timeout=20)
+    assert _total(one, made["token_id"]) == _total(two, made["token_id"]) == 15
+
+
 def test_a_report_lost_to_an_outage_loses_that_report_only(backend: Backend) -> None:
     with running_server(backend, env=FAST_FLUSH) as server:
         made = _create(server)

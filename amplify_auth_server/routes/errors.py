@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from amplify_auth_client.contract import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
+from amplify_auth_server.deps import audit_refusal
 from amplify_auth_server.errors import (
     AuthServerError,
     InvalidInput,
@@ -30,8 +31,9 @@ def _respond(exc: AuthServerError | HTTPException) -> Response:
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-async def _ours(_: Request, exc: Exception) -> Response:
+async def _ours(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthServerError)
+    await audit_refusal(request, exc)
     return _respond(exc)
 
 

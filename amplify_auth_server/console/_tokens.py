@@ -26,8 +26,14 @@ from amplify_auth_client.contract import MAX_TTL_DAYS, ListStatus
 from amplify_auth_server.console._access import SignedIn, SignedInDep
 from amplify_auth_server.console._render import page
 from amplify_auth_server.console._security import check_csrf, field, read_form
-from amplify_auth_server.console._views import EXPIRING_COLUMNS, TOKEN_COLUMNS, TOKEN_FILTERS
+from amplify_auth_server.console._views import (
+    EXPIRING_COLUMNS,
+    TOKEN_COLUMNS,
+    TOKEN_FILTERS,
+    every_day,
+)
 from amplify_auth_server.errors import BeyondDelegation, Conflict
+from amplify_auth_server.models import utcnow
 from amplify_auth_server.routes import tokens as api
 from amplify_auth_server.schemas import (
     CreateTokenRequest,
@@ -218,7 +224,13 @@ async def token_detail(request: Request, signed: SignedInDep, token_id: TokenId)
     return page(
         request,
         "detail.html",
-        context(signed, title=f"Token {token.name}", token=token, timeline=timeline.items),
+        context(
+            signed,
+            title=f"Token {token.name}",
+            token=token,
+            timeline=timeline.items,
+            days=every_day(token.usage, utcnow().date()),
+        ),
     )
 
 

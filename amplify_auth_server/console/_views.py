@@ -8,11 +8,13 @@ parameter in the tokens page.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Final, Literal, get_args
 
-from amplify_auth_client.contract import ListStatus
+from amplify_auth_client.contract import USAGE_DAYS, ListStatus
+from amplify_auth_server.schemas import UsageDay
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,17 @@ AUDIT_FILTERS: Final = (
     Filter("since", "Since", "text", hint="ISO 8601 with zone, e.g. 2026-12-01T00:00:00Z"),
     Filter("until", "Until", "text", hint="ISO 8601 with zone"),
 )
+
+
+def every_day(usage: Iterable[UsageDay], today: date) -> list[tuple[date, int]]:
+    """The last :data:`USAGE_DAYS` days to ``today``, oldest first, each with its uses
+    (0 for a day the record leaves out): the chart's bars, one a day, so that
+    where a bar stands says when."""
+    counts = {day.day: day.count for day in usage}
+    first = today - timedelta(days=USAGE_DAYS - 1)
+    return [
+        (day, counts.get(day, 0)) for day in (first + timedelta(days=i) for i in range(USAGE_DAYS))
+    ]
 
 
 def when(value: datetime | None) -> str:

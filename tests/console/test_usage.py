@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
+from amplify_auth_server.models import utcnow
 from tests.console.conftest import create
 from tests.support.server import Backend, ServerProcess, running_server
 from tests.support.waiting import wait_for
@@ -71,4 +72,8 @@ def test_the_detail_page_shows_uses_per_day(admin_page: Page, console: ServerPro
     assert table.get_by_role("cell", name="4", exact=True).is_visible()
     chart = page.get_by_role("img", name="Uses per day")
     assert chart.is_visible()
-    assert chart.locator("rect").count() == 1
+    # A bar a day for the last 30, today's last: only today's has uses.
+    bars = chart.locator("rect")
+    assert bars.count() == 30
+    assert chart.locator("rect.none").count() == 29
+    assert bars.last.locator("title").text_content() == f"{utcnow().date().isoformat()}: 4"

@@ -349,8 +349,9 @@ class AsyncAuthClient(BaseAuthClient):
         """Replace a token by a new one, shown once as a create's; the old one keeps
         working ``grace_seconds`` more (30 days at most; a day by default), or until
         its own expiry if sooner, and is then refused as expired. ``0`` revokes it
-        at once. ``finish_when_idle_seconds`` ends the grace early, once the old
-        token has gone unused that long (at most ``grace_seconds``).
+        at once. ``finish_when_idle_seconds`` ends the grace early: the server
+        revokes the old token once it has gone unused that long, SDKs' cache hits
+        counted (120 s at least, at most ``grace_seconds``).
 
         The successor has the old token's name, scopes, owner, description,
         metadata and lifetime (counted from now); ``.previous`` is the old token

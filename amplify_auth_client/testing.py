@@ -182,6 +182,10 @@ class FakeAuthServer:
     token that has expired by its own clock, as it would from a broken server).
     Every request the server received is in :attr:`requests`. Thread-safe, so
     it serves a multi-threaded test as the real server would.
+
+    What the real server does on its own, between requests, is not done here:
+    no webhooks, no ``token.expiring`` scan, and a rotation's
+    ``finish_when_idle_seconds`` is stored and shown but ends no grace.
     """
 
     #: Where :meth:`client` points; no network is involved.

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 
+from amplify_auth_server import models
 from amplify_auth_server.background import Background
 from amplify_auth_server.commands import CommandQueue, RecordUsage
 from amplify_auth_server.errors import AuthServerError
@@ -132,7 +132,8 @@ class UsageReports:
                 continue
             if state.revoked or state.token_id is None:
                 continue
-            if state.deadline is not None and state.deadline <= time.time():
+            # The server's one clock, as validation judges expiry by it.
+            if state.deadline is not None and state.deadline <= models.wall_time():
                 continue
             self._counter.add(state.token_id, count)
             counted += 1

@@ -258,6 +258,10 @@ class ValidationCache(Generic[F]):
         #: Hits of positive entries that left the table before a harvest, by hash:
         #: at most MAX_UNREPORTED hashes (more are dropped, not piled up).
         self._unreported: dict[str, int] = {}
+        #: Callers waiting on a flight they did not send, by token hash: uses the
+        #: server never sees (it answers the one request), reported once the
+        #: flight's answer is positive.
+        self._joined: dict[str, int] = {}
 
     # -- the hot path ----------------------------------------------------------
 
@@ -333,6 +337,7 @@ class ValidationCache(Generic[F]):
             future = self._inflight.get(key)
             if future is not None:
                 self._coalesced += 1
+                self._joined[key] = self._joined.get(key, 0) + 1
                 return future, self._generation, False
             future = self._inflight[key] = new_future()
             return future, self._generation, True
@@ -349,12 +354,15 @@ class ValidationCache(Generic[F]):
         """
         with self._lock:
             current = self._inflight.get(key) is future
+            joined = self._joined.pop(key, 0) if current else 0
             if answer is None:
                 self._errors += 1
             elif generation == self._generation and current:
                 self._store(key, answer)
             if current:
                 del self._inflight[key]
+            if joined and answer is not None and answer.positive:
+                self._keep_unreported(key, joined)
 
     def _store(self, key: str, answer: Answer) -> None:
         entries = self._entries
@@ -391,12 +399,15 @@ class ValidationCache(Generic[F]):
         and those not yet harvested for the next usage report."""
         if entry is None:
             return
-        self._hits += entry.hits
-        unreported = entry.hits - entry.reported
-        if unreported <= 0 or not entry.answer.positive:
-            return
+        hits = entry.hits  # read once: a hit in another thread may be adding to it
+        self._hits += hits
+        if hits > entry.reported and entry.answer.positive:
+            self._keep_unreported(key, hits - entry.reported)
+
+    def _keep_unreported(self, key: str, count: int) -> None:
+        """Hold ``count`` uses of ``key`` for the next report, within the bound."""
         if key in self._unreported or len(self._unreported) < MAX_UNREPORTED:
-            self._unreported[key] = self._unreported.get(key, 0) + unreported
+            self._unreported[key] = self._unreported.get(key, 0) + count
 
     # -- usage ---------------------------------------------------------------
 
@@ -411,10 +422,13 @@ class ValidationCache(Generic[F]):
         with self._lock:
             hits, self._unreported = self._unreported, {}
             for key, entry in self._entries.items():
-                count = entry.hits - entry.reported
+                # Read once: a hit landing between two reads would be marked
+                # reported and never sent (hits take no lock).
+                seen = entry.hits
+                count = seen - entry.reported
                 if count > 0 and entry.answer.positive:
                     hits[key] = hits.get(key, 0) + count
-                entry.reported = entry.hits
+                entry.reported = seen
             return hits
 
     def stale(
@@ -488,6 +502,7 @@ class ValidationCache(Generic[F]):
         """
         with self._lock:
             self._inflight.pop(key, None)
+            self._joined.pop(key, None)  # their answer may predate the change
             self._retire(key, self._entries.pop(key, None))
 
     def clear(self) -> None:
@@ -502,6 +517,7 @@ class ValidationCache(Generic[F]):
         # The callers already waiting keep their futures; only the table lets go.
         self._generation += 1
         self._inflight = {}
+        self._joined = {}
 
     def after_fork(self) -> None:
         """In a forked child: a new lock and no flights (their fetchers stayed in the parent).
@@ -516,6 +532,7 @@ class ValidationCache(Generic[F]):
         for entry in self._entries.values():
             entry.reported = entry.hits
         self._unreported = {}
+        self._joined = {}
         self._lock = threading.Lock()
         self._inflight = {}
         self._generation += 1

@@ -43,6 +43,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from amplify_auth_client._exceptions import AuthConfigError
+from amplify_auth_client.contract import USAGE_REPORT_INTERVAL
 
 if TYPE_CHECKING:
     import httpx
@@ -58,7 +59,7 @@ DEFAULT_RETRY_INITIAL_WAIT: Final = 0.1
 DEFAULT_RETRY_MAX_WAIT: Final = 2.0
 #: Whether clients report their cache hits (``report_usage``), and how often.
 DEFAULT_REPORT_USAGE: Final = True
-DEFAULT_USAGE_REPORT_INTERVAL: Final = 60.0
+DEFAULT_USAGE_REPORT_INTERVAL: Final = USAGE_REPORT_INTERVAL
 
 
 class ClientOptions(TypedDict, total=False):

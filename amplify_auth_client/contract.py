@@ -86,6 +86,7 @@ __all__ = [
     "TOKEN_LIKE",
     "TOKEN_PREFIX",
     "USAGE_DAYS",
+    "USAGE_REPORT_INTERVAL",
     "ListStatus",
     "Reason",
     "TokenStatus",
@@ -342,6 +343,10 @@ MAX_CURSOR_LENGTH: Final = 512
 MAX_BULK_IDS: Final = 1000
 #: The largest request body the server reads, by default (``MAX_BODY_BYTES``).
 MAX_BODY_BYTES: Final = 64 * 1024
+#: Seconds between two of an SDK's usage reports, unless its
+#: ``usage_report_interval`` says otherwise: how long a cache hit may wait to
+#: reach the server (which a rotation's idle limit must outlast).
+USAGE_REPORT_INTERVAL: Final = 60.0
 #: Entries one usage report (``POST /auth/usage``) holds at most: about 46 KB,
 #: under MAX_BODY_BYTES; an SDK splits a larger harvest.
 MAX_USAGE_HITS: Final = 500

@@ -252,8 +252,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             # Before the writer stops, as the denials: the last counts are written.
             stack.push_async_callback(flush.stop)
         rotations = IdleRotations(store, queue, interval=settings.rotation_idle_scan_seconds)
-        rotations.start()
-        stack.push_async_callback(rotations.stop)
+        if settings.usage_counting:
+            # Without usage nothing could tell an idle token from a busy one
+            # (and rotations refuse the limit: routes.tokens._can_tell_idle).
+            rotations.start()
+            stack.push_async_callback(rotations.stop)
         app.state.services = Services(
             settings=settings,
             metrics=metrics,

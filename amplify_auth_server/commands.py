@@ -830,6 +830,9 @@ class NotifyExpiring(Command[tuple[str, ...]]):
 
     async def run(self, batch: Batch) -> tuple[str, ...]:
         now = utcnow()
+        # In id order, as every writer locks: alone in a batch the writer does
+        # not lock for it, and the update would take its rows in plan order.
+        await batch.store.lock_all(batch.connection, self.token_ids)
         warned = await batch.store.mark_expiring(
             batch.connection, self.token_ids, now, now + self.horizon
         )

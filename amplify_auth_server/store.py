@@ -774,10 +774,14 @@ class TokenStore:
         Live (not revoked), expiring within the horizon and not yet, not
         warned of this expiry (an extended token is warned again of its new
         one), and used in the last :data:`EXPIRING_USED_WITHIN`: nobody needs
-        to hear that a dead token is about to die.
+        to hear that a dead token is about to die. Not a rotated token: its
+        successor carries on.
         """
         return [
             tokens.c.last_used_at >= now - EXPIRING_USED_WITHIN,
+            # A rotated token's expiry is its grace's end, already announced
+            # (token.rotated); its successor is the one to hear about.
+            tokens.c.replaced_by.is_(None),
             tokens.c.revoked_at.is_(None),
             tokens.c.expires_at.is_not(None),
             tokens.c.expires_at > now,

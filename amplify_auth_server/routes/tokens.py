@@ -28,6 +28,7 @@ from amplify_auth_client.contract import (
     MAX_TTL_DAYS,
     TOKEN_ID,
     USAGE_DAYS,
+    USAGE_REPORT_INTERVAL,
     ListStatus,
     create_fingerprint,
     hash_idempotency_key,
@@ -45,8 +46,9 @@ from amplify_auth_server.commands import (
     RevokeToken,
     RotateToken,
 )
+from amplify_auth_server.config import Settings
 from amplify_auth_server.deps import Admin, ServicesDep
-from amplify_auth_server.errors import InvalidInput, NotFound
+from amplify_auth_server.errors import Conflict, InvalidInput, NotFound
 from amplify_auth_server.models import utcnow
 from amplify_auth_server.pages import AuditFilter, TokenFilter
 from amplify_auth_server.schemas import (
@@ -376,6 +378,32 @@ async def extend_token(
     return TokenRecordResponse.of(record, utcnow())
 
 
+def _can_tell_idle(settings: Settings, idle: int) -> None:
+    """Refuse an idle limit this server could not honour without ending the grace of a
+    token still in use: with usage counting off, nothing tells it a token is used;
+    with a limit no longer than a use may take to reach ``last_used_at`` (an SDK's
+    report interval, then this server's flush), a busy token would look idle."""
+    if not settings.usage_counting:
+        raise Conflict(
+            "finish_when_idle_seconds needs usage counting, which is off on this server "
+            "(USAGE_COUNTING=false): nothing would tell it that the old token is still used"
+        )
+    lag = USAGE_REPORT_INTERVAL + settings.usage_flush_seconds
+    if idle <= lag:
+        raise InvalidInput(
+            f"finish_when_idle_seconds must exceed {lag:g}: a use reaches last_used_at up "
+            f"to an SDK's report interval ({USAGE_REPORT_INTERVAL:g} s) and this server's "
+            f"flush (USAGE_FLUSH_SECONDS={settings.usage_flush_seconds:g}) after it happens",
+            errors=[
+                {
+                    "loc": ["body", "finish_when_idle_seconds"],
+                    "msg": f"Input should be greater than {lag:g}",
+                    "type": "greater_than",
+                }
+            ],
+        )
+
+
 @router.post(
     "/tokens/{token_id}/rotate",
     status_code=status.HTTP_201_CREATED,
@@ -406,6 +434,8 @@ async def rotate_token(
     `replaced_by` meanwhile, and is then refused as expired. A grace of 0
     revokes it now."""
     token_id = _known(token_id)
+    if body.finish_when_idle_seconds is not None:
+        _can_tell_idle(parts.settings, body.finish_when_idle_seconds)
     idempotency = None
     if idempotency_key is not None:
         idempotency = Idempotency(

@@ -141,6 +141,7 @@ def test_the_contract_is_pinned() -> None:
         "TOKEN_LIKE",
         "TOKEN_PREFIX",
         "USAGE_DAYS",
+        "USAGE_REPORT_INTERVAL",
         "ListStatus",
         "Reason",
         "TokenStatus",

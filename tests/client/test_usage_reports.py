@@ -220,3 +220,24 @@ def test_the_fake_server_counts_reported_hits(clock: FakeClock) -> None:
     # One miss counted by the fake as it answered, two hits reported at close.
     assert sum(day.count for day in info.usage) == 3
     assert info.last_used_at is not None
+
+
+def test_callers_who_joined_a_flight_are_uses_the_server_never_saw() -> None:
+    from concurrent.futures import Future
+
+    from amplify_auth_client._cache import Answer, ValidationCache
+
+    cache: ValidationCache[Future[Any]] = ValidationCache(maxsize=10, ttl=30.0, negative_ttl=5.0)
+    good, bad, changed = "a" * 64, "b" * 64, "c" * 64
+    for key, answer in ((good, Answer(True, ("read",), "tok_1", "ci", None, None)),
+                        (bad, Answer(False, (), "tok_2", "ci", None, "revoked")),
+                        (changed, Answer(True, ("read",), "tok_3", "ci", None, None))):  # fmt: skip
+        joined = [cache.join(key, (), Future) for _ in range(4)]
+        assert [fetch for _, _, fetch in joined] == [True, False, False, False]  # type: ignore[misc]
+        future, generation, _ = joined[0]  # type: ignore[misc]
+        if key == changed:
+            cache.evict(key)  # a change meanwhile: their answer may predate it
+        cache.settle(key, future, generation, answer)
+    # The server answered one request per token and counted it; the three
+    # callers who waited on it are the SDK's to report, for a valid token only.
+    assert cache.harvest() == {good: 3}

@@ -4,6 +4,7 @@ the second of its grace and then refused as expired, 409s, audit, events, idempo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,18 +53,23 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return clock
 
 
-@pytest.fixture
-async def app(backend: Backend) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
-    """The app in process, its lifespan run: a client with the admin token, and its parts."""
+@contextlib.asynccontextmanager
+async def in_process(
+    backend: Backend, **settings: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """The app in process on ``backend``, its lifespan run: a client with the admin
+    token, and its parts."""
     admin = generate_token()
-    settings = Settings(
-        database_url=backend.database_url or f"sqlite:///{backend.directory / 'inproc.db'}",
-        redis_url=None if backend.redis is None else backend.redis.url,
-        redis_key_prefix="amplify" if backend.redis is None else backend.redis.prefix,
-        auth_admin_token=admin,
-        _env_file=None,
+    app = create_app(
+        Settings(
+            database_url=backend.database_url or f"sqlite:///{backend.directory / 'inproc.db'}",
+            redis_url=None if backend.redis is None else backend.redis.url,
+            redis_key_prefix="amplify" if backend.redis is None else backend.redis.prefix,
+            auth_admin_token=admin,
+            _env_file=None,
+            **settings,
+        )
     )
-    app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -73,6 +79,12 @@ async def app(backend: Backend) -> AsyncIterator[tuple[httpx.AsyncClient, Servic
         ) as client,
     ):
         yield client, app.state.services
+
+
+@pytest.fixture
+async def app(backend: Backend) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    async with in_process(backend) as parts:
+        yield parts
 
 
 @pytest.fixture
@@ -493,3 +505,30 @@ async def test_a_never_used_old_token_is_idle_from_its_rotation_and_no_limit_no_
     assert (await _validate(client, plain["token"]))["valid"]
     clock.now += 1
     assert (await _validate(client, plain["token"]))["reason"] == "expired"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("settings", "idle", "status"),
+    [
+        # Nothing would tell a busy old token from an idle one.
+        ({"usage_counting": False}, 600, 409),
+        # A use may take a report interval (60 s) and a flush (600 s) to show.
+        ({"usage_flush_seconds": 600}, 660, 422),
+        ({"usage_flush_seconds": 600}, 661, 201),
+    ],
+)
+async def test_an_idle_limit_this_server_cannot_tell_is_refused(
+    backend: Backend, settings: dict[str, Any], idle: int, status: int
+) -> None:
+    async with in_process(backend, **settings) as (client, _):
+        made = (await client.post("/auth/tokens", json={"name": "idle", "scopes": ["a"]})).json()
+        response = await client.post(
+            f"/auth/tokens/{made['token_id']}/rotate",
+            json={"grace_seconds": 3600, "finish_when_idle_seconds": idle},
+        )
+        assert response.status_code == status, response.text
+        info = (await client.get(f"/auth/tokens/{made['token_id']}")).json()
+        assert (info["replaced_by"] is not None) == (status == 201)
+        if status != 201:
+            assert "finish_when_idle_seconds" in response.json()["detail"]

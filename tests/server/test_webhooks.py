@@ -209,8 +209,15 @@ def test_token_expiring_is_sent_once_per_expiry_only_for_used_unrevoked_tokens(
         soon = create(admin, name="expiring-soon", ttl_days=3)
         later = create(admin, name="expiring-later", ttl_days=30)
         unused = create(admin, name="expiring-unused", ttl_days=3)["token_id"]
-        for used in (soon, later):
+        rotated = create(admin, name="expiring-rotated", ttl_days=30)
+        for used in (soon, later, rotated):
             assert validate(admin, used["token"])["valid"]
+        # Its grace (an hour) ends within the window: announced as token.rotated,
+        # and its successor is the one to hear about, not it.
+        moved = admin.post(
+            f"/auth/tokens/{rotated['token_id']}/rotate", json={"grace_seconds": 3600}
+        )
+        assert moved.status_code == 201, moved.text
         soon, later = soon["token_id"], later["token_id"]
         wait_for(lambda: "token.expiring" in types_of(hooks, soon))
         expiring = [
@@ -240,6 +247,7 @@ def test_token_expiring_is_sent_once_per_expiry_only_for_used_unrevoked_tokens(
     assert types_of(hooks, later) == ["token.created"]
     # Never used: nobody needs to hear that a dead token is about to die.
     assert types_of(hooks, unused) == ["token.created"]
+    assert "token.expiring" not in types_of(hooks, rotated["token_id"])
     assert not hooks.seen(revoked)
     assert sum(1 for entry in audit if entry["token_id"] == soon) == 2
 

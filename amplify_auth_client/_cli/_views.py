@@ -122,10 +122,17 @@ def list_title(tokens: Sequence[TokenInfo], *, include_all: bool, partial: bool 
 
 
 def more(next_cursor: str | None) -> str | None:
-    """The line under a list that is not all there is."""
+    """The line under a list that is not all there is.
+
+    ``--cursor=`` and the cursor as one word: a cursor may begin with ``-``,
+    which argparse would take for an option after a space.
+
+    >>> more("-Xy1")
+    'More tokens: narrow the filters, raise --limit, or --cursor=-Xy1'
+    """
     if next_cursor is None:
         return None
-    return f"More tokens: narrow the filters, raise --limit, or --cursor {next_cursor}"
+    return f"More tokens: narrow the filters, raise --limit, or --cursor={next_cursor}"
 
 
 def empty_list(*, include_all: bool) -> str:

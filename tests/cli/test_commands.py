@@ -193,9 +193,9 @@ def test_list_pages_and_says_when_more_follow(cli) -> None:
     first = cli("list", "--scope", "pages", "--limit", "2")
     assert first.code == 0, first
     assert "more follow" in first.out
-    cursor = re.search(r"--cursor (\S+)", first.out)
+    cursor = re.search(r"--cursor=(\S+)", first.out)
     assert cursor is not None
-    rest = cli("--json", "list", "--scope", "pages", "--limit", "10", "--cursor", cursor[1])
+    rest = cli("--json", "list", "--scope", "pages", "--limit", "10", f"--cursor={cursor[1]}")
     shown = re.findall(r"tok_[a-z0-9]{16}", first.out)
     # Newest first, each token once across the pages.
     assert shown + [t["token_id"] for t in rest.json()] == ids[::-1]

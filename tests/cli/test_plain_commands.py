@@ -38,9 +38,11 @@ def test_a_partial_list_says_where_the_rest_is(cli_server: CLIServer) -> None:
     assert page[0] == "Active tokens (1, newest first, more follow)"
     assert second_id in page[3]
     more = page[-1]
-    assert more.startswith("More tokens: narrow the filters, raise --limit, or --cursor ")
+    assert more.startswith("More tokens: narrow the filters, raise --limit, or --cursor=")
+    # As printed, one word: a cursor may begin with "-" (it did, and argparse
+    # took it for an option when the hint put a space before it).
     cursor = more.rsplit(" ", 1)[1]
-    rest = plain(cli_server, "list", "--name", prefix, "--limit", "1", "--cursor", cursor)
+    rest = plain(cli_server, "list", "--name", prefix, "--limit", "1", cursor)
     assert rest[0] == "Active tokens (1)"
     assert first_id in rest[3]
 
@@ -62,3 +64,13 @@ def test_a_revocation_of_several_ids_accounts_for_each(cli_server: CLIServer) ->
     # One id of no token: the others are revoked, and the exit code says one was not.
     lines = plain(cli_server, "revoke", "--yes", before, now, unknown, code=NOT_FOUND)
     assert lines == [f"Revoked 1: {now}", f"Already revoked: {before}", f"No such token: {unknown}"]
+
+
+def test_a_cursor_that_begins_with_a_dash_is_read_as_printed() -> None:
+    from amplify_auth_client._cli._parser import build_parser
+    from amplify_auth_client._cli._views import more
+
+    hint = more("-Xy1_z")
+    assert hint is not None
+    printed = hint.rsplit(" ", 1)[1]
+    assert build_parser().parse_args(["list", printed]).cursor == "-Xy1_z"

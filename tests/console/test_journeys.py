@@ -13,6 +13,7 @@ import pytest
 
 from amplify_auth_client import AuthClient, generate_token
 from tests.console.conftest import create, insert_tokens, sign_in
+from tests.support.browser import screenshot
 from tests.support.server import ServerProcess
 from tests.support.waiting import wait_for
 
@@ -27,7 +28,7 @@ def test_signing_in_lands_on_the_tokens_list(
 ) -> None:
     page.goto("/console/")
     page.wait_for_url("**/console/sign-in")
-    page.screenshot(path=screenshots / "sign-in.png")
+    screenshot(page, screenshots / "sign-in.png")
     assert console.admin_token is not None
     sign_in(page, console.admin_token)
     assert page.get_by_role("heading", name="Tokens").is_visible()
@@ -45,7 +46,7 @@ def test_a_created_token_is_copied_and_validates_and_is_shown_once(
     page.get_by_label("Expires in (days)").fill("30")
     page.get_by_label("Description").fill("made by the console test")
     page.get_by_label("Metadata").fill("team=payments")
-    page.screenshot(path=screenshots / "create.png", full_page=True)
+    screenshot(page, screenshots / "create.png", full_page=True)
     page.get_by_role("button", name="Create token").click()
     page.get_by_role("button", name="Copy token").click()
     page.get_by_text("Copied to the clipboard.").wait_for()
@@ -53,7 +54,7 @@ def test_a_created_token_is_copied_and_validates_and_is_shown_once(
     assert copied == page.get_by_label("New token for copied-in-the-browser").input_value()
     # The docs show where the token appears, not a token.
     secret = page.get_by_label("New token for copied-in-the-browser")
-    page.screenshot(path=screenshots / "created.png", full_page=True, mask=[secret])
+    screenshot(page, screenshots / "created.png", full_page=True, mask=[secret])
     assert "/tokens/new" in page.url
     assert copied not in page.url
 
@@ -86,9 +87,9 @@ def test_revoking_from_the_detail_page_reaches_a_subscribed_sdk(
         page.get_by_label("Name starts with").fill("revoked-in-the")
         page.get_by_role("button", name="Filter").click()
         page.get_by_role("link", name="revoked-in-the-browser").click()
-        page.screenshot(path=screenshots / "detail.png", full_page=True)
+        screenshot(page, screenshots / "detail.png", full_page=True)
         page.get_by_role("link", name="Revoke this token").click()
-        page.screenshot(path=screenshots / "revoke.png")
+        screenshot(page, screenshots / "revoke.png")
         page.get_by_role("button", name="Revoke token").click()
         page.get_by_text("Revoked: every service now refuses this token.").wait_for()
         assert page.locator(".chip-revoked").first.is_visible()
@@ -112,7 +113,7 @@ def test_rotating_from_the_detail_page_shows_the_successor_once(
     page.get_by_role("button", name="Rotate").click()
     secret = page.get_by_label("New token for rotated-in-the-browser")
     new_token = secret.input_value()
-    page.screenshot(path=screenshots / "rotated.png", full_page=True, mask=[secret])
+    screenshot(page, screenshots / "rotated.png", full_page=True, mask=[secret])
     assert page.get_by_text("valid until").is_visible()
     assert new_token not in page.url
     with AuthClient(console.base_url) as client:
@@ -169,9 +170,9 @@ def test_bulk_revoke_of_a_selection(
     page.get_by_role("button", name="Filter").click()
     page.get_by_label("Select bulk-0").check()
     page.get_by_label("Select bulk-2").check()
-    page.screenshot(path=screenshots / "tokens.png", full_page=True)
+    screenshot(page, screenshots / "tokens.png", full_page=True)
     page.get_by_role("button", name="Revoke selected").click()
-    page.screenshot(path=screenshots / "bulk-revoke.png")
+    screenshot(page, screenshots / "bulk-revoke.png")
     page.get_by_role("button", name="Revoke 2 tokens").click()
     page.get_by_text("Revoked 2 of 2 tokens.").wait_for()
     with console.client() as admin:
@@ -194,7 +195,7 @@ def test_the_audit_log_exports_as_csv_and_json_lines(
     page.get_by_role("link", name="Audit log").click()
     page.get_by_label("Action").fill("create")
     page.get_by_role("button", name="Filter").click()
-    page.screenshot(path=screenshots / "audit.png", full_page=True)
+    screenshot(page, screenshots / "audit.png", full_page=True)
     with console.client() as admin:
         expected = admin.get("/auth/audit", params={"action": "create", "limit": 500}).json()
     expected_ids = [entry["id"] for entry in expected["items"]]
@@ -296,7 +297,7 @@ def test_the_health_screen_shows_what_metrics_know(
     assert page.get_by_role("row", name="Database healthy").is_visible()
     assert page.get_by_role("row", name="Command processor running").is_visible()
     assert page.get_by_text("Event stream subscribers (this process)").is_visible()
-    page.screenshot(path=screenshots / "health.png", full_page=True)
+    screenshot(page, screenshots / "health.png", full_page=True)
 
 
 def test_expiring_soon_lists_the_still_used_tokens_expiring_within_two_weeks(

@@ -11,6 +11,7 @@ from playwright.sync_api import Page
 
 from amplify_auth_server.models import utcnow
 from tests.console.conftest import create
+from tests.support.browser import screenshot
 from tests.support.server import Backend, ServerProcess, running_server
 from tests.support.waiting import wait_for
 
@@ -57,7 +58,7 @@ def test_the_list_shows_last_use_and_filters_the_unused(
     names = page.get_by_role("row").all_inner_texts()
     assert any("usage-idle" in row for row in names)
     assert not any("usage-busy" in row for row in names)
-    page.screenshot(path=screenshots / "unused.png", full_page=True)
+    screenshot(page, screenshots / "unused.png", full_page=True)
 
 
 def test_the_detail_page_shows_uses_per_day(admin_page: Page, console: ServerProcess) -> None:

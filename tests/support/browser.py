@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tests.support.services import unavailable
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -44,3 +44,30 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+#: What headless Chromium says when a capture finds no frame to take yet.
+_NO_FRAME = "Unable to capture screenshot"
+#: Resolves once the page has drawn its next frame.
+_NEXT_FRAME = "() => new Promise(requestAnimationFrame)"
+
+
+def screenshot(page: Page, path: Path, **options: Any) -> None:
+    """A screenshot of ``page`` for the docs, as ``page.screenshot`` takes it.
+
+    Headless Chromium now and then fails a capture ("Unable to capture
+    screenshot": its compositor had no frame ready; seen twice in a few
+    dozen runs, both times on a page the test had just asserted on). The
+    page is unchanged, so once the next frame is drawn the second try is
+    the same picture; any other failure is the test's.
+    """
+    from playwright.sync_api import Error
+
+    try:
+        page.evaluate(_NEXT_FRAME)
+        page.screenshot(path=path, **options)
+    except Error as exc:
+        if _NO_FRAME not in str(exc):
+            raise
+        page.evaluate(_NEXT_FRAME)
+        page.screenshot(path=path, **options)

@@ -40,6 +40,7 @@ from amplify_auth_server.invalidation import InvalidationBus, Lease
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.middleware import (
     BodySizeLimit,
+    CreateFastPath,
     NoTokensInUrls,
     RequestLatency,
     ValidateFastPath,
@@ -325,8 +326,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from amplify_auth_server.console import PATH, create_console
 
         app.mount(PATH, create_console(app))
-    # Outermost last: latency sees everything, the size cap guards the fast
-    # path, which answers before the strict body check the other routes get.
+    # Outermost last: latency sees everything, the size cap guards the
+    # validation fast path, which answers before the strict body check the
+    # other routes get; the create fast path takes the body that check parsed.
+    app.add_middleware(CreateFastPath)
     app.add_middleware(JsonBodies)
     app.add_middleware(ValidateFastPath)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

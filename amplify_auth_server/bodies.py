@@ -27,6 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from amplify_auth_server.errors import InvalidInput, UnsupportedMediaType, render
 
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+#: Where :class:`JsonBodies` leaves the body it parsed, for the create fast path
+#: (:class:`~amplify_auth_server.middleware.CreateFastPath`) not to parse it again.
+PARSED: Final = "amplify_auth.parsed_body"
 #: The closing quote of a key and its colon: every key has one, so their count
 #: bounds the number of keys from above (a string value can hold ``\":``).
 _KEY_END: Final = re.compile(rb'"\s*:')
@@ -103,7 +106,7 @@ class JsonBodies:
                     break
             if body:
                 require_json(dict(scope["headers"]).get(b"content-type"))
-                parse(body)
+                scope[PARSED] = parse(body)
         except (InvalidInput, UnsupportedMediaType, HTTPException) as exc:
             await _refuse(send, exc)
             return

@@ -213,7 +213,7 @@ async def create_token(request: Request, signed: SignedInDep) -> Response:
         fields = ("name", "scopes", "ttl_days", "description", "metadata")
         values = {key: field(form, key) for key in fields}
         return _form(request, signed, values, problems(exc), status_code=422)
-    created = await api.create_token(body, signed.actor, signed.parts, Response())
+    created, _ = await api.mint(body, signed.actor, signed.parts, None)
     return page(request, "created.html", context(signed, title="Token created", created=created))
 
 

@@ -31,7 +31,9 @@ def _respond(exc: AuthServerError | HTTPException) -> Response:
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-async def _ours(request: Request, exc: Exception) -> Response:
+async def handle(request: Request, exc: Exception) -> Response:
+    """The answer to one of our errors, audited first when it refused a manager: the
+    app's handler, and the create fast path's."""
     assert isinstance(exc, AuthServerError)
     await audit_refusal(request, exc)
     return _respond(exc)
@@ -92,7 +94,7 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(AuthServerError, _ours)
+    app.add_exception_handler(AuthServerError, handle)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(Exception, _unexpected)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -134,14 +135,26 @@ _SHAPE: Final = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{43}}")
 TOKEN_LIKE: Final = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{20,}}")
 
 
+@functools.cache
+def _pairs(alphabet: str) -> tuple[str, ...]:
+    """Every two-digit numeral in base ``len(alphabet)``, indexed by its value."""
+    return tuple(high + low for high in alphabet for low in alphabet)
+
+
 def _digits(value: int, alphabet: str, length: int) -> str:
-    """``value`` written in base ``len(alphabet)``, most significant digit first."""
-    base = len(alphabet)
-    digits = []
-    for _ in range(length):
-        value, digit = divmod(value, base)
-        digits.append(alphabet[digit])
-    return "".join(reversed(digits))
+    """``value`` written in base ``len(alphabet)``, most significant digit first.
+
+    Two digits per division (a table of pairs): half the big-number
+    divisions of one per digit, and a token and an id are minted per create.
+    """
+    pairs, square = _pairs(alphabet), len(alphabet) ** 2
+    numerals = []
+    for _ in range(length // 2):
+        value, pair = divmod(value, square)
+        numerals.append(pairs[pair])
+    if length % 2:
+        numerals.append(alphabet[value % len(alphabet)])
+    return "".join(reversed(numerals))
 
 
 def _random(alphabet: str, length: int) -> str:

@@ -161,9 +161,9 @@ class Command(ABC, Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Writer:
-    """Runs batches of commands: one transaction, one savepoint per command, one commit,
-    then one round of cache updates and events. ``propagation`` is None in a one-shot
-    process, which has no caches."""
+    """Runs batches of commands: one transaction, one savepoint per command (none for a
+    batch that is one group), one commit, then one round of cache updates and events.
+    ``propagation`` is None in a one-shot process, which has no caches."""
 
     store: TokenStore
     propagation: Propagation | None
@@ -189,6 +189,20 @@ class Writer:
         whole only when the database does; then nobody can tell whether it
         committed, so every token it changed is dropped from the caches.
         """
+        if len(commands) > 1 and commands[0].groupable:
+            kind = type(commands[0])
+            if all(type(c) is kind for c in commands):
+                # The whole batch one group (a burst of creates): it needs no
+                # savepoint, two statements fewer, since if it fails, the
+                # transaction is rolled back whole and the batch runs again,
+                # a savepoint per command.
+                with contextlib.suppress(_GroupFailed):
+                    return await self._run(commands, savepoint=False)
+        return await self._run(commands, savepoint=True)
+
+    async def _run(
+        self, commands: Sequence[Command[Any]], *, savepoint: bool
+    ) -> list[Done[Any] | BaseException]:
         batches: list[Batch] = []
         outcomes: list[Any] = []
         try:
@@ -200,7 +214,11 @@ class Writer:
                         Batch(self.store, connection, self.durable, webhooks=self.webhooks)
                         for _ in group
                     ]
-                    together = await self._as_group(group, mine) if len(group) > 1 else None
+                    together = (
+                        await self._as_group(group, mine, savepoint=savepoint)
+                        if len(group) > 1
+                        else None
+                    )
                     if together is not None:
                         outcomes += together
                     else:
@@ -226,16 +244,28 @@ class Writer:
         return await self._propagate(batches, outcomes, time.perf_counter())
 
     @staticmethod
-    async def _as_group(group: Sequence[Command[Any]], batches: list[Batch]) -> list[Any] | None:
-        """The group's values, run at once in one savepoint; None to run them one by one."""
+    async def _as_group(
+        group: Sequence[Command[Any]], batches: list[Batch], *, savepoint: bool
+    ) -> list[Any] | None:
+        """The group's values, run at once in one savepoint; None to run them one by one.
+
+        Without ``savepoint`` (the group is the whole batch), a failure is
+        :class:`_GroupFailed`: the transaction has no point to roll back to.
+        """
         try:
+            if not savepoint:
+                return await type(group[0]).run_group(batches, group)
             async with batches[0].connection.begin_nested():
                 return await type(group[0]).run_group(batches, group)
         except (ConcurrentUpdate, IntegrityError):
+            if not savepoint:
+                raise _GroupFailed() from None
             return None  # a collision: one by one, each retrying alone
         except (DatabaseUnavailable, SQLAlchemyError, OSError):
             raise  # the transaction is gone: the whole batch fails
         except Exception:
+            if not savepoint:
+                raise _GroupFailed() from None
             return None  # one by one, so that a failing command fails alone
 
     @staticmethod
@@ -301,6 +331,10 @@ class Writer:
                 if written:
                     # The version the row has if the batch committed.
                     await self.propagation.forget(record.token_hash, kind, record.version)
+
+
+class _GroupFailed(Exception):
+    """A batch run as one group without a savepoint failed: roll it back, run it again."""
 
 
 def _groups(commands: Sequence[Command[Any]]) -> Iterator[list[Command[Any]]]:

@@ -1,6 +1,6 @@
-"""Group commit: commands waiting together run in one transaction, each in a savepoint of its
-own, so one failing command fails alone; and a crash mid-batch loses no acknowledged change
-and leaves no half batch."""
+"""Group commit: commands waiting together run in one transaction, each in a savepoint of
+its own (a batch of one kind as one group, without one), so one failing command fails
+alone; and a crash mid-batch loses no acknowledged change and leaves no half batch."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from amplify_auth_server.commands import (
@@ -24,11 +24,12 @@ from amplify_auth_server.commands import (
     CreateToken,
     Done,
     ExtendToken,
+    Idempotency,
     RevokeToken,
     Writer,
 )
 from amplify_auth_server.database import create_engine, migrate
-from amplify_auth_server.errors import Conflict, NotFound
+from amplify_auth_server.errors import Conflict, IdempotencyKeyReused, NotFound
 from amplify_auth_server.metrics import Metrics
 from amplify_auth_server.models import SYSTEM
 from amplify_auth_server.store import TokenStore
@@ -231,6 +232,54 @@ async def test_creates_waiting_together_are_one_group_with_an_audit_row_each(
             ).scalars()
         )
     assert audited == {m.record.id for m in minted}
+
+
+@pytest.mark.anyio
+async def test_a_batch_of_creates_takes_no_savepoint_and_one_refused_fails_alone(
+    store: TokenStore,
+) -> None:
+    # The whole batch one group: no savepoint (two statements fewer per
+    # batch). A create that fails there rolls the batch back whole, and it
+    # runs again the usual way, so that the others still commit, once each.
+    writer = Writer(store, propagation=None)
+    key = Idempotency(key_hash="k" * 64, body_hash="first")
+    await writer.run([CreateToken(actor=SYSTEM, name="first", scopes=("a",), idempotency=key)])
+    statements: list[str] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        fine = await writer.run(
+            [CreateToken(actor=SYSTEM, name=f"ok-{i}", scopes=("a",)) for i in range(3)]
+        )
+        assert all(isinstance(o, Done) for o in fine)
+        assert not any("SAVEPOINT" in s for s in statements)
+        mixed = await writer.run(
+            [
+                CreateToken(actor=SYSTEM, name="b-0", scopes=("a",)),
+                CreateToken(
+                    actor=SYSTEM,
+                    name="reused",
+                    scopes=("a",),
+                    idempotency=Idempotency(key_hash=key.key_hash, body_hash="another"),
+                ),
+                CreateToken(actor=SYSTEM, name="b-2", scopes=("a",)),
+            ]
+        )
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    assert isinstance(mixed[0], Done)
+    assert isinstance(mixed[1], IdempotencyKeyReused)
+    assert isinstance(mixed[2], Done)
+    async with store.engine.connect() as connection:
+        names = Counter((await connection.execute(select(tokens.c.name))).scalars())
+        audited = await connection.scalar(
+            select(func.count()).select_from(audit_log).where(audit_log.c.action == "create")
+        )
+    assert names == Counter(["first", "ok-0", "ok-1", "ok-2", "b-0", "b-2"])
+    assert audited == 6
 
 
 #: Only on PostgreSQL, the database with row locks.

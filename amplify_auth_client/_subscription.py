@@ -189,6 +189,13 @@ class RevocationSubscription:
                 if source.response.status_code != 200:
                     raise _Refused(source.response.status_code)
                 async for event in source.aiter_sse():
+                    if not event.data:
+                        # No event: the SSE standard dispatches none without
+                        # data. httpx-sse yields one (an empty "message") at
+                        # the blank line after every keepalive comment once
+                        # an id was seen, which read as unreadable emptied
+                        # the whole cache every EVENTS_KEEPALIVE seconds.
+                        continue
                     if event.event == "ready":
                         live = True
                         self.state = "live"

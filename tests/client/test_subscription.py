@@ -100,6 +100,35 @@ def test_an_event_evicts_its_token_and_no_other(api: respx.MockRouter) -> None:
         assert client.cache_stats().resets == 1
 
 
+def test_keepalive_comments_are_not_events_and_keep_the_cache(api: respx.MockRouter) -> None:
+    # httpx-sse yields an empty "message" at the blank line after each
+    # comment once an id was seen; read as an unreadable event, each
+    # keepalive emptied the cache (every 15 s, in every service).
+    revoked, kept = generate_token(), generate_token()
+    api.post("/auth/validate").mock(return_value=valid())
+    gate = threading.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield (event("reset", "{}", "e:1") + READY).encode()
+        await asyncio.to_thread(gate.wait, 10)  # until the test has cached its tokens
+        yield b": keepalive\n\n" * 3
+        data = f'{{"token_hash": "{hash_token(revoked)}", "version": 2}}'
+        yield (": keepalive\n\n" + event("revoked", data, "e:2") + ": keepalive\n\n").encode()
+
+    open_stream = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+    api.get("/auth/events").mock(side_effect=Streams(open_stream))
+    with AuthClient(BASE_URL, cache_ttl=600, subscribe_revocations=True) as client:
+        client.validate(generate_token())  # starts the subscription
+        wait_for(lambda: client.cache_stats().subscribed)
+        client.validate(revoked)
+        client.validate(kept)
+        gate.set()
+        wait_for(lambda: client.cache_stats().events == 1)
+        assert client.validate(kept).cached is True
+        assert client.validate(revoked).cached is False
+        assert client.cache_stats().resets == 1  # the stream's opening reset only
+
+
 def test_a_reset_or_an_unreadable_event_drops_everything(
     api: respx.MockRouter,
 ) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from amplify_auth_client import hash_token
+from amplify_auth_client import AuthClient, hash_token
 from amplify_auth_server.errors import ShuttingDown
 from amplify_auth_server.events import MemoryEventFeed, TooManySubscribers
 from tests.server.conftest import create, validate
@@ -247,6 +247,30 @@ def test_a_quiet_stream_sends_keepalive_comments(tuned: ServerProcess) -> None:
     with EventStream(tuned.base_url, timeout=1.0) as stream:
         assert stream.until("ready").data == {"keepalive": 0.2}
         assert [stream.comment() for _ in range(3)] == ["keepalive"] * 3
+
+
+def test_a_subscribed_sdk_keeps_its_cache_across_keepalives(backend: Backend) -> None:
+    with (
+        running_server(backend, env={"EVENTS_KEEPALIVE": "0.05"}) as process,
+        process.client() as admin,
+        AuthClient(process.base_url, cache_ttl=600) as sdk,
+    ):
+        kept, revoked = create(admin, name="kept"), create(admin, name="revoked")
+        assert sdk.validate(kept["token"]).valid
+        wait_for(lambda: sdk.cache_stats().subscribed)
+        sdk.validate(kept["token"])
+        sdk.validate(revoked["token"])
+        # A stream opened after the SDK's: once it has had three keepalives,
+        # the SDK's stream has been sent its three, and the revoke's event
+        # comes after them on that stream.
+        with EventStream(process.base_url, timeout=5) as stream:
+            stream.until("ready")
+            assert [stream.comment() for _ in range(3)] == ["keepalive"] * 3
+        assert admin.post(f"/auth/tokens/{revoked['token_id']}/revoke").status_code == 200
+        wait_for(lambda: sdk.cache_stats().events == 1)
+        assert sdk.validate(kept["token"]).cached is True
+        assert sdk.validate(revoked["token"]).valid is False
+        assert sdk.cache_stats().resets == 1  # the stream's opening reset only
 
 
 def test_one_subscriber_too_many_gets_a_clear_503(tuned: ServerProcess) -> None:

@@ -75,7 +75,9 @@ def subscribed_client(api: respx.MockRouter) -> Iterator[Callable[[Streams], Aut
         client.close()
 
 
-def test_an_event_evicts_its_token_and_no_other(api: respx.MockRouter) -> None:
+def _one_revocation(api: respx.MockRouter, around: str = "") -> None:
+    """A stream that opens, then (once two tokens are cached) revokes one of them, with
+    ``around`` before and after the event: only that token is evicted, nothing reset."""
     revoked, kept = generate_token(), generate_token()
     api.post("/auth/validate").mock(return_value=valid())
     gate = threading.Event()
@@ -84,7 +86,8 @@ def test_an_event_evicts_its_token_and_no_other(api: respx.MockRouter) -> None:
         yield (event("reset", "{}", "e:1") + READY).encode()
         await asyncio.to_thread(gate.wait, 10)  # until the test has cached its tokens
         data = f'{{"token_hash": "{hash_token(revoked)}", "version": 2}}'
-        yield event("revoked", data, "e:2").encode()
+        yield around.encode()
+        yield (around + event("revoked", data, "e:2") + around).encode()
 
     open_stream = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
     api.get("/auth/events").mock(side_effect=Streams(open_stream))
@@ -97,36 +100,18 @@ def test_an_event_evicts_its_token_and_no_other(api: respx.MockRouter) -> None:
         wait_for(lambda: client.cache_stats().events == 1)
         assert client.validate(revoked).cached is False
         assert client.validate(kept).cached is True
-        assert client.cache_stats().resets == 1
+        assert client.cache_stats().resets == 1  # the stream's opening reset only
+
+
+def test_an_event_evicts_its_token_and_no_other(api: respx.MockRouter) -> None:
+    _one_revocation(api)
 
 
 def test_keepalive_comments_are_not_events_and_keep_the_cache(api: respx.MockRouter) -> None:
     # httpx-sse yields an empty "message" at the blank line after each
     # comment once an id was seen; read as an unreadable event, each
     # keepalive emptied the cache (every 15 s, in every service).
-    revoked, kept = generate_token(), generate_token()
-    api.post("/auth/validate").mock(return_value=valid())
-    gate = threading.Event()
-
-    async def body() -> AsyncIterator[bytes]:
-        yield (event("reset", "{}", "e:1") + READY).encode()
-        await asyncio.to_thread(gate.wait, 10)  # until the test has cached its tokens
-        yield b": keepalive\n\n" * 3
-        data = f'{{"token_hash": "{hash_token(revoked)}", "version": 2}}'
-        yield (": keepalive\n\n" + event("revoked", data, "e:2") + ": keepalive\n\n").encode()
-
-    open_stream = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
-    api.get("/auth/events").mock(side_effect=Streams(open_stream))
-    with AuthClient(BASE_URL, cache_ttl=600, subscribe_revocations=True) as client:
-        client.validate(generate_token())  # starts the subscription
-        wait_for(lambda: client.cache_stats().subscribed)
-        client.validate(revoked)
-        client.validate(kept)
-        gate.set()
-        wait_for(lambda: client.cache_stats().events == 1)
-        assert client.validate(kept).cached is True
-        assert client.validate(revoked).cached is False
-        assert client.cache_stats().resets == 1  # the stream's opening reset only
+    _one_revocation(api, around=": keepalive\n\n" * 3)
 
 
 def test_a_reset_or_an_unreadable_event_drops_everything(

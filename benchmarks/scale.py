@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py [--tokens 1000000] [--backend both]
     .venv/bin/python benchmarks/scale.py writes [--creates 4000]
+    PYTHONPATH=<tree> .venv/bin/python benchmarks/scale.py creates
 
 ``pages`` (the default) fills a fresh database (PostgreSQL, and a SQLite file)
 with ``--tokens`` tokens straight through SQL (the API would take an hour),
@@ -20,6 +21,11 @@ transactions sent by asyncpg straight to the same PostgreSQL over 32
 connections; then creates embedded (SQLite); then 10,000 tokens revoked by
 one bulk call (by filter), to its return and to the last eviction in a
 subscribed SDK in another process.
+
+``creates`` times only the creates through the API, embedded and on
+PostgreSQL: run once as is and once with ``PYTHONPATH`` naming a checkout of
+the baseline (``git worktree add``), whose code the server process then
+runs, for a side-by-side ratio on the same machine.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import statistics
 import string
@@ -319,6 +326,25 @@ def writes(creates: int) -> None:
         bulk(server, 10_000)
 
 
+def creates(seconds: int) -> None:
+    """Creates/s through the API, embedded and on PostgreSQL, for the server on PYTHONPATH."""
+    tree = os.environ.get("PYTHONPATH", str(ROOT))
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        running_server(Backend("embedded", Path(directory))) as server,
+    ):
+        assert server.admin_token is not None
+        embedded = api_creates(server.base_url, server.admin_token, seconds)
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        fresh_database() as database,
+        running_server(Backend("postgres", Path(directory), database)) as server,
+    ):
+        assert server.admin_token is not None
+        postgres = api_creates(server.base_url, server.admin_token, seconds)
+    print(f"| {tree} | {embedded:.0f} | {postgres:.0f} |", flush=True)
+
+
 def bulk(server: ServerProcess, count: int) -> None:
     with server.client() as admin:
         raw = []
@@ -370,11 +396,15 @@ def main() -> None:
         observer(sys.argv[2], sys.argv[3])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=["pages", "writes"], default="pages")
+    parser.add_argument("mode", nargs="?", choices=["pages", "writes", "creates"], default="pages")
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
     parser.add_argument("--creates", type=int, default=4000)
+    parser.add_argument("--seconds", type=int, default=6, help="each creates run (creates)")
     args = parser.parse_args()
+    if args.mode == "creates":
+        creates(args.seconds)
+        return
     if args.mode == "writes":
         writes(args.creates)
         return

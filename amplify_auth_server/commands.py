@@ -189,15 +189,13 @@ class Writer:
         whole only when the database does; then nobody can tell whether it
         committed, so every token it changed is dropped from the caches.
         """
-        if len(commands) > 1 and commands[0].groupable:
-            kind = type(commands[0])
-            if all(type(c) is kind for c in commands):
-                # The whole batch one group (a burst of creates): it needs no
-                # savepoint, two statements fewer, since if it fails, the
-                # transaction is rolled back whole and the batch runs again,
-                # a savepoint per command.
-                with contextlib.suppress(_GroupFailed):
-                    return await self._run(commands, savepoint=False)
+        if len(commands) > 1 and len(list(_groups(commands))) == 1:
+            # The whole batch one group (a burst of creates): it needs no
+            # savepoint, two statements fewer, since if it fails, the
+            # transaction is rolled back whole and the batch runs again, a
+            # savepoint per command.
+            with contextlib.suppress(_GroupFailed):
+                return await self._run(commands, savepoint=False)
         return await self._run(commands, savepoint=True)
 
     async def _run(

@@ -257,7 +257,7 @@ class CreateFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
-            or scope["path"] != tokens.CREATE_PATH
+            or scope["path"] != self._route.path
             or scope["method"] != "POST"
             or scope["query_string"]
             or PARSED not in scope
@@ -276,7 +276,7 @@ class CreateFastPath:
             return
         # What the router would have set: the latency label, a refusal's audit.
         scope["route"] = self._route
-        scope["endpoint"] = tokens.create_token
+        scope["endpoint"] = self._route.endpoint
         scope["path_params"] = {}
         request = Request(scope, receive)
         parts = scope["app"].state.services

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from pydantic import AwareDatetime, BeforeValidator
@@ -134,10 +134,6 @@ RotationKey = Annotated[
         "share the keys: one key names one of them.",
     ),
 ]
-
-
-#: Where :func:`create_token` is served, and the fast path takes its calls.
-CREATE_PATH: Final = "/auth/tokens"
 
 
 @router.post(

@@ -324,6 +324,20 @@ def test_no_secret_reaches_the_log_even_at_debug_with_access_logs(tmp_path: Path
         assert secret[9:] not in log
 
 
+def test_the_served_process_freezes_its_start_up_heap(tmp_path: Path) -> None:
+    # Full collections then skip what start-up left (see freeze_start_up_heap):
+    # it must happen once the app is up, so that its objects are among them.
+    backend = Backend("embedded", tmp_path)
+    with running_server(backend, env={"LOG_LEVEL": "debug"}) as server:
+        with server.client() as admin:
+            create(admin)
+        log = server.log()
+    frozen = re.search(r"froze (\d+) start-up objects", log)
+    assert frozen is not None, log
+    assert int(frozen[1]) > 50_000
+    assert log.index("Application startup complete") < frozen.start()
+
+
 def test_sigterm_shuts_down_gracefully(tmp_path: Path) -> None:
     backend = Backend("embedded", tmp_path)
     with running_server(backend) as server:

@@ -26,12 +26,13 @@ token (see docs/security.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Final
 
 import orjson
 from fastapi import APIRouter, Depends, Header
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import format_sse_event
+from starlette.responses import StreamingResponse
 
 from amplify_auth_server.deps import ServicesDep
 from amplify_auth_server.errors import NotFound
@@ -65,8 +66,28 @@ async def subscription(
         parts.events.unsubscribe(subscribed)
 
 
-def _event(event: TokenEvent) -> ServerSentEvent:
-    return ServerSentEvent(event=event.change, id=event.id, raw_data=event.data())
+#: The most events written at once: a bulk revocation's thousands go out a few
+#: hundred to a write, and a lone change at once (see :func:`stream`).
+CHUNK: Final = 256
+_KEEPALIVE: Final = format_sse_event(comment="keepalive")
+
+
+class EventStream(StreamingResponse):
+    """The stream's response: Server-Sent Events, never stored by a cache or a
+    proxy's buffer (``X-Accel-Buffering`` for nginx)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[bytes]) -> None:
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _event(event: TokenEvent) -> bytes:
+    return format_sse_event(event=event.change, id=event.id, data_str=event.data())
+
+
+def _events(events: Sequence[TokenEvent]) -> bytes:
+    return b"".join(_event(event) for event in events)
 
 
 def _raw(data: dict[str, Any]) -> str:
@@ -75,7 +96,8 @@ def _raw(data: dict[str, Any]) -> str:
 
 @router.get(
     "/events",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
+    status_code=200,
     summary="Stream token changes (Server-Sent Events)",
     responses={
         200: {
@@ -89,22 +111,41 @@ def _raw(data: dict[str, Any]) -> str:
 )
 async def events(
     parts: ServicesDep, subscribed: Annotated[Subscriber, Depends(subscription)]
-) -> AsyncIterator[ServerSentEvent]:
+) -> EventStream:
     """Every revoke and extend, as it commits, for caches to evict the token's entry."""
-    keepalive = parts.settings.events_keepalive
+    return EventStream(stream(subscribed, parts.settings.events_keepalive))
+
+
+async def stream(subscribed: Subscriber, keepalive: float) -> AsyncIterator[bytes]:
+    """The stream's bytes: every event waiting when one is written goes in the same
+    write, up to :data:`CHUNK`.
+
+    One write per event (FastAPI's own SSE response, before) cost a bulk
+    revocation of 10,000 tokens half a second per subscriber between the
+    call's return and the last eviction. An event is never held back for
+    company: whatever is queued goes at once.
+    """
     if subscribed.reset:
-        yield ServerSentEvent(event="reset", id=subscribed.head, raw_data=_raw({}))
-    for missed in subscribed.backlog:
-        yield _event(missed)
-    yield ServerSentEvent(event="ready", raw_data=_raw({"keepalive": keepalive}))
+        yield format_sse_event(event="reset", id=subscribed.head, data_str=_raw({}))
+    backlog = subscribed.backlog
+    for start in range(0, len(backlog), CHUNK):
+        yield _events(backlog[start : start + CHUNK])
+    yield format_sse_event(event="ready", data_str=_raw({"keepalive": keepalive}))
     queue = subscribed.queue
     while True:
         try:
             async with asyncio.timeout(keepalive):
                 event = await queue.get()
         except TimeoutError:
-            yield ServerSentEvent(comment="keepalive")
+            yield _KEEPALIVE
             continue
+        ready: list[TokenEvent] = []
+        while event is not None:
+            ready.append(event)
+            if len(ready) == CHUNK or queue.empty():
+                break
+            event = queue.get_nowait()
+        if ready:
+            yield _events(ready)
         if event is None:
             return
-        yield _event(event)

@@ -15,6 +15,7 @@ import redis
 from amplify_auth_client import AuthClient, hash_token
 from amplify_auth_server.errors import ShuttingDown
 from amplify_auth_server.events import MemoryEventFeed, TooManySubscribers
+from amplify_auth_server.routes.events import CHUNK, stream
 from tests.server.conftest import create, validate
 from tests.support.events import EventStream, stream_status
 from tests.support.server import Backend, ServerProcess, running_server
@@ -142,6 +143,52 @@ def test_subscribers_are_capped_and_a_stopping_feed_refuses_more() -> None:
         assert feed.subscribers == 0
         with pytest.raises(ShuttingDown):
             await feed.subscribe(None)
+
+    asyncio.run(scenario())
+
+
+# -- the stream's bytes, without a server ---------------------------------------
+
+
+def _parsed(chunk: bytes) -> list[tuple[str, str]]:
+    """The ``(event, id)`` of each event in ``chunk``, which must hold whole events."""
+    assert chunk.endswith(b"\n\n")
+    events = []
+    for block in chunk.decode().split("\n\n")[:-1]:
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        events.append((fields.get("event", ""), fields.get("id", "")))
+    return events
+
+
+def test_a_burst_goes_out_a_chunk_at_a_time_in_order_and_the_end_ends_it() -> None:
+    async def scenario() -> list[list[tuple[str, str]]]:
+        feed = feed_with(0)
+        subscribed = await feed.subscribe(None)
+        for number in range(2 * CHUNK + 88):
+            feed.append("revoked", f"{number:064x}", 2)
+        feed.close()
+        return [_parsed(chunk) async for chunk in stream(subscribed, keepalive=60)]
+
+    chunks = asyncio.run(scenario())
+    assert [len(chunk) for chunk in chunks] == [1, 1, CHUNK, CHUNK, 88]
+    assert chunks[0][0][0] == "reset"
+    assert chunks[1] == [("ready", "")]
+    events = [event for chunk in chunks[2:] for event in chunk]
+    assert {kind for kind, _ in events} == {"revoked"}
+    sequences = [int(event_id.rpartition(":")[2]) for _, event_id in events]
+    assert sequences == list(range(1, 2 * CHUNK + 89))
+
+
+def test_a_lone_event_is_written_at_once_not_held_for_company() -> None:
+    async def scenario() -> None:
+        feed = feed_with(0)
+        chunks = stream(await feed.subscribe(None), keepalive=60)
+        assert [(await anext(chunks))[:12] for _ in range(2)] == [b"event: reset", b"event: ready"]
+        feed.append("extended", "ab" * 32, 3)
+        # Nothing else is coming: a stream waiting for more would time out here.
+        lone = _parsed(await asyncio.wait_for(anext(chunks), timeout=10))
+        assert lone == [("extended", feed.head)]
+        await chunks.aclose()
 
     asyncio.run(scenario())
 

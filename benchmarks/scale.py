@@ -26,6 +26,10 @@ subscribed SDK in another process.
 PostgreSQL: run once as is and once with ``PYTHONPATH`` naming a checkout of
 the baseline (``git worktree add``), whose code the server process then
 runs, for a side-by-side ratio on the same machine.
+
+``beside --baseline <tree>`` serves this tree and the baseline at the same
+time, embedded, each with its own 32 clients, and gives the ratio of their
+creates/s round by round: the same moment of a machine whose speed drifts.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -345,6 +350,39 @@ def creates(seconds: int) -> None:
     print(f"| {tree} | {embedded:.0f} | {postgres:.0f} |", flush=True)
 
 
+def beside(baseline: str, seconds: int, rounds: int) -> None:
+    """Creates/s embedded, this tree's server and ``baseline``'s served at the same time,
+    each driven by its own 32 clients, ``rounds`` times.
+
+    On this machine the speed of everything drifts by a factor of two within
+    minutes; two runs one after the other compare two moments as much as
+    two builds. Run together, both see the same moment: the ratio of their
+    rates holds where the rates themselves do not (each is about half what
+    it makes alone, the two sharing two cores).
+    """
+    print("| round | baseline creates/s | this tree creates/s | ratio |")
+    print("|---|---:|---:|---:|")
+    ratios = []
+    for round_ in range(1, rounds + 1):
+        with (
+            tempfile.TemporaryDirectory() as here,
+            tempfile.TemporaryDirectory() as there,
+            running_server(Backend("embedded", Path(here)), env={"PYTHONPATH": str(ROOT)}) as mine,
+            running_server(
+                Backend("embedded", Path(there)), env={"PYTHONPATH": baseline}
+            ) as theirs,
+            ThreadPoolExecutor(2) as pool,
+        ):
+            assert mine.admin_token is not None
+            assert theirs.admin_token is not None
+            ours = pool.submit(api_creates, mine.base_url, mine.admin_token, seconds)
+            base = pool.submit(api_creates, theirs.base_url, theirs.admin_token, seconds)
+            rate, base_rate = ours.result(), base.result()
+        ratios.append(rate / base_rate)
+        print(f"| {round_} | {base_rate:.0f} | {rate:.0f} | {ratios[-1]:.2f} |", flush=True)
+    print(f"| median | | | **{statistics.median(ratios):.2f}** |")
+
+
 def bulk(server: ServerProcess, count: int) -> None:
     with server.client() as admin:
         raw = []
@@ -396,12 +434,21 @@ def main() -> None:
         observer(sys.argv[2], sys.argv[3])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=["pages", "writes", "creates"], default="pages")
+    parser.add_argument(
+        "mode", nargs="?", choices=["pages", "writes", "creates", "beside"], default="pages"
+    )
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
     parser.add_argument("--creates", type=int, default=4000)
     parser.add_argument("--seconds", type=int, default=6, help="each creates run (creates)")
+    parser.add_argument("--baseline", help="beside: a checkout of the build to compare with")
+    parser.add_argument("--rounds", type=int, default=5, help="beside: how many times")
     args = parser.parse_args()
+    if args.mode == "beside":
+        if not args.baseline:
+            parser.error("beside needs --baseline, a checkout (git worktree add)")
+        beside(args.baseline, args.seconds, args.rounds)
+        return
     if args.mode == "creates":
         creates(args.seconds)
         return

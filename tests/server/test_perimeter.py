@@ -6,6 +6,8 @@ greedy clients of issue 16 behaved.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import select
 import socket
 import threading
@@ -13,9 +15,14 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
+from starlette.types import Receive, Scope, Send
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 
+from amplify_auth_server.perimeter import HeadWithBody, Limits, protocol_class
 from tests.support.server import Backend, ServerProcess, running_server
 from tests.support.waiting import wait_for
 
@@ -228,3 +235,134 @@ def test_events_subscribers_cannot_take_every_connection() -> None:
 
     with pytest.raises(ValidationError, match="EVENTS_MAX_SUBSCRIBERS"):
         Settings(max_connections=100, events_max_subscribers=100)
+
+
+# -- a response's head and body in one write ------------------------------------------
+
+
+class _Recording(asyncio.Transport):
+    """A transport that keeps what is written to it, and whether it was closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_a_head_goes_out_with_the_first_body_bytes_in_one_write() -> None:
+    async def scenario() -> list[bytes]:
+        transport = _Recording()
+        response = HeadWithBody(transport, asyncio.get_running_loop())
+        response.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        response.write(b'{"valid":true}')
+        response.write(b"more")
+        await asyncio.sleep(0)  # the turn ends: nothing is left to send
+        return transport.writes
+
+    assert asyncio.run(scenario()) == [b'HTTP/1.1 200 OK\r\n\r\n{"valid":true}', b"more"]
+
+
+def test_the_served_protocol_sends_each_answer_in_one_write() -> None:
+    # uvicorn's own protocol writes the head and the body apart.
+    async def scenario() -> list[bytes]:
+        answered = asyncio.Event()
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await receive()
+            headers = [(b"content-length", b"2")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"ok"})
+            answered.set()
+
+        limits = Limits(max_header_bytes=32768, header_timeout=10, body_timeout=10)
+        config = Config(app, http=protocol_class(limits), lifespan="off", log_config=None)
+        config.load()
+        protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=ServerState(), app_state={}
+        )
+        transport = _Recording()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # type: ignore[attr-defined]
+        await answered.wait()
+        protocol.connection_lost(None)
+        return transport.writes
+
+    (write,) = asyncio.run(scenario())
+    assert write.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert write.endswith(b"\r\n\r\nok")
+
+
+def test_a_head_whose_body_is_not_ready_goes_out_at_the_end_of_the_turn() -> None:
+    # A stream whose first event is not ready yet: its subscriber must see
+    # the response's head now, not with the first event.
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        transport = _Recording()
+        response = HeadWithBody(transport, asyncio.get_running_loop())
+        response.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        held = list(transport.writes)
+        await asyncio.sleep(0)
+        response.write(b"event: ready\n\n")
+        return held, transport.writes
+
+    held, written = asyncio.run(scenario())
+    assert held == []
+    assert written == [b"HTTP/1.1 200 OK\r\n\r\n", b"event: ready\n\n"]
+
+
+def test_closing_writes_a_held_head_first_and_a_closed_transport_takes_nothing() -> None:
+    async def scenario() -> tuple[_Recording, _Recording]:
+        loop = asyncio.get_running_loop()
+        closing = _Recording()
+        response = HeadWithBody(closing, loop)
+        response.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+        response.close()
+        # The client went away with the head still held: dropped, no error.
+        gone = _Recording()
+        other = HeadWithBody(gone, loop)
+        other.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        gone.close()
+        await asyncio.sleep(0)
+        return closing, gone
+
+    closing, gone = asyncio.run(scenario())
+    assert closing.writes == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"]
+    assert closing.closed
+    assert gone.writes == []
+
+
+def test_pipelined_requests_are_answered_whole_and_in_order(strict_server: ServerProcess) -> None:
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    last = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with closing(connect(strict_server)) as sock:
+        sock.sendall(request * 3 + last)
+        received = read_until_closed(sock)
+    answers = []
+    while received:
+        head, _, rest = received.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head)[1])  # type: ignore[index]
+        answers.append((head.split(b"\r\n")[0], rest[:length]))
+        received = rest[length:]
+    assert [status for status, _ in answers] == [b"HTTP/1.1 200 OK"] * 4
+    assert [body.startswith(b'{"status":"healthy"') for _, body in answers] == [True] * 3 + [False]
+    assert b"amplify_auth_" in answers[3][1]  # the metrics, last as asked

@@ -22,6 +22,11 @@ Scenarios (the PostgreSQL + Redis ones need the machine's shared servers):
 ``--usage`` runs one comparison instead: the cached scenario with usage
 counting on (the default) and off (``USAGE_COUNTING=false``), alternating
 in one run, and prints the ratio: the hot path's cost of counting a use.
+
+``--beside TREE`` runs another: the cached scenario on this tree's server
+and on the checkout ``TREE``'s (``git worktree add``), both served and
+driven at the same time, round by round: the ratio of two builds at the
+same moment of a machine whose speed drifts.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -182,6 +188,11 @@ def main() -> None:
     parser.add_argument(
         "--usage", action="store_true", help="only: cached, usage counting on vs off"
     )
+    parser.add_argument(
+        "--beside",
+        metavar="TREE",
+        help="only: cached, this tree and the checkout TREE served at once, side by side",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
@@ -219,6 +230,9 @@ def main() -> None:
 
         if args.usage:
             _usage(args, ours)
+            return
+        if args.beside:
+            _beside(args, ours)
             return
 
         # Budgets no run reaches: garbage and unknown measure a failure that is
@@ -344,6 +358,49 @@ def _usage(args: argparse.Namespace, ours: Callable[[str, dict[str, str]], str])
         print(
             f"| {name} | {m['rps']:.0f} | {m['rps'] / off:.3f} | {m['p50']:.2f} | {m['p99']:.2f} |"
         )
+
+
+def _beside(args: argparse.Namespace, ours: Callable[[str, dict[str, str]], str]) -> None:
+    """Cached validations on this tree's server and the baseline's, both served and
+    driven at the same time: the ratio of their rates, round by round.
+
+    This machine's speed drifts by a factor of two within minutes: two runs
+    one after the other compare two moments as much as two builds. Driven
+    together, both see the same moment (each at about half its rate alone).
+    """
+    servers = {
+        "this tree": ours("mine", {"PYTHONPATH": str(ROOT)}),
+        "baseline": ours("baseline", {"PYTHONPATH": args.beside}),
+    }
+    bodies = {}
+    for name, url in servers.items():
+        token = create_token(url, _ADMIN[0], ["read", "write"])
+        bodies[name] = [json.dumps({"token": token, "required_scopes": ["read"]})]
+        httpx.post(url + "/auth/validate", content=bodies[name][0])  # warm
+    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s on each server at once\n")
+    print("| round | baseline req/s | this tree req/s | ratio | baseline p99 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    ratios = []
+    with ThreadPoolExecutor(len(servers)) as pool:
+        for round_ in range(1, args.rounds + 1):
+            runs = {
+                name: pool.submit(
+                    wrk,
+                    url + "/auth/validate",
+                    bodies[name],
+                    duration=args.duration,
+                    connections=args.connections,
+                )
+                for name, url in servers.items()
+            }
+            mine, base = runs["this tree"].result(), runs["baseline"].result()
+            ratios.append(mine["rps"] / base["rps"])
+            print(
+                f"| {round_} | {base['rps']:.0f} | {mine['rps']:.0f} | {ratios[-1]:.2f} "
+                f"| {base['p99']:.2f} | {mine['p99']:.2f} |",
+                flush=True,
+            )
+    print(f"| median | | | **{statistics.median(ratios):.2f}** | | |")
 
 
 #: The admin token of the run, set by main (the servers register it at start-up).

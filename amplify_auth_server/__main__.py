@@ -117,7 +117,10 @@ def freeze_start_up_heap() -> None:
     collection walked them all: on the reference machine, three pauses of
     80-90 ms in each 4 s of creates, 9 % of the server's time, in the
     middle of requests. Frozen, a full collection walks only what the
-    server made since (caches, connections). Done here, in the process
+    server made since (caches, connections). The price: what start-up made
+    and later drops inside a reference cycle is never freed (a pool
+    connection of the first minute that a database restart replaces, say),
+    at most once per object start-up made. Done here, in the process
     ``amplify-auth-server`` serves, not in the app's lifespan: a process
     that builds many apps (a test suite) would pin each one's garbage.
     """

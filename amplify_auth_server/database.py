@@ -68,14 +68,6 @@ def create_engine(database_url: str | None, *, pool_size: int = POOL_SIZE) -> As
     kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": 5}
     if url.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"timeout": 5, "command_timeout": 10}
-    else:
-        # No rollback when a connection goes back to the pool. The driver is
-        # in autocommit mode (_sqlite_pragmas), so the only transactions are
-        # the ones SQLAlchemy begins, and it ends those itself: it commits or
-        # rolls back the writer's, and rolls back a read's when the
-        # connection closes. The pool's own rollback after that is one more
-        # trip to aiosqlite's thread per batch, for nothing.
-        kwargs["pool_reset_on_return"] = None
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

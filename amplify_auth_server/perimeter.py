@@ -131,8 +131,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self.in_header = False
         self.deadline = self.loop.time() + self.limits.body_timeout
         super().on_headers_complete()
-        assert self.cycle is not None
-        self.cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
+        cycle = self.cycle
+        # Not for an upgrade (no cycle of this request: a WebSocket's answer is
+        # its own), nor for HEAD (no body write would take the head along).
+        if cycle is not None and cycle.scope is self.scope and self.scope["method"] != "HEAD":
+            cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self.deadline = None

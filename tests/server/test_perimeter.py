@@ -366,3 +366,15 @@ def test_pipelined_requests_are_answered_whole_and_in_order(strict_server: Serve
     assert [status for status, _ in answers] == [b"HTTP/1.1 200 OK"] * 4
     assert [body.startswith(b'{"status":"healthy"') for _, body in answers] == [True] * 3 + [False]
     assert b"amplify_auth_" in answers[3][1]  # the metrics, last as asked
+
+
+def test_an_upgrade_request_is_refused_as_uvicorn_refuses_it(strict_server: ServerProcess) -> None:
+    # No response cycle is made for an upgrade: nothing to wrap, and no 400.
+    request = (
+        b"GET /auth/events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    with closing(connect(strict_server)) as sock:
+        sock.sendall(request)
+        received = read_until_closed(sock)
+    assert received.startswith(b"HTTP/1.1 403 ")

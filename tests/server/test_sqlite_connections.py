@@ -1,6 +1,5 @@
 """SQLite connections go back to the pool with no transaction open, however their
-transaction ended: the pool does not roll them back itself (a trip to the
-driver's thread per batch of the writer), so this is what makes that safe.
+transaction ended, a failed commit included.
 
 A connection left inside a transaction would hold the database's write lock
 (the writer begins with ``BEGIN IMMEDIATE``): every other writer, the CLI
@@ -15,6 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from amplify_auth_server.database import create_engine
@@ -89,3 +89,37 @@ def test_every_way_a_transaction_ends_leaves_the_connection_outside_one(
         ("read", False, True),
         ("rows [1]", False, True),
     ]
+
+
+def test_a_commit_that_fails_leaves_no_transaction_behind(tmp_path: Path) -> None:
+    # SQLite keeps the transaction open when COMMIT fails (a deferred foreign
+    # key here), while SQLAlchemy stops tracking it: the pool's rollback on
+    # return is what ends it, so the next writer can begin.
+    path = tmp_path / "auth.db"
+
+    async def run() -> tuple[bool, int]:
+        engine = create_engine(f"sqlite:///{path}", pool_size=1)
+        writer = engine.execution_options(amplify_writer=True)
+        try:
+            async with writer.begin() as connection:
+                await connection.execute(text("CREATE TABLE p (id INTEGER PRIMARY KEY)"))
+                await connection.execute(
+                    text(
+                        "CREATE TABLE c (id INTEGER PRIMARY KEY, "
+                        "p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)"
+                    )
+                )
+            failed = False
+            try:
+                async with writer.begin() as connection:
+                    await connection.execute(text("INSERT INTO c VALUES (1, 99)"))
+            except IntegrityError:
+                failed = True
+            async with writer.begin() as connection:
+                rows = (await connection.execute(text("SELECT count(*) FROM c"))).scalar_one()
+        finally:
+            await engine.dispose()
+        return failed, int(rows)
+
+    assert asyncio.run(run()) == (True, 0)
+    assert _another_writer_can_begin(path)

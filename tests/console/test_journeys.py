@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from playwright.sync_api import expect
 
 from amplify_auth_client import AuthClient, generate_token
 from tests.console.conftest import create, insert_tokens, sign_in
@@ -256,7 +257,10 @@ def _tab_to(page: Page, text: str, presses: int = 60) -> None:
 def test_create_and_revoke_with_the_keyboard_only(page: Page, console: ServerProcess) -> None:
     assert console.admin_token is not None
     page.goto("/console/sign-in")
-    page.keyboard.type(console.admin_token)  # the field has the focus
+    # The field has the focus (autofocus), which Chromium may give it only
+    # after the load event: waited for, so that no keystroke goes elsewhere.
+    expect(page.get_by_label("Admin token")).to_be_focused()
+    page.keyboard.type(console.admin_token)
     page.keyboard.press("Enter")
     page.wait_for_url("**/console/tokens")
     _tab_to(page, "Create a token")

@@ -94,9 +94,14 @@ def replicas(
     with fresh_database() as url, redis_namespace() as namespace:
         backend = Backend("postgres", directory, url, namespace)
         admin_token = generate_token()
+        # Each replica writes its own usage counts every USAGE_FLUSH_SECONDS
+        # (documented as that late): with the default 5 s, one replica's flush
+        # could land between the two reads that compare the replicas' records
+        # whole. An hour keeps usage out of the comparison's way, not out of it.
+        env = {"USAGE_FLUSH_SECONDS": "3600"}
         with (
-            running_server(backend, admin_token=admin_token) as one,
-            running_server(backend, admin_token=admin_token) as two,
+            running_server(backend, env=env, admin_token=admin_token) as one,
+            running_server(backend, env=env, admin_token=admin_token) as two,
         ):
             yield one, two
 

@@ -157,15 +157,36 @@ def _digits(value: int, alphabet: str, length: int) -> str:
     return "".join(reversed(numerals))
 
 
+@functools.cache
+def _byte_table(alphabet: str) -> tuple[bytes, bytes]:
+    """How a random byte becomes a character of ``alphabet``: :meth:`bytes.translate`'s
+    table, and the bytes it deletes.
+
+    A byte below the largest multiple of ``len(alphabet)`` (248 for base 62,
+    252 for base 36) is a character, its value modulo the base; the bytes
+    above it are rejected, so that every character is equally likely.
+    """
+    usable = 256 - 256 % len(alphabet)
+    table = bytes(ord(alphabet[b % len(alphabet)]) if b < usable else 0 for b in range(256))
+    return table, bytes(range(usable, 256))
+
+
 def _random(alphabet: str, length: int) -> str:
     """``length`` characters drawn uniformly and independently from ``alphabet``.
 
-    One draw below ``base ** length`` from the OS's CSPRNG, written in that
-    base: the same distribution as a ``secrets.choice`` per character, for
-    one ``os.urandom`` call instead of one per character (creates are minted
-    in bursts, and each call is a system call).
+    Bytes from the OS's CSPRNG, each kept below the largest multiple of the
+    base and then taken modulo it (rejection sampling): the distribution of
+    a ``secrets.choice`` per character, for one ``os.urandom`` call and one
+    :meth:`bytes.translate` in C. A token and an id are minted per create,
+    in the single writer, and drawing them digit by digit from one big
+    integer was a sixth of its time.
     """
-    return _digits(secrets.randbelow(len(alphabet) ** length), alphabet, length)
+    table, rejected = _byte_table(alphabet)
+    drawn = b""
+    while len(drawn) < length:
+        # A few bytes more than needed: 3 % of them (base 62) are rejected.
+        drawn += secrets.token_bytes(length + 8).translate(table, rejected)
+    return drawn[:length].decode("ascii")
 
 
 def _checksum(payload: str) -> str:

@@ -57,6 +57,14 @@ from amplify_auth_server.tables import (
 # Built once: the miss path then only binds a value to a cached compilation.
 _BY_HASH: Final = select(tokens).where(tokens.c.token_hash == bindparam("token_hash"))
 _BY_ID: Final = select(tokens).where(tokens.c.id == bindparam("token_id"))
+#: Built once, with their parameters apart: a statement built per call (or
+#: with ``.values()``) is a new cache key to compute at each execution, and
+#: the writer inserts two rows per create.
+_INSERT_TOKENS: Final = insert(tokens)
+_INSERT_AUDIT: Final = insert(audit_log)
+_OUTBOX_DONE: Final = delete(cache_outbox).where(
+    cache_outbox.c.token_hash == bindparam("hash"), cache_outbox.c.version <= bindparam("version")
+)
 #: Token ids per statement of a usage flush (SQLite's parameter limit is far above).
 _USAGE_CHUNK: Final = 1000
 
@@ -378,26 +386,25 @@ class TokenStore:
 
     async def outbox_done_many(self, settled: Sequence[tuple[str, int]]) -> None:
         """:meth:`outbox_done` for a batch's tokens, in one transaction."""
+        if not settled:
+            return
         async with self.transaction() as connection:
-            for token_hash, version in settled:
-                await connection.execute(
-                    delete(cache_outbox).where(
-                        cache_outbox.c.token_hash == token_hash, cache_outbox.c.version <= version
-                    )
-                )
+            # One executemany, not a statement (and on PostgreSQL a round
+            # trip) per token of the batch.
+            await connection.execute(_OUTBOX_DONE, [{"hash": h, "version": v} for h, v in settled])
 
     # -- writes (command writer only) ----------------------------------------
 
     @staticmethod
     async def insert(connection: AsyncConnection, record: TokenRecord) -> TokenRecord:
-        await connection.execute(insert(tokens).values(**_columns(record)))
+        await connection.execute(_INSERT_TOKENS, _columns(record))
         return record
 
     @staticmethod
     async def insert_many(connection: AsyncConnection, records: Sequence[TokenRecord]) -> None:
         """:meth:`insert` for many records, in one statement (an executemany)."""
         if records:
-            await connection.execute(insert(tokens), [_columns(record) for record in records])
+            await connection.execute(_INSERT_TOKENS, [_columns(record) for record in records])
 
     @staticmethod
     async def lock(connection: AsyncConnection, token_id: str) -> TokenRecord | None:
@@ -462,16 +469,8 @@ class TokenStore:
         owner: str | None = None,
     ) -> None:
         """One audit entry; ``owner``: the owner of the token it is about."""
-        await connection.execute(
-            insert(audit_log).values(
-                at=at,
-                actor_id=actor.id,
-                actor_name=actor.name,
-                action=action,
-                token_id=token_id,
-                details=details,
-                owner=owner,
-            )
+        await TokenStore.record_many(
+            connection, at=at, action=action, entries=[(actor, token_id, details, owner)]
         )
 
     # -- idempotency keys (command writer only) --------------------------------
@@ -575,7 +574,7 @@ class TokenStore:
         """One audit row per ``(actor, token_id, details, owner)``, in one statement."""
         if entries:
             await connection.execute(
-                insert(audit_log),
+                _INSERT_AUDIT,
                 [
                     {
                         "at": at,

@@ -31,7 +31,7 @@ from amplify_auth_server.commands import (
 from amplify_auth_server.database import create_engine, migrate
 from amplify_auth_server.errors import Conflict, IdempotencyKeyReused, NotFound
 from amplify_auth_server.metrics import Metrics
-from amplify_auth_server.models import SYSTEM
+from amplify_auth_server.models import SYSTEM, utcnow
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.tables import audit_log, tokens
 from tests.support.server import Backend, running_server
@@ -383,3 +383,19 @@ async def test_a_batch_aborted_by_a_deadlock_runs_again_one_command_at_a_time(
     # PostgreSQL failed the session that waited first, ours; it ran again.
     assert deadlocks == 1
     assert [o.value for o in outcomes if isinstance(o, Done)] == [high, low]
+
+
+@pytest.mark.anyio
+async def test_a_batch_settles_its_outbox_rows_in_one_go_each_up_to_its_version(
+    store: TokenStore,
+) -> None:
+    # After a batch's propagation, its tokens' outbox rows go in one
+    # statement; a row of a newer version (a later batch's change, not yet
+    # applied) stays to be replayed.
+    now = utcnow()
+    hashes = [f"{i:064x}" for i in range(4)]
+    async with store.transaction() as connection:
+        for token_hash, version in zip(hashes, (1, 1, 3, 1), strict=True):
+            await store.outbox_add(connection, token_hash, version, now)
+    await store.outbox_done_many([(hashes[0], 1), (hashes[1], 2), (hashes[2], 2)])
+    assert set(await store.outbox_pending()) == {hashes[2], hashes[3]}

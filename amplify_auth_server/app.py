@@ -29,6 +29,7 @@ from amplify_auth_server import logs, telemetry
 from amplify_auth_server.bodies import JsonBodies
 from amplify_auth_server.bootstrap import register_admin_token
 from amplify_auth_server.cache import LocalCache, RedisBudget, RedisCache, TokenCache
+from amplify_auth_server.checkpoints import WalCheckpoints
 from amplify_auth_server.commands import CommandQueue, Writer
 from amplify_auth_server.config import Settings
 from amplify_auth_server.database import WRITE_POOL_SIZE, create_engine, migrate
@@ -222,16 +223,31 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
-        write_engine = create_engine(settings.database_url, pool_size=WRITE_POOL_SIZE)
+        embedded = engine.dialect.name == "sqlite"
+        # Embedded, the WAL is checkpointed beside the writer, not in its
+        # commits (amplify_auth_server.checkpoints).
+        write_engine = create_engine(
+            settings.database_url, pool_size=WRITE_POOL_SIZE, autocheckpoint=not embedded
+        )
         stack.push_async_callback(write_engine.dispose)
         if settings.migrate_on_start:
             await migrate(write_engine)
+        checkpoints = WalCheckpoints(engine, write_engine) if embedded else None
+        if checkpoints is not None:
+            checkpoints.start()
+            # Stopped after the writer has drained; closing the database's
+            # last connection then checkpoints what is left (SQLite does).
+            stack.push_async_callback(checkpoints.stop)
         store = TokenStore(engine, write_engine)
         cache, propagation, feed, throttle = await _build_cache(settings, store, metrics, stack)
         metrics.watch_subscribers(lambda: feed.subscribers)
         # No WEBHOOK_URLS, no outbox: commands then write no webhook rows at all.
         outbox = WebhookOutbox(settings.webhook_url_list) if settings.webhook_url_list else None
-        queue = CommandQueue(Writer(store, propagation, webhooks=outbox), metrics)
+        queue = CommandQueue(
+            Writer(store, propagation, webhooks=outbox),
+            metrics,
+            between_batches=None if checkpoints is None else checkpoints.between_batches,
+        )
         queue.start()
         # Unwound first: the writer drains while caches and database still work.
         stack.push_async_callback(queue.stop)

@@ -27,7 +27,7 @@ import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, Generic, TypeVar
@@ -976,9 +976,11 @@ class CommandQueue:
         *,
         maxsize: int = DEFAULT_QUEUE_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        between_batches: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._writer = writer
         self._batch_size = batch_size
+        self._between_batches = between_batches
         self._metrics = metrics
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any] | None]] = asyncio.Queue(
             maxsize=maxsize
@@ -1035,8 +1037,19 @@ class CommandQueue:
             work = [(command, future) for command, future in batch if command is not _STOP]
             if work:
                 await self._execute(work)
+                await self._between()
             if stop:
                 return
+
+    async def _between(self) -> None:
+        """What must run with no batch under way (the embedded database's WAL
+        restart: amplify_auth_server.checkpoints); its failure fails no command."""
+        if self._between_batches is None:
+            return
+        try:
+            await self._between_batches()
+        except Exception:
+            logger.exception("the writer's work between two batches failed")
 
     async def _execute(self, work: list[tuple[Any, asyncio.Future[Any] | None]]) -> None:
         commands = [command for command, _ in work]

@@ -31,6 +31,8 @@ POOL_SIZE = 10
 # The writer's pool: one connection for the writer, one for health checks
 # and the outbox, whatever the validation misses are doing.
 WRITE_POOL_SIZE = 2
+#: How long a SQLite connection waits for another one's lock before it fails.
+BUSY_TIMEOUT_MS = 5000
 
 
 def async_url(database_url: str | None) -> URL:
@@ -59,7 +61,12 @@ def async_url(database_url: str | None) -> URL:
     return url
 
 
-def create_engine(database_url: str | None, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
+def create_engine(
+    database_url: str | None, *, pool_size: int = POOL_SIZE, autocheckpoint: bool = True
+) -> AsyncEngine:
+    """An engine for ``database_url``. ``autocheckpoint=False`` (SQLite; the served
+    process's writer): its commits never copy the WAL back into the database, which
+    :class:`~amplify_auth_server.checkpoints.WalCheckpoints` does beside it."""
     url = async_url(database_url)
     # A fixed pool, no overflow: under a burst, requests queue for a
     # connection instead of opening (and then closing) one each, which costs
@@ -70,7 +77,8 @@ def create_engine(database_url: str | None, *, pool_size: int = POOL_SIZE) -> As
         kwargs["connect_args"] = {"timeout": 5, "command_timeout": 10}
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = _sqlite_pragmas if autocheckpoint else _sqlite_writer_pragmas
+        event.listen(engine.sync_engine, "connect", pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         engine.dialect.statement_compiler = _SQLiteCompiler
     return engine
@@ -106,13 +114,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
     # pysqlite (under aiosqlite) begins transactions on its own, and in a way
     # that breaks SAVEPOINT: leave it to SQLAlchemy (_sqlite_begin), as
     # SQLAlchemy's documentation advises.
     dbapi_connection.isolation_level = None
+
+
+def _sqlite_writer_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
 
 
 def _alembic_config(connection: Connection) -> Config:

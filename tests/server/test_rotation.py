@@ -4,7 +4,6 @@ the second of its grace and then refused as expired, 409s, audit, events, idempo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from amplify_auth_client import generate_token, hash_token
+from amplify_auth_client import hash_token
 from amplify_auth_client.contract import IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER
-from amplify_auth_server import Settings, create_app, models
+from amplify_auth_server import models
 from amplify_auth_server.deps import Services
 from amplify_auth_server.models import utcnow
 from tests.conftest import insert_token
-from tests.server.conftest import create, validate
+from tests.server.conftest import create, in_process, validate
 from tests.support.events import EventStream
 from tests.support.server import Backend, ServerProcess
 
@@ -51,34 +50,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock(float(int(models.wall_time())))
     monkeypatch.setattr(models, "wall_time", clock)
     return clock
-
-
-@contextlib.asynccontextmanager
-async def in_process(
-    backend: Backend, **settings: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
-    """The app in process on ``backend``, its lifespan run: a client with the admin
-    token, and its parts."""
-    admin = generate_token()
-    app = create_app(
-        Settings(
-            database_url=backend.database_url or f"sqlite:///{backend.directory / 'inproc.db'}",
-            redis_url=None if backend.redis is None else backend.redis.url,
-            redis_key_prefix="amplify" if backend.redis is None else backend.redis.prefix,
-            auth_admin_token=admin,
-            _env_file=None,
-            **settings,
-        )
-    )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://auth",
-            headers={"Authorization": f"Bearer {admin}"},
-        ) as client,
-    ):
-        yield client, app.state.services
 
 
 @pytest.fixture

@@ -30,6 +30,9 @@ runs, for a side-by-side ratio on the same machine.
 ``beside --baseline <tree>`` serves this tree and the baseline at the same
 time, embedded, each with its own 32 clients, and gives the ratio of their
 creates/s round by round: the same moment of a machine whose speed drifts.
+``turns --baseline <tree>`` serves both too, but drives each alone in turn,
+as ``writes`` drives one: what a server reaches by itself depends on how
+long its writer keeps the clients waiting, not only on what a create costs.
 """
 
 from __future__ import annotations
@@ -383,6 +386,54 @@ def beside(baseline: str, seconds: int, rounds: int) -> None:
     print(f"| median | | | **{statistics.median(ratios):.2f}** |")
 
 
+def turns(baseline: str, seconds: int, rounds: int) -> None:
+    """Creates/s embedded, this tree's server and ``baseline``'s both up, each driven
+    alone by 32 clients in turn (ABBA...), ``rounds`` pairs, with the largest size
+    its write-ahead log reached.
+
+    :func:`beside` shares the two cores between both servers, which then
+    compete for CPU: it compares what a create costs. Alone, a server is
+    held back as much by how long its single writer keeps 32 clients
+    waiting (a batch, then their answers and next requests, in lockstep)
+    as by CPU: what ``writes`` measures, and what this compares, in turn
+    so that each pair sees nearly the same moment of a drifting machine.
+    """
+    print("| round | baseline creates/s | this tree creates/s | ratio |")
+    print("|---|---:|---:|---:|")
+    ratios, logs = [], {"baseline": 0, "this tree": 0}
+    with (
+        tempfile.TemporaryDirectory() as here,
+        tempfile.TemporaryDirectory() as there,
+        running_server(Backend("embedded", Path(here)), env={"PYTHONPATH": str(ROOT)}) as mine,
+        running_server(Backend("embedded", Path(there)), env={"PYTHONPATH": baseline}) as theirs,
+    ):
+        servers = {"this tree": (mine, Path(here)), "baseline": (theirs, Path(there))}
+
+        def drive(name: str) -> float:
+            server, directory = servers[name]
+            assert server.admin_token is not None
+            rate = api_creates(server.base_url, server.admin_token, seconds)
+            log = directory / "amplify_auth.db-wal"
+            logs[name] = max(logs[name], log.stat().st_size if log.exists() else 0)
+            return rate
+
+        drive("this tree"), drive("baseline")  # warm both
+        for round_ in range(1, rounds + 1):
+            order = ["this tree", "baseline"] if round_ % 2 else ["baseline", "this tree"]
+            rates = {name: drive(name) for name in order}
+            ratios.append(rates["this tree"] / rates["baseline"])
+            print(
+                f"| {round_} | {rates['baseline']:.0f} | {rates['this tree']:.0f} "
+                f"| {ratios[-1]:.2f} |",
+                flush=True,
+            )
+    print(f"| median | | | **{statistics.median(ratios):.2f}** |")
+    print(
+        f"| largest WAL | {logs['baseline'] / 2**20:.1f} MiB "
+        f"| {logs['this tree'] / 2**20:.1f} MiB | |"
+    )
+
+
 def bulk(server: ServerProcess, count: int) -> None:
     with server.client() as admin:
         raw = []
@@ -435,19 +486,22 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "mode", nargs="?", choices=["pages", "writes", "creates", "beside"], default="pages"
+        "mode",
+        nargs="?",
+        choices=["pages", "writes", "creates", "beside", "turns"],
+        default="pages",
     )
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
     parser.add_argument("--creates", type=int, default=4000)
     parser.add_argument("--seconds", type=int, default=6, help="each creates run (creates)")
-    parser.add_argument("--baseline", help="beside: a checkout of the build to compare with")
-    parser.add_argument("--rounds", type=int, default=5, help="beside: how many times")
+    parser.add_argument("--baseline", help="beside, turns: a checkout of the build to compare with")
+    parser.add_argument("--rounds", type=int, default=5, help="beside, turns: how many times")
     args = parser.parse_args()
-    if args.mode == "beside":
+    if args.mode in ("beside", "turns"):
         if not args.baseline:
-            parser.error("beside needs --baseline, a checkout (git worktree add)")
-        beside(args.baseline, args.seconds, args.rounds)
+            parser.error(f"{args.mode} needs --baseline, a checkout (git worktree add)")
+        (beside if args.mode == "beside" else turns)(args.baseline, args.seconds, args.rounds)
         return
     if args.mode == "creates":
         creates(args.seconds)

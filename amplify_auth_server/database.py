@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
@@ -72,7 +73,12 @@ def create_engine(
     # connection instead of opening (and then closing) one each, which costs
     # more than the queries. pool_timeout turns a dead database into a fast
     # 503 rather than a hung request.
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": 5}
+    kwargs: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": 0,
+        "pool_timeout": 5,
+        "json_serializer": _json_text,
+    }
     if url.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"timeout": 5, "command_timeout": 10}
     engine = create_async_engine(url, **kwargs)
@@ -82,6 +88,18 @@ def create_engine(
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         engine.dialect.statement_compiler = _SQLiteCompiler
     return engine
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's text (scopes, metadata, audit details): orjson's, compact.
+
+    The standard library's ``json.dumps`` was a third of what binding a
+    create's rows cost the writer. Nothing reads the text but a JSON
+    parser, and the scope filter, which looks for ``"scope"`` with its
+    quotes (:meth:`~amplify_auth_server.store.TokenStore.token_conditions`),
+    whatever the separators.
+    """
+    return orjson.dumps(value).decode()
 
 
 class _SQLiteCompiler(SQLiteCompiler):

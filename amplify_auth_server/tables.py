@@ -10,8 +10,9 @@ reference for autogenerate. The records read from them are in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -59,6 +60,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
         return value.astimezone(UTC)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, :meth:`process_bind_param` and SQLite's text in one step:
+        SQLAlchemy's own builds the text from a dict of the seven fields, and the
+        writer binds three datetimes per create. The text is the same
+        (``2026-12-01 09:30:00.000000``, what every stored row and query holds)."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        bind = self.process_bind_param
+
+        def process(value: datetime | None) -> str | None:
+            utc = bind(value, dialect)
+            return None if utc is None else utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

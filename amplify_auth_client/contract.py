@@ -32,6 +32,7 @@ import functools
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import string
@@ -185,7 +186,7 @@ def _random(alphabet: str, length: int) -> str:
     drawn = b""
     while len(drawn) < length:
         # A few bytes more than needed: 3 % of them (base 62) are rejected.
-        drawn += secrets.token_bytes(length + 8).translate(table, rejected)
+        drawn += os.urandom(length + 8).translate(table, rejected)
     return drawn[:length].decode("ascii")
 
 

@@ -44,6 +44,10 @@ metadata = MetaData(
 )
 
 
+#: SQLAlchemy's text of a datetime on SQLite (``DATETIME``'s storage format), by position.
+_SQLITE_TEXT: Final = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend.
 
@@ -63,8 +67,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         """On SQLite, :meth:`process_bind_param` and SQLite's text in one step:
-        SQLAlchemy's own builds the text from a dict of the seven fields, and the
-        writer binds three datetimes per create. The text is the same
+        SQLAlchemy's own builds the text from a dict of the seven fields, after
+        the UTC conversion's own call, and the writer binds three datetimes per
+        create. The text is the same
         (``2026-12-01 09:30:00.000000``, what every stored row and query holds)."""
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
@@ -72,7 +77,17 @@ class UTCDateTime(TypeDecorator[datetime]):
 
         def process(value: datetime | None) -> str | None:
             utc = bind(value, dialect)
-            return None if utc is None else utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+            if utc is None:
+                return None
+            return _SQLITE_TEXT % (
+                utc.year,
+                utc.month,
+                utc.day,
+                utc.hour,
+                utc.minute,
+                utc.second,
+                utc.microsecond,
+            )
 
         return process
 

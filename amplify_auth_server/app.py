@@ -51,6 +51,7 @@ from amplify_auth_server.pages import Cursors
 from amplify_auth_server.propagation import Propagation
 from amplify_auth_server.rotations import IdleRotations
 from amplify_auth_server.routes import errors, events, health, tokens, usage, validate
+from amplify_auth_server.schemas import ErrorResponse
 from amplify_auth_server.store import TokenStore
 from amplify_auth_server.throttle import Budgets, FailureThrottle
 from amplify_auth_server.usage import UsageCounter, UsageFlush, UsageReports
@@ -327,6 +328,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Opaque-token validation and management for Python microservices.",
         lifespan=_lifespan,
         dependencies=[Depends(strict_query)],
+        # Every operation: the refusal comes before any route is chosen.
+        responses={
+            400: {
+                "model": ErrorResponse,
+                "description": "A token in the query string (`token_in_url`): send it in the "
+                "Authorization header or the JSON body, and consider it exposed",
+            }
+        },
         **_NATIVE_TELEMETRY_OFF,
     )
     app.state.settings = settings

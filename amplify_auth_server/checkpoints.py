@@ -40,6 +40,7 @@ import logging
 from typing import ClassVar, Final, NamedTuple
 
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from amplify_auth_server.background import Periodic
@@ -90,9 +91,12 @@ class WalCheckpoints(Periodic):
         #: Whether the writer committed since the last round: an idle server
         #: checkpoints nothing.
         self._written = False
+        #: Whether the last checkpoint failed (logged once until one works).
+        self._failing = False
 
     async def once(self) -> Checkpoint | None:
-        """One round beside the writer; None if it has written nothing since the last."""
+        """One round beside the writer; None if it has written nothing since the last
+        (or the checkpoint failed)."""
         if not self._written:
             return None
         self._written = False
@@ -106,9 +110,23 @@ class WalCheckpoints(Periodic):
             return None
         return await self._checkpoint(self._writes)
 
-    async def _checkpoint(self, engine: AsyncEngine) -> Checkpoint:
-        async with engine.connect() as connection:
-            row = (await connection.execute(_PASSIVE)).one()
+    async def _checkpoint(self, engine: AsyncEngine) -> Checkpoint | None:
+        """A ``PASSIVE`` checkpoint from ``engine``; None if the database failed it.
+
+        A failure is logged once, not at every round (ten a second) or batch,
+        and the recovery once: a missed checkpoint only leaves the log longer.
+        """
+        try:
+            async with engine.connect() as connection:
+                row = (await connection.execute(_PASSIVE)).one()
+        except (SQLAlchemyError, OSError) as exc:
+            if not self._failing:
+                logger.warning("the WAL checkpoint failed (%s); retrying", type(exc).__name__)
+            self._failing = True
+            return None
+        if self._failing:
+            logger.info("the WAL checkpoint works again")
+        self._failing = False
         done = Checkpoint(bool(row[0]), row[1], row[2])
         self._log_pages = done.log_pages
         return done

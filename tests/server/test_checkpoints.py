@@ -187,3 +187,28 @@ async def test_the_queue_runs_the_writers_part_after_each_batch_and_survives_its
     finally:
         await queue.stop()
     assert calls == [0, 1, 2]
+
+
+@pytest.mark.anyio
+async def test_a_failing_checkpoint_is_logged_once_and_its_recovery_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database SQLite cannot open (its directory does not exist yet).
+    path = tmp_path / "later" / "wal.db"
+    engine = create_engine(f"sqlite:///{path}", pool_size=1)
+    try:
+        checkpoints = WalCheckpoints(engine, engine, restart_pages=1)
+        with caplog.at_level("INFO", logger="amplify_auth_server.checkpoints"):
+            for _ in range(3):
+                # Each round fails; the first says so.
+                assert await checkpoints.between_batches() is None
+                assert await checkpoints.once() is None
+            assert [r.getMessage() for r in caplog.records] == [
+                "the WAL checkpoint failed (OperationalError); retrying"
+            ]
+            path.parent.mkdir()
+            await checkpoints.between_batches()
+            assert await checkpoints.once() is not None
+        assert [r.getMessage() for r in caplog.records][1:] == ["the WAL checkpoint works again"]
+    finally:
+        await engine.dispose()

@@ -132,20 +132,19 @@ def test_extend_pushes_the_expiry(cli) -> None:
 
 
 def test_global_options_work_after_the_command_too(cli, cli_server: CLIServer, monkeypatch) -> None:
+    # Listed by a name of this test's own: a token other tests validate
+    # changes (its last use is written every 5 s) between two listings.
+    assert cli("create", "global-options", "--scopes", "read").code == 0
     monkeypatch.delenv("AUTH_URL")
     monkeypatch.delenv("AUTH_ADMIN_TOKEN")
-    before = cli(
-        "--auth-url", cli_server.url, "--admin-token", cli_server.admin_token, "--json", "list"
-    )
-    after = cli(
-        "list", "--json", "--auth-url", cli_server.url, "--admin-token", cli_server.admin_token
-    )
+    url, admin = cli_server.url, cli_server.admin_token
+    before = cli("--auth-url", url, "--admin-token", admin, "--json", "list", "--name", "global-")
+    after = cli("list", "--name", "global-", "--json", "--auth-url", url, "--admin-token", admin)
     assert before.code == after.code == 0
+    assert [t["name"] for t in before.json()] == ["global-options"]
     assert before.json() == after.json()
     # An option given only before the command is not undone by the command's parser.
-    mixed = cli(
-        "--json", "--auth-url", cli_server.url, "list", "--admin-token", cli_server.admin_token
-    )
+    mixed = cli("--json", "--auth-url", url, "list", "--name", "global-", "--admin-token", admin)
     assert mixed.json() == before.json()
 
 

@@ -214,7 +214,8 @@ class InvalidationBus(RedisFollower):
                 await self._handle(message)
         finally:
             self.lease.end()
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            # Untyped before redis-py 8.2; typed since.
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def _handle(self, message: dict[str, Any]) -> None:
         if message["type"] == "pong":

@@ -191,11 +191,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _run(work: Coroutine[None, None, None], settings: Settings) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from amplify_auth_server.database import async_url
+    from amplify_auth_server.database import UnknownSchema, async_url
 
     try:
         asyncio.run(work)
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, UnknownSchema) as exc:
         where = async_url(settings.database_url).render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         print(f"amplify-auth-server: cannot use the database {where}: {reason}", file=sys.stderr)

@@ -14,11 +14,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic import command as alembic
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
 
 from amplify_auth_client import __version__, generate_token, hash_token, token_is_well_formed
+from amplify_auth_server import database
 from amplify_auth_server.database import create_engine
 from amplify_auth_server.tables import include_object, metadata
 from tests.server.conftest import create, validate
@@ -177,6 +181,128 @@ def test_migrate_builds_exactly_the_models_schema_and_is_idempotent(
 
     if kind == "sqlite":
         check(f"sqlite:///{tmp_path / 'migrated.db'}")
+    else:
+        with fresh_database() as url:
+            check(url)
+
+
+_MIGRATIONS = Path(database.__file__).with_name("migrations")
+
+
+def test_head_revision_is_the_newest_migration() -> None:
+    assert ScriptDirectory(str(_MIGRATIONS)).get_heads() == [database.HEAD_REVISION]
+
+
+#: What a process that imported the server and migrated holds of Alembic and its
+#: template engine, one name per line.
+_MIGRATE_AND_LIST = """
+import asyncio, sys
+from amplify_auth_server.database import create_engine, migrate
+async def main():
+    engine = create_engine(sys.argv[1])
+    await migrate(engine)
+    await engine.dispose()
+asyncio.run(main())
+print("\\n".join(sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako", "pygments"})))
+"""
+
+
+def _migrate_in_a_process(url: str, cwd: Path) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _MIGRATE_AND_LIST, url],
+        cwd=cwd,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.split()
+
+
+def _stamp(url: str, revision: str) -> None:
+    async def stamp() -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("UPDATE alembic_version SET version_num = :v"), {"v": revision}
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(stamp())
+
+
+def _upgrade_to(url: str, revision: str) -> None:
+    def upgrade(connection: Connection) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        config.attributes["connection"] = connection
+        alembic.upgrade(config, revision)
+
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(upgrade)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _revisions(url: str) -> list[str]:
+    async def read() -> list[str]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
+                return list(rows.scalars())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_database_at_head_is_left_alone_without_alembic(tmp_path: Path, kind: str) -> None:
+    def check(url: str) -> None:
+        # One revision behind (the build before): Alembic upgrades it.
+        _upgrade_to(url, "0008")
+        assert _revisions(url) == ["0008"]
+        assert "alembic" in _migrate_in_a_process(url, tmp_path)
+        assert _revisions(url) == [database.HEAD_REVISION]
+        # At head (a restart, a second replica): not even imported.
+        assert _migrate_in_a_process(url, tmp_path) == []
+        assert _revisions(url) == [database.HEAD_REVISION]
+
+    if kind == "sqlite":
+        check(f"sqlite:///{tmp_path / 'restarted.db'}")
+    else:
+        with fresh_database() as url:
+            check(url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_database_a_newer_build_migrated_is_refused_in_one_line(
+    tmp_path: Path, kind: str
+) -> None:
+    def check(url: str) -> None:
+        assert run_cli("migrate", cwd=tmp_path, env={"DATABASE_URL": url}).returncode == 0
+        _stamp(url, "9999")
+        for command in ("migrate", "serve"):
+            result = run_cli(command, cwd=tmp_path, env={"DATABASE_URL": url})
+            assert result.returncode == 1, result.stderr
+            assert "Traceback" not in result.stderr
+            said = result.stderr.splitlines()
+            (line,) = [entry for entry in said if entry.startswith("amplify-auth-server:")]
+            assert "at revision 9999" in line
+            assert "a newer build migrated it" in line
+        assert _revisions(url) == ["9999"]  # nothing was done to it
+
+    if kind == "sqlite":
+        check(f"sqlite:///{tmp_path / 'newer.db'}")
     else:
         with fresh_database() as url:
             check(url)

@@ -40,6 +40,9 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic announces each of its built-in plugins at INFO: eight lines on
+    # every migration, saying nothing about the database.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:

@@ -19,7 +19,9 @@ How each fenced block is treated, by its language:
   commands are started and polled until ``/health`` answers; install
   commands are not run (they would rewrite the environment under test), but
   the extras, scripts and dependencies they name must exist.
-* ``json`` and ``text``: samples. JSON samples must parse.
+* ``json`` and ``text``: samples. JSON samples must parse, and one of an
+  answer about a token (a create, a validation, a record, an audit entry)
+  must have exactly the fields of one of the API's answers.
 * ``yaml``, ``ini`` and ``dockerfile``: excerpts of the files we ship
   (:data:`EXCERPTS`): each block must appear, verbatim, in one of them.
 * Anything else, or no language, fails: no block goes untested by accident.
@@ -55,10 +57,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
 import amplify_auth_client
 from amplify_auth_client import AsyncAuthClient, AuthClient, token_is_well_formed
 from amplify_auth_client._config import ENV_ADMIN_TOKEN, ENV_BASE_URL
+from amplify_auth_server import schemas
 from amplify_auth_server.config import Settings
 from tests.support.readiness import wait_until_serving
 from tests.support.server import QuickStartServer, clean_environment, quick_start_server
@@ -313,6 +317,36 @@ def test_bash_block(block: Block, docs_server: DocsServer) -> None:
 @pytest.mark.parametrize("block", blocks_of("json"))
 def test_json_sample_parses(block: Block) -> None:
     json.loads(block.code)
+
+
+def _answer_fields() -> dict[frozenset[str], str]:
+    """The field names of every answer the API sends, by model (their aliases)."""
+    models = [
+        m
+        for m in vars(schemas).values()
+        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schemas.__name__
+    ]
+    return {
+        frozenset(field.alias or name for name, field in m.model_fields.items()): m.__name__
+        for m in models
+        if m.__name__.endswith("Response")
+    }
+
+
+@pytest.mark.parametrize("block", blocks_of("json"))
+def test_a_sample_of_a_token_or_audit_answer_has_exactly_its_fields(block: Block) -> None:
+    """A sample of an answer about a token (a create, a validation, a record, an audit
+    entry) shows every field the API sends and no other: a field added to an
+    answer, or renamed, fails here until the page shows it."""
+    sample = json.loads(block.code)
+    if not isinstance(sample, dict) or not {"token", "token_id"} & set(sample):
+        return  # another shape: an event's payload, an error, a request body
+    answers = _answer_fields()
+    keys = frozenset(sample)
+    assert keys in answers, "no answer has exactly these fields; the nearest, " + ", ".join(
+        f"{answers[k]} (missing {sorted(k - keys)}, extra {sorted(keys - k)})"
+        for k in sorted(answers, key=lambda k: len(k ^ keys))[:2]
+    )
 
 
 def test_every_block_has_a_known_language() -> None:

@@ -56,20 +56,13 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         # and exit code 1, not a start-up traceback.
         _run(_migrate(settings), settings)
         settings = settings.model_copy(update={"migrate_on_start": False})
+    settings = _within_open_files(settings, open_file_cap(settings.max_connections))
     app = create_app(settings)
     limits = Limits(
         max_header_bytes=settings.max_header_bytes,
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,
     )
-    max_connections = open_file_cap(settings.max_connections)
-    if max_connections < settings.max_connections:
-        logging.getLogger("amplify_auth_server").warning(
-            "the open-file limit allows %d connections, not MAX_CONNECTIONS=%d; "
-            "raise the limit (ulimit -n) to hold more",
-            max_connections,
-            settings.max_connections,
-        )
 
     class Server(uvicorn.Server):
         sweeper: asyncio.Task[None] | None = None
@@ -104,11 +97,42 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         # The header and read limits live in this protocol (uvicorn has no option
         # for them with httptools); the connection cap and idle timeout are uvicorn's.
         http=protocol_class(limits),
-        limit_concurrency=max_connections,
+        limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     Server(config).run()
+
+
+def _within_open_files(settings: Settings, connections: int) -> Settings:
+    """``settings`` for the ``connections`` the open-file limit lets this process hold.
+
+    Fewer than ``MAX_CONNECTIONS``, the subscriber cap may then be as many
+    as the connections, or more: what the settings refuse at start-up (the
+    stream's subscribers holding every connection, none left for a
+    validation). It is lowered to half of them, and both are said.
+    """
+    if connections >= settings.max_connections:
+        return settings
+    log = logging.getLogger("amplify_auth_server")
+    log.warning(
+        "the open-file limit allows %d connections, not MAX_CONNECTIONS=%d; "
+        "raise the limit (ulimit -n) to hold more",
+        connections,
+        settings.max_connections,
+    )
+    subscribers = settings.events_max_subscribers
+    if subscribers >= connections:
+        subscribers = connections // 2
+        log.warning(
+            "EVENTS_MAX_SUBSCRIBERS lowered from %d to %d, half of those connections, "
+            "so that event stream subscribers cannot take them all",
+            settings.events_max_subscribers,
+            subscribers,
+        )
+    return settings.model_copy(
+        update={"max_connections": connections, "events_max_subscribers": subscribers}
+    )
 
 
 def freeze_start_up_heap() -> None:

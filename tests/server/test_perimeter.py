@@ -17,12 +17,15 @@ from contextlib import ExitStack, closing, suppress
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from amplify_auth_client import generate_token
 from amplify_auth_server.perimeter import HeadWithBody, Limits, protocol_class
+from tests.support.events import EventStream
 from tests.support.server import Backend, ServerProcess, running_server
 from tests.support.waiting import wait_for
 
@@ -226,6 +229,27 @@ def test_the_connection_cap_is_honoured_and_freed_slots_serve_again(tmp_path: Pa
         # The held connections are gone: the next client is served.
         with server.client(token=None) as client:
             wait_for(lambda: client.get("/health").status_code == 200, timeout=GUARD)
+
+
+def test_a_low_open_file_limit_lowers_the_subscriber_cap_below_the_connections(
+    tmp_path: Path,
+) -> None:
+    # 84 files: 20 connections past the files a server keeps for itself, and
+    # the default 1000 subscribers would take them all.
+    with running_server(Backend("embedded", tmp_path), open_files=84) as server:
+        log = server.log()
+        assert "allows 20 connections, not MAX_CONNECTIONS=2048" in log
+        assert "EVENTS_MAX_SUBSCRIBERS lowered from 1000 to 10" in log
+        with ExitStack() as held:
+            for _ in range(10):
+                held.enter_context(EventStream(server.base_url)).until("ready")
+            refused = httpx.get(server.base_url + "/auth/events", timeout=10)
+            assert refused.status_code == 503
+            assert refused.json()["error"] == "too_many_subscribers"
+            # Ten connections held by subscribers, and validations still answer.
+            with server.client(token=None) as client:
+                answer = client.post("/auth/validate", json={"token": generate_token()})
+                assert answer.status_code == 200
 
 
 def test_events_subscribers_cannot_take_every_connection() -> None:

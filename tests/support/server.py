@@ -107,6 +107,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    #: The process's open-file limit (soft and hard), as a tight ``ulimit -n`` sets it.
+    open_files: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -119,8 +121,17 @@ class ServerProcess:
     def start(self, *, wait: bool = True) -> None:
         self.starts += 1
         log = self.log_path.open("ab")
+        limit = [] if self.open_files is None else ["prlimit", f"--nofile={self.open_files}"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "amplify_auth_server", "serve", "--port", str(self.port)],
+            [
+                *limit,
+                sys.executable,
+                "-m",
+                "amplify_auth_server",
+                "serve",
+                "--port",
+                str(self.port),
+            ],
             cwd=self.cwd,
             env=self.env,
             stdout=log,
@@ -165,7 +176,11 @@ class ServerProcess:
 
 @contextmanager
 def running_server(
-    backend: Backend, *, env: Mapping[str, str] | None = None, admin_token: str | None = None
+    backend: Backend,
+    *,
+    env: Mapping[str, str] | None = None,
+    admin_token: str | None = None,
+    open_files: int | None = None,
 ) -> Iterator[ServerProcess]:
     """A started server on ``backend``; stopped (SIGTERM) on exit."""
     admin_token = admin_token or generate_token()
@@ -175,6 +190,7 @@ def running_server(
             {**UNTHROTTLED, **backend.env(), "AUTH_ADMIN_TOKEN": admin_token, **(env or {})}
         ),
         admin_token=admin_token,
+        open_files=open_files,
     )
     try:
         server.start()

@@ -212,7 +212,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "migrate":
         _run(_migrate(settings), settings)
     else:
-        _run(_create_admin_token(settings, args.name), settings)
+        _run(_create_admin_token(settings, _token_name(args.name)), settings)
+
+
+def _token_name(name: str) -> str:
+    """``--name`` held to the API's rules for a token's name, or one line and exit 2."""
+    from pydantic import TypeAdapter
+
+    from amplify_auth_server.schemas import Name
+
+    try:
+        return TypeAdapter(Name).validate_python(name)
+    except ValidationError as exc:
+        (error, *_) = exc.errors(include_input=False, include_url=False)
+        reason = (
+            "a name has no control characters, and no space at either end"
+            if error["type"] == "string_pattern_mismatch"
+            else error["msg"]
+        )
+        print(f"amplify-auth-server: --name: {reason}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _run(work: Coroutine[None, None, None], settings: Settings) -> None:

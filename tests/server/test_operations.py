@@ -346,6 +346,28 @@ def test_create_admin_token_prints_it_once_and_it_can_manage(tmp_path: Path, kin
 
 
 @pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param("", "at least 1 character", id="empty"),
+        pytest.param("x" * 101, "at most 100 characters", id="too-long"),
+        pytest.param(" padded", "no space at either end", id="padded"),
+        pytest.param("evil\nname\x07", "no control characters", id="control"),
+    ],
+)
+def test_create_admin_token_holds_its_name_to_the_apis_rules(
+    tmp_path: Path, name: str, message: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'named.db'}"
+    result = run_cli("create-admin-token", "--name", name, cwd=tmp_path, env={"DATABASE_URL": url})
+    assert result.returncode == 2
+    assert result.stdout == ""  # no token
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("amplify-auth-server: --name: ")
+    assert message in line
+    assert not (tmp_path / "named.db").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
     ("value", "message"),
     [
         pytest.param("amp_live_short", "not a valid amp_live_ token", id="short"),

@@ -339,6 +339,14 @@ class Settings(BaseSettings):
                     f"{scheme!r} is not supported; use postgresql://user:pass@host:5432/db "
                     "or sqlite:///path/to/file.db"
                 )
+            from sqlalchemy.exc import ArgumentError
+
+            from amplify_auth_server.database import async_url
+
+            try:
+                async_url(value)  # what else it refuses (a connect_timeout that is no number)
+            except ArgumentError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("webhook_urls")

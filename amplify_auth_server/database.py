@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlencode
 
 import orjson
 from sqlalchemy import Connection, event, inspect, text
@@ -54,11 +55,7 @@ def async_url(database_url: str | None) -> URL:
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+asyncpg")
-        # libpq spells it sslmode; asyncpg calls the same thing ssl.
-        if "sslmode" in url.query:
-            query = dict(url.query)
-            query["ssl"] = query.pop("sslmode")
-            url = url.set(query=query)
+        _asyncpg_arguments(url)  # a bad connect_timeout: refused here, in one line
     elif backend == "sqlite":
         url = url.set(drivername="sqlite+aiosqlite")
     else:
@@ -66,6 +63,32 @@ def async_url(database_url: str | None) -> URL:
             f"DATABASE_URL uses {backend!r}; AMPLIfy Auth supports postgresql:// and sqlite:///"
         )
     return url
+
+
+def _asyncpg_arguments(url: URL) -> tuple[URL, dict[str, Any]]:
+    """``url`` without its query, and the arguments that give asyncpg that query.
+
+    A ``DATABASE_URL`` copied from a libpq tool carries libpq's parameters
+    (``sslmode``, ``sslrootcert``, ``application_name``, ``connect_timeout``...).
+    SQLAlchemy hands a URL's query to asyncpg as keyword arguments, which
+    asyncpg refuses (a TypeError); but asyncpg reads libpq's names from a DSN,
+    its own SSL ones included, and sends any other as a server setting, as
+    libpq does. So the query goes to it as a DSN of its own, except
+    ``connect_timeout``, which asyncpg calls ``timeout``.
+    """
+    query = dict(url.query)
+    arguments: dict[str, Any] = {"timeout": 5, "command_timeout": 10}
+    if "connect_timeout" in query:
+        value = query.pop("connect_timeout")
+        try:
+            arguments["timeout"] = float(value if isinstance(value, str) else value[-1])
+        except ValueError:
+            raise ValueError(
+                f"its connect_timeout is {value!r}: a number of seconds, as libpq reads it"
+            ) from None
+    if query:
+        arguments["dsn"] = "postgresql://?" + urlencode(query, doseq=True)
+    return url.set(query={}), arguments
 
 
 def create_engine(
@@ -86,7 +109,7 @@ def create_engine(
         "json_serializer": _json_text,
     }
     if url.get_backend_name() == "postgresql":
-        kwargs["connect_args"] = {"timeout": 5, "command_timeout": 10}
+        url, kwargs["connect_args"] = _asyncpg_arguments(url)
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         pragmas = _sqlite_pragmas if autocheckpoint else _sqlite_writer_pragmas

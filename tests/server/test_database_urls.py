@@ -1,34 +1,86 @@
-"""DATABASE_URL as users write it: libpq's sslmode works with asyncpg, and an
-unsupported database is refused with the ones that are."""
+"""DATABASE_URL as users write it: libpq's parameters work with asyncpg, what
+PostgreSQL refuses of them is one line, and an unsupported database is refused
+with the ones that are."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from amplify_auth_server.database import async_url, create_engine
+from amplify_auth_server.database import _asyncpg_arguments, async_url, create_engine
+from tests.support.server import clean_environment
 from tests.support.services import fresh_database
 
 
+def migrate_with(url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "amplify_auth_server", "migrate"],
+        cwd=cwd,
+        env=clean_environment({"DATABASE_URL": url}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.postgres
-def test_a_libpq_sslmode_connects() -> None:
-    # Copied from a libpq tool: asyncpg has no sslmode argument and would refuse it.
-    async def ask(url: str) -> int:
+def test_libpq_parameters_reach_postgresql() -> None:
+    # Copied from a libpq tool: asyncpg takes none of these as arguments, and
+    # SQLAlchemy would pass them as such (a TypeError).
+    async def ask(url: str) -> str:
         engine = create_engine(url)
         try:
             async with engine.connect() as connection:
-                return int((await connection.execute(text("SELECT 1"))).scalar_one())
+                setting = text("SELECT current_setting('application_name')")
+                return str((await connection.execute(setting)).scalar_one())
         finally:
             await engine.dispose()
 
     with fresh_database() as url:
-        assert asyncio.run(ask(f"{url}?sslmode=disable")) == 1
-    assert async_url(f"{url}?sslmode=require&application_name=a").query == {
-        "ssl": "require",
-        "application_name": "a",
-    }
+        libpq = f"{url}?sslmode=disable&application_name=amplify-probe&connect_timeout=3"
+        assert asyncio.run(ask(libpq)) == "amplify-probe"
+    _, arguments = _asyncpg_arguments(async_url(libpq))
+    assert arguments["timeout"] == 3.0  # asyncpg's name for it
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        pytest.param(
+            "sslmode=verify-full&sslrootcert=/nonexistent/root.crt",
+            "No such file or directory",
+            id="missing-root-certificate",
+        ),
+        pytest.param(
+            "not_a_setting=1",
+            'unrecognized configuration parameter "not_a_setting"',
+            id="unknown-parameter",
+        ),
+    ],
+)
+def test_a_libpq_parameter_postgresql_refuses_is_one_line(
+    tmp_path: Path, query: str, said: str
+) -> None:
+    with fresh_database() as url:
+        result = migrate_with(f"{url}?{query}", tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = [e for e in result.stderr.splitlines() if e.startswith("amplify-auth-server:")]
+    assert said in line
+
+
+def test_a_connect_timeout_that_is_no_number_is_a_bad_setting(tmp_path: Path) -> None:
+    result = migrate_with("postgresql://u@127.0.0.1:5432/auth?connect_timeout=soon", tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("amplify-auth-server: DATABASE_URL: ")
+    assert "connect_timeout is 'soon': a number of seconds" in line
 
 
 def test_an_unsupported_database_is_refused_with_the_supported_ones() -> None:

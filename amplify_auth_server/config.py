@@ -362,7 +362,10 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("use redis://host:6379/0 (or rediss:// for TLS)")
+            raise ValueError(
+                "use redis://host:6379/0 (rediss:// for TLS, unix:///path/to/redis.sock "
+                "for a socket)"
+            )
         return value
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from amplify_auth_server.app import SHUTDOWN_GRACE
 from tests.support.containers import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
@@ -75,6 +76,14 @@ def test_the_auth_profile_runs_postgres_redis_and_the_auth_service_with_healthch
         "postgres": {"condition": "service_healthy"},
         "redis": {"condition": "service_healthy"},
     }
+
+
+def test_the_auth_service_is_given_longer_to_stop_than_its_own_grace() -> None:
+    # Compose's default (10 s) would SIGKILL the server as its grace for the
+    # requests in flight ends, before the writer's queue is drained.
+    grace = compose()["services"]["auth-service"]["stop_grace_period"]
+    assert grace.endswith("s")
+    assert int(grace.removesuffix("s")) >= 2 * SHUTDOWN_GRACE
 
 
 def test_postgres_keeps_its_data_in_a_named_volume() -> None:

@@ -542,3 +542,16 @@ def test_the_examples_left_no_secret_or_traceback_in_the_server_log(
     log = docs_server.process.log()
     assert _TOKEN_SHAPED.search(log) is None
     assert "Traceback" not in log
+
+
+def test_every_metric_the_server_exports_is_documented() -> None:
+    """A metric added to the registry and to no page fails here: an operator reads
+    the server page's table (and the webhooks page's) to build dashboards."""
+    from amplify_auth_server.metrics import Metrics
+
+    pages = (DOCS / "server.md").read_text() + (DOCS / "webhooks.md").read_text()
+    exported = {family.name for family in Metrics().registry.collect()}
+    undocumented = sorted(
+        name for name in exported if f"`{name}`" not in pages and f"`{name}_total" not in pages
+    )
+    assert undocumented == []

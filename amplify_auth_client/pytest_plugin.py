@@ -66,7 +66,8 @@ def amplify_auth_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAuthSer
 
 @pytest.fixture
 def amplify_token(amplify_auth_server: FakeAuthServer) -> TokenFactory:
-    """Mint tokens on :func:`amplify_auth_server`: ``amplify_token(scopes=[...], name=...)``."""
+    """Mint tokens on :func:`amplify_auth_server`: ``amplify_token(scopes=[...], name=...)``;
+    ``owner=`` gives the token its team (with ``tokens:manage``, a delegated admin)."""
 
     def mint(
         *,
@@ -75,11 +76,7 @@ def amplify_token(amplify_auth_server: FakeAuthServer) -> TokenFactory:
         expires_at: datetime | None = None,
         owner: str | None = None,
     ) -> CreatedToken:
-        if owner is not None:
-            # The seam for owners (issue 12): pass owner on to add_token once
-            # tokens have owners; until then a test asking for one fails loudly.
-            raise NotImplementedError("tokens have no owners yet in this version (issue 12)")
-        return amplify_auth_server.add_token(name, scopes, expires_at=expires_at)
+        return amplify_auth_server.add_token(name, scopes, expires_at=expires_at, owner=owner)
 
     return mint
 

@@ -52,9 +52,21 @@ def test_the_client_fixture_talks_to_the_same_fake(
     assert amplify_client.list_tokens()[0].name == "test-token"
 
 
-def test_owners_are_a_seam_not_a_silent_no_op(amplify_token: TokenFactory) -> None:
-    with pytest.raises(NotImplementedError, match="issue 12"):
-        amplify_token(scopes=["a"], owner="team-a")
+def test_a_token_with_an_owner_is_its_teams(
+    amplify_auth_server: FakeAuthServer, amplify_client: AuthClient, amplify_token: TokenFactory
+) -> None:
+    mine = amplify_token(scopes=["a"], name="mine", owner="team-a")
+    assert mine.owner == "team-a"
+    theirs = amplify_token(scopes=["a"], name="theirs", owner="team-b")
+    # With tokens:manage, a team's token manages that team's tokens only.
+    delegate = amplify_token(scopes=["tokens:manage", "a"], name="lead", owner="team-a")
+    with amplify_auth_server.client(admin_token=delegate.token, cache_ttl=0) as lead:
+        names = {t.name for t in lead.list_tokens()}
+        assert "mine" in names
+        assert "theirs" not in names
+    assert amplify_client.validate(theirs.token, ["a"]).owner == "team-b"
+    with pytest.raises(ValueError, match="owner"):
+        amplify_token(scopes=["a"], owner="Not An Owner")
 
 
 def test_the_plugin_is_registered_for_any_project(tmp_path: Path) -> None:

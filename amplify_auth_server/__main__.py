@@ -242,8 +242,12 @@ def _run(work: Coroutine[None, None, None], settings: Settings) -> None:
     try:
         asyncio.run(work)
     except (SQLAlchemyError, OSError, UnknownSchema) as exc:
-        where = async_url(settings.database_url).render_as_string(hide_password=True)
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        url = async_url(settings.database_url)
+        # A password may be in the query too (libpq's password=, sslpassword=).
+        url = url.difference_update_query(["password", "sslpassword"])
+        where = url.render_as_string(hide_password=True)
+        said = str(getattr(exc, "orig", None) or exc).splitlines()
+        reason = said[0] if said else type(exc).__name__  # a TimeoutError says nothing
         print(f"amplify-auth-server: cannot use the database {where}: {reason}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -9,6 +9,7 @@ embedded default, a SQLite file in the working directory.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
@@ -65,6 +66,11 @@ def async_url(database_url: str | None) -> URL:
     return url
 
 
+#: Query options that SQLAlchemy's asyncpg dialect reads itself (the first is
+#: how PgBouncer's transaction mode is served): kept on the URL for it.
+_DIALECT_OPTIONS: Final = frozenset({"prepared_statement_cache_size", "async_fallback"})
+
+
 def _asyncpg_arguments(url: URL) -> tuple[URL, dict[str, Any]]:
     """``url`` without its query, and the arguments that give asyncpg that query.
 
@@ -73,22 +79,32 @@ def _asyncpg_arguments(url: URL) -> tuple[URL, dict[str, Any]]:
     SQLAlchemy hands a URL's query to asyncpg as keyword arguments, which
     asyncpg refuses (a TypeError); but asyncpg reads libpq's names from a DSN,
     its own SSL ones included, and sends any other as a server setting, as
-    libpq does. So the query goes to it as a DSN of its own, except
-    ``connect_timeout``, which asyncpg calls ``timeout``.
+    libpq does. So the query goes to it as a DSN of its own, with repeated
+    ``host`` and ``port`` keys (SQLAlchemy's form for several hosts) as
+    libpq's comma lists, and ``ssl`` (SQLAlchemy's and asyncpg's name) as
+    ``sslmode``; ``connect_timeout`` becomes asyncpg's ``timeout`` (0 or
+    less: none, as in libpq), and the dialect's own options stay on the URL.
     """
-    query = dict(url.query)
+    query = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in url.query.items()}
+    dialect = {k: query.pop(k)[-1] for k in _DIALECT_OPTIONS & set(query)}
+    if "ssl" in query and "sslmode" not in query:
+        query["sslmode"] = query.pop("ssl")
     arguments: dict[str, Any] = {"timeout": 5, "command_timeout": 10}
     if "connect_timeout" in query:
-        value = query.pop("connect_timeout")
+        value = query.pop("connect_timeout")[-1]
         try:
-            arguments["timeout"] = float(value if isinstance(value, str) else value[-1])
+            seconds = float(value)
         except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds):
             raise ValueError(
                 f"its connect_timeout is {value!r}: a number of seconds, as libpq reads it"
-            ) from None
+            )
+        arguments["timeout"] = seconds if seconds > 0 else None
     if query:
-        arguments["dsn"] = "postgresql://?" + urlencode(query, doseq=True)
-    return url.set(query={}), arguments
+        libpq = {k: ",".join(v) if k in ("host", "port") else v[-1] for k, v in query.items()}
+        arguments["dsn"] = "postgresql://?" + urlencode(libpq)
+    return url.set(query=dialect), arguments
 
 
 def create_engine(
@@ -199,14 +215,20 @@ def _revisions(connection: Connection) -> list[str]:
     return list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
-def _upgrade(connection: Connection) -> None:
-    from alembic import command
-    from alembic.util import CommandError
-
+def _locked_revisions(connection: Connection) -> list[str]:
+    """:func:`_revisions`, read under the migration lock: a replica never reads a
+    schema that another (a newer build) is migrating, it waits for its end."""
     if connection.dialect.name == "postgresql":
         # Held until the transaction ends, whatever way it ends; SQLite
         # serialises writers itself (busy_timeout above).
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    return _revisions(connection)
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
     try:
         command.upgrade(_alembic_config(connection), "head")
     except CommandError as exc:  # a revision of a newer build (Alembic: "Can't locate")
@@ -223,9 +245,8 @@ async def migrate(engine: AsyncEngine) -> None:
     Raises :class:`UnknownSchema` for a database a newer build migrated.
     """
     async with engine.connect() as connection:
-        # Unlocked: a schema at head stays there.
-        if await connection.run_sync(_revisions) != [HEAD_REVISION]:
-            await connection.rollback()
+        # One transaction, the lock held from the read to the commit.
+        if await connection.run_sync(_locked_revisions) != [HEAD_REVISION]:
             await connection.run_sync(_upgrade)
             await connection.commit()
     logger.info("database schema is up to date")

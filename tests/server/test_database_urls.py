@@ -5,6 +5,7 @@ with the ones that are."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -75,12 +76,46 @@ def test_a_libpq_parameter_postgresql_refuses_is_one_line(
     assert said in line
 
 
-def test_a_connect_timeout_that_is_no_number_is_a_bad_setting(tmp_path: Path) -> None:
-    result = migrate_with("postgresql://u@127.0.0.1:5432/auth?connect_timeout=soon", tmp_path)
+@pytest.mark.parametrize("value", ["soon", "nan", "inf"])
+def test_a_connect_timeout_that_is_no_number_is_a_bad_setting(tmp_path: Path, value: str) -> None:
+    result = migrate_with(f"postgresql://u@127.0.0.1:5432/auth?connect_timeout={value}", tmp_path)
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("amplify-auth-server: DATABASE_URL: ")
-    assert "connect_timeout is 'soon': a number of seconds" in line
+    assert f"connect_timeout is '{value}': a number of seconds" in line
+
+
+def test_sqlalchemys_spellings_and_several_hosts_reach_asyncpg_as_libpqs() -> None:
+    url, arguments = _asyncpg_arguments(
+        async_url(
+            "postgresql://u@/auth?host=h1:5432&host=h2:5433&target_session_attrs=read-write"
+            "&ssl=require&prepared_statement_cache_size=0&connect_timeout=0"
+        )
+    )
+    # Both hosts, as libpq's list (a repeated key would keep the last only).
+    assert arguments["dsn"] == (
+        "postgresql://?host=h1%3A5432%2Ch2%3A5433&target_session_attrs=read-write&sslmode=require"
+    )
+    assert arguments["timeout"] is None  # libpq's 0: wait as long as it takes
+    # The dialect's own option (PgBouncer's transaction mode) stays its own.
+    assert url.query == {"prepared_statement_cache_size": "0"}
+
+
+def test_a_database_that_never_answers_is_one_line_without_the_query_password(
+    tmp_path: Path,
+) -> None:
+    # Accepts connections, never says a word: asyncpg's timeout is all there is.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        result = migrate_with(
+            f"postgresql://u@127.0.0.1:{port}/auth?connect_timeout=0.5&password=hunter2",
+            tmp_path,
+        )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = [e for e in result.stderr.splitlines() if e.startswith("amplify-auth-server:")]
+    assert "TimeoutError" in line
+    assert "hunter2" not in result.stderr
 
 
 def test_an_unsupported_database_is_refused_with_the_supported_ones() -> None:

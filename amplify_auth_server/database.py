@@ -66,13 +66,14 @@ def async_url(database_url: str | None) -> URL:
     return url
 
 
-#: Query options that SQLAlchemy's asyncpg dialect reads itself (the first is
-#: how PgBouncer's transaction mode is served): kept on the URL for it.
-_DIALECT_OPTIONS: Final = frozenset({"prepared_statement_cache_size", "async_fallback"})
+#: The query option SQLAlchemy's asyncpg dialect reads itself (0 is how
+#: PgBouncer's transaction mode is served): kept on the URL for it.
+_DIALECT_OPTIONS: Final = frozenset({"prepared_statement_cache_size"})
 
 
 def _asyncpg_arguments(url: URL) -> tuple[URL, dict[str, Any]]:
-    """``url`` without its query, and the arguments that give asyncpg that query.
+    """``url`` with only the dialect's own options left in its query, and the
+    arguments that give asyncpg the rest.
 
     A ``DATABASE_URL`` copied from a libpq tool carries libpq's parameters
     (``sslmode``, ``sslrootcert``, ``application_name``, ``connect_timeout``...).

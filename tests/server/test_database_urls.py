@@ -7,26 +7,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from amplify_auth_server.database import _asyncpg_arguments, async_url, create_engine
-from tests.support.server import clean_environment
+from tests.support.server import run_cli
 from tests.support.services import fresh_database
 
 
 def migrate_with(url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "amplify_auth_server", "migrate"],
-        cwd=cwd,
-        env=clean_environment({"DATABASE_URL": url}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli("migrate", cwd=cwd, env={"DATABASE_URL": url})
 
 
 @pytest.mark.postgres

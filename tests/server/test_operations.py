@@ -26,22 +26,15 @@ from amplify_auth_server import database
 from amplify_auth_server.database import create_engine
 from amplify_auth_server.tables import include_object, metadata
 from tests.server.conftest import create, validate
-from tests.support.server import Backend, ServerProcess, clean_environment, running_server
+from tests.support.server import (
+    Backend,
+    ServerProcess,
+    clean_environment,
+    run_cli,
+    running_server,
+)
 from tests.support.services import fresh_database
 from tests.support.tokens import with_a_bad_checksum
-
-
-def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "amplify_auth_server", *args],
-        cwd=cwd,
-        env=clean_environment(env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_health_has_the_seed_shape(backend: Backend, server: ServerProcess) -> None:

@@ -432,7 +432,7 @@ def test_bad_webhook_settings_are_refused(
 
 
 def test_a_bad_webhook_secret_stops_start_up(tmp_path: Path) -> None:
-    from tests.server.test_operations import run_cli
+    from tests.support.server import run_cli
 
     secret = "whsec_" + "x" * 12
     result = run_cli(

@@ -97,6 +97,20 @@ class Backend:
         return env
 
 
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``amplify-auth-server ARGS`` run to its end in ``cwd``, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "amplify_auth_server", *args],
+        cwd=cwd,
+        env=clean_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @dataclass
 class ServerProcess:
     """``python -m amplify_auth_server`` on a free port, logging to a file."""
